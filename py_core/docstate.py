@@ -1,0 +1,128 @@
+"""What the Grist document holds: its tables and columns, and OTP's registry tables.
+
+OTP keeps three small tables in the document (visible, filterable like any other):
+- `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync.
+- `OTP_Tables`: which Grist table holds which part of a procedure (by table *ref*, stable across
+  renames in Grist).
+- `OTP_Colonnes`: which Grist column holds which DS champ (by column ref), with the DS label and
+  type and whether the champ is still in the form.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sink import GristSink, records
+
+META_TABLES: dict[str, list[tuple[str, str, str]]] = {
+    "OTP_Demarches": [
+        ("Numero", "Int", "Numéro de démarche"),
+        ("Titre", "Text", "Titre"),
+        ("Curseur", "Text", "Modifiés depuis (reprise incrémentale)"),
+        ("Derniere_synchro", "DateTime:UTC", "Dernière synchronisation"),
+        ("Nb_dossiers", "Int", "Nombre de dossiers"),
+    ],
+    "OTP_Tables": [
+        ("Demarche", "Int", "Démarche"),
+        ("Cle", "Text", "Clé OTP"),
+        ("Table_ref", "Int", "Référence de la table"),
+    ],
+    "OTP_Colonnes": [
+        ("Demarche", "Int", "Démarche"),
+        ("Table_ref", "Int", "Référence de la table"),
+        ("Cle", "Text", "Clé OTP"),
+        ("Col_ref", "Int", "Référence de la colonne"),
+        ("Libelle_DS", "Text", "Libellé dans DS"),
+        ("Type_DS", "Text", "Type DS"),
+        ("Dans_le_formulaire", "Bool", "Dans le formulaire actuel"),
+    ],
+}
+
+
+@dataclass
+class GristColumn:
+    ref: int
+    table_ref: int
+    col_id: str
+    type: str
+    label: str
+    widget_options: dict[str, Any]
+    is_formula: bool
+
+
+@dataclass
+class DocState:
+    tables: dict[int, str]  # table ref → table id
+    columns: dict[int, GristColumn]  # col ref → column
+    timezone: str
+    meta: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # OTP_* rows
+
+    def table_ref(self, table_id: str) -> int | None:
+        return next((ref for ref, tid in self.tables.items() if tid == table_id), None)
+
+    def table_columns(self, table_ref: int) -> list[GristColumn]:
+        return [c for c in self.columns.values() if c.table_ref == table_ref]
+
+    def column_ref(self, table_id: str, col_id: str) -> int | None:
+        table_ref = self.table_ref(table_id)
+        return next((c.ref for c in self.columns.values() if c.table_ref == table_ref and c.col_id == col_id), None)
+
+    def procedure(self, number: int) -> dict[str, Any] | None:
+        return next((r for r in self.meta.get("OTP_Demarches", []) if r.get("Numero") == number), None)
+
+    def registered_tables(self, number: int) -> dict[str, int]:
+        return {r["Cle"]: r["Table_ref"] for r in self.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
+
+    def registered_columns(self, number: int) -> list[dict[str, Any]]:
+        return [r for r in self.meta.get("OTP_Colonnes", []) if r.get("Demarche") == number]
+
+
+async def load_state(sink: GristSink) -> DocState:
+    tables = records(await sink.fetch_table("_grist_Tables"))
+    columns = records(await sink.fetch_table("_grist_Tables_column"))
+    info = records(await sink.fetch_table("_grist_DocInfo"))
+    timezone = (info[0].get("timezone") if info else None) or "Europe/Paris"
+    state = DocState(
+        tables={t["id"]: t["tableId"] for t in tables if t.get("tableId")},
+        columns={
+            c["id"]: GristColumn(
+                ref=c["id"],
+                table_ref=c["parentId"],
+                col_id=c["colId"],
+                type=c.get("type") or "Any",
+                label=c.get("label") or "",
+                widget_options=_options(c.get("widgetOptions")),
+                is_formula=bool(c.get("isFormula")),
+            )
+            for c in columns
+        },
+        timezone=timezone,
+    )
+    for name in META_TABLES:
+        if state.table_ref(name) is not None:
+            state.meta[name] = records(await sink.fetch_table(name))
+    return state
+
+
+def meta_table_actions(state: DocState) -> list[list[Any]]:
+    """Create the OTP registry tables that are missing (first sync in a document)."""
+    actions = []
+    for name, columns in META_TABLES.items():
+        if state.table_ref(name) is None:
+            actions.append(["AddTable", name, [
+                {"id": col_id, "type": type_, "label": label, "isFormula": False, "untieColIdFromLabel": True}
+                for col_id, type_, label in columns
+            ]])
+    return actions
+
+
+def _options(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,168 @@
+"""Errors the agent can act on, each with a French message (what happened, what to do).
+
+The message never contains the DS token. `code` is stable, for tests and the sync history.
+"""
+
+from __future__ import annotations
+
+RELAY_DOC = "la section « Relais vers l'API DS » du README"
+
+
+class OTPError(Exception):
+    """An error with a message for the agent, in French."""
+
+    code = "error"
+
+    def __init__(self, message_fr: str, *, code: str | None = None, detail: str = ""):
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+        if code:
+            self.code = code
+        self.detail = detail
+
+
+class InputError(OTPError):
+    code = "input"
+
+
+class DSError(OTPError):
+    """DS answered with an error, or could not be reached."""
+
+    code = "ds"
+
+
+class GristWriteError(OTPError):
+    code = "grist"
+
+
+def invalid_number(raw: str) -> InputError:
+    if not raw.strip():
+        return InputError(
+            "Le numéro de démarche est vide. Saisissez le numéro de la démarche, "
+            "par exemple 12345 (il figure dans l'adresse de la démarche sur DS).",
+            code="demarche_empty",
+        )
+    return InputError(
+        f"« {raw.strip()[:40]} » n'est pas un numéro de démarche. Saisissez un nombre entier, "
+        "par exemple 12345 (il figure dans l'adresse de la démarche sur DS).",
+        code="demarche_invalid",
+    )
+
+
+def empty_token() -> InputError:
+    return InputError(
+        "Le jeton d'API est vide. Créez un jeton dans votre profil DS "
+        "(menu « Votre profil » → « Jetons d'API ») puis collez-le ici.",
+        code="token_empty",
+    )
+
+
+def invalid_endpoint() -> InputError:
+    return InputError(
+        "L'adresse de l'API n'est pas valide. Elle doit commencer par https:// (ou http:// pour un "
+        "relais local), par exemple https://demarche.numerique.gouv.fr/api/v2/graphql.",
+        code="endpoint_invalid",
+    )
+
+
+def token_expired() -> DSError:
+    return DSError(
+        "Le jeton d'API a expiré ou n'est plus valide. Créez un nouveau jeton dans votre profil DS "
+        "(« Jetons d'API ») et saisissez-le à nouveau.",
+        code="token_expired",
+    )
+
+
+def token_rejected() -> DSError:
+    return DSError(
+        "DS ne reconnaît pas ce jeton d'API (jeton erroné, révoqué ou incomplet). Vérifiez que vous "
+        "avez copié le jeton en entier, ou créez-en un nouveau dans votre profil DS.",
+        code="token_rejected",
+    )
+
+
+def forbidden_network(message: str) -> DSError:
+    return DSError(
+        "DS refuse ce jeton depuis cette adresse réseau : il est restreint à certains réseaux. "
+        "Ajoutez l'adresse du relais aux réseaux autorisés du jeton dans votre profil DS, "
+        f"ou passez par le relais de votre organisation (voir {RELAY_DOC}).",
+        code="forbidden_network",
+        detail=message,
+    )
+
+
+def demarche_not_found(number: int) -> DSError:
+    return DSError(
+        f"La démarche n° {number} n'existe pas sur ce serveur DS. Vérifiez le numéro "
+        "(il figure dans l'adresse de la démarche) et l'adresse de l'API.",
+        code="not_found",
+    )
+
+
+def demarche_not_accessible(number: int) -> DSError:
+    return DSError(
+        f"Ce jeton n'a pas accès à la démarche n° {number}. Utilisez le jeton d'un administrateur "
+        "de cette démarche, ou ajoutez la démarche aux démarches couvertes par le jeton.",
+        code="unauthorized",
+    )
+
+
+def ds_unreachable(endpoint: str, *, cors: bool) -> DSError:
+    if cors:
+        return DSError(
+            f"Le navigateur a bloqué l'appel à {endpoint} : DS n'autorise pas les appels directs "
+            "depuis une page web (en-têtes CORS absents). Passez par le relais de votre organisation "
+            f"et saisissez son adresse dans « Adresse de l'API » (voir {RELAY_DOC}).",
+            code="cors",
+        )
+    return DSError(
+        f"Impossible de joindre l'API à l'adresse {endpoint}. Vérifiez l'adresse de l'API et votre "
+        f"connexion ; si vous passez par un relais, vérifiez qu'il est en service (voir {RELAY_DOC}).",
+        code="unreachable",
+    )
+
+
+def rate_limited(wait_s: int | None) -> DSError:
+    when = f"dans {wait_s} secondes" if wait_s else "dans une minute"
+    return DSError(
+        f"DS limite le nombre de requêtes et demande d'attendre. Relancez la synchronisation {when} : "
+        "elle reprendra sans rien perdre.",
+        code="rate_limited",
+    )
+
+
+def ds_server_error(status: int, message: str = "") -> DSError:
+    return DSError(
+        f"DS a répondu par une erreur (code {status}). Réessayez dans quelques minutes ; si l'erreur "
+        "persiste, contactez le support de DS en indiquant l'heure de la tentative.",
+        code="server_error",
+        detail=message,
+    )
+
+
+def ds_query_error(message: str, code: str) -> DSError:
+    return DSError(
+        f"DS a refusé la requête ({code or 'erreur'} : {message[:200]}). Réessayez ; si l'erreur "
+        "persiste, signalez-la à l'équipe OTP avec ce message.",
+        code=code or "graphql",
+        detail=message,
+    )
+
+
+def ds_bad_response(detail: str) -> DSError:
+    return DSError(
+        "La réponse reçue n'est pas celle de l'API DS (ce n'est pas du JSON GraphQL). Vérifiez "
+        "l'adresse de l'API : elle se termine normalement par /api/v2/graphql.",
+        code="bad_response",
+        detail=detail,
+    )
+
+
+def grist_write_failed(detail: str) -> GristWriteError:
+    return GristWriteError(
+        "Grist a refusé l'écriture des données ; la synchronisation s'est arrêtée sans déplacer son "
+        "point de reprise, vous pouvez la relancer. Vérifiez que le widget a l'accès complet au "
+        f"document. Détail : {detail[:300]}",
+        code="grist_write",
+        detail=detail,
+    )

@@ -1,0 +1,75 @@
+"""Grist cell encodings (what `BulkAddRecord` takes and `fetchTable` gives back)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timezone
+from typing import Any
+
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+def date_cell(iso: str | None) -> int | None:
+    """Grist Date: seconds since the epoch at midnight UTC."""
+    if not iso:
+        return None
+    try:
+        return (date.fromisoformat(iso[:10]) - _EPOCH_DATE).days * 86400
+    except ValueError:
+        return None
+
+
+def datetime_cell(iso: str | None) -> float | None:
+    """Grist DateTime: seconds since the epoch (the column's time zone is only for display)."""
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def choice_list_cell(values: list[str] | None) -> list[Any] | None:
+    return ["L", *values] if values else None
+
+
+def text_cell(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.strip() else None
+
+
+def int_cell(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(str(value).strip().replace(" ", "").replace("\u202f", ""))
+    except ValueError:
+        return None
+
+
+def float_cell(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(str(value).replace(",", ".").replace(" ", ""))
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def same_cell(old: Any, new: Any) -> bool:
+    """Equality as Grist stores it: blank text is None, numbers compare by value, lists by items."""
+    if old in ("", None) and new in ("", None):
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return bool(old) == bool(new)
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        return math.isclose(old, new, rel_tol=0, abs_tol=1e-6)
+    if isinstance(old, list) and isinstance(new, list):
+        return old == new
+    return old == new

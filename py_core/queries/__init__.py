@@ -1,0 +1,23 @@
+"""The GraphQL documents OTP sends, kept in `.graphql` files beside this module."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+FRAGMENT_FILES = {"ChampFields": "champ_fields.graphql"}
+QUERY_FILES = ("structure", "dossiers", "deleted_dossiers", "labels")
+
+
+def _read(filename: str) -> str:
+    return resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+
+
+@cache
+def document(name: str) -> str:
+    """The full document for query `name`, with the shared fragments it spreads appended."""
+    text = _read(f"{name}.graphql")
+    for fragment, filename in FRAGMENT_FILES.items():
+        if f"...{fragment}" in text:
+            text += "\n" + _read(filename)
+    return text

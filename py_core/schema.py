@@ -1,0 +1,178 @@
+"""The tables a procedure needs, derived from its descriptors (pure).
+
+Table keys: `dossiers`, `champs`, `annotations`, `bloc:<descriptor id>` (one per repeatable
+block). Column keys: fixed names for OTP's own columns, `<descriptor id>[/<part>]` for champs.
+A Ref type is written `Ref:@<table key>` and resolved to the real table id by the planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .champ_types import DATETIME, Part, column_key, parts_for
+from .grist_values import choice_list_cell, datetime_cell, text_cell
+from .models import Descriptor, Dossier, Structure
+
+STATE_LABELS = {
+    "en_construction": "En construction",
+    "en_instruction": "En instruction",
+    "accepte": "Accepté",
+    "refuse": "Refusé",
+    "sans_suite": "Classé sans suite",
+}
+
+DOSSIER_KEY = "numero"
+DOSSIER_REF = "dossier"
+ROW_KEY = "ligne"
+POSITION = "position"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    key: str
+    label: str  # the full DS label (column label in Grist)
+    type: str
+    id_hint: str  # what the column id is derived from
+    widget_options: dict[str, Any] = field(default_factory=dict)
+    ds_type: str = ""  # descriptor kind, or "otp" for OTP's own columns
+    read: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    name: str  # table id hint
+    row_key: tuple[str, ...]  # the column keys that identify a row
+    columns: list[ColumnSpec]
+    parent_ref: str | None = None  # column key of the Ref to the dossier, for child tables
+
+    def column(self, key: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.key == key)
+
+
+@dataclass(frozen=True)
+class Schema:
+    number: int
+    tables: list[TableSpec]
+    unknown_kinds: list[str]
+
+    def table(self, key: str) -> TableSpec:
+        return next(t for t in self.tables if t.key == key)
+
+
+def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int) -> list[ColumnSpec]:
+    dt = f"{DATETIME}:{timezone}"
+
+    def col(key: str, label: str, type_: str, read, id_hint: str, **options) -> ColumnSpec:
+        return ColumnSpec(key, label, type_, id_hint, options, "otp", read)
+
+    def when(name: str):
+        return lambda d: datetime_cell(d.raw(name))
+
+    def demandeur(*path: str):
+        def read(d: Dossier):
+            value: Any = d.raw("demandeur")
+            for name in path:
+                value = value.get(name) if isinstance(value, dict) else None
+            return text_cell(value)
+
+        return read
+
+    def link(d: Dossier) -> str:
+        return f"Dossier {d.number} {ds_base}/procedures/{number}/dossiers/{d.number}"
+
+    return [
+        col(DOSSIER_KEY, "Numéro", "Int", lambda d: d.number, "Numero"),
+        col("etat", "État", "Choice", lambda d: STATE_LABELS.get(d.state, d.state), "Etat", choices=list(STATE_LABELS.values())),
+        col("date_depot", "Date de dépôt", dt, when("dateDepot"), "Date_depot"),
+        col("date_construction", "Date de passage en construction", dt, when("datePassageEnConstruction"), "Date_passage_en_construction"),
+        col("date_instruction", "Date de passage en instruction", dt, when("datePassageEnInstruction"), "Date_passage_en_instruction"),
+        col("date_traitement", "Date de traitement", dt, when("dateTraitement"), "Date_traitement"),
+        col("date_modification", "Date de dernière modification", dt, when("dateDerniereModification"), "Date_derniere_modification"),
+        col("date_expiration", "Date d'expiration", dt, when("dateExpiration"), "Date_expiration"),
+        col("date_suppression_usager", "Date de suppression par l'usager", dt, when("dateSuppressionParUsager"), "Date_suppression_usager"),
+        col("date_suppression_administration", "Date de suppression par l'administration", dt, when("dateSuppressionParAdministration"), "Date_suppression_administration"),
+        col("demandeur_type", "Type de demandeur", "Choice", _demandeur_kind, "Demandeur_type", choices=["Personne physique", "Personne morale"]),
+        col("demandeur_civilite", "Civilité du demandeur", "Choice", demandeur("civilite"), "Demandeur_civilite", choices=["M", "Mme"]),
+        col("demandeur_nom", "Nom du demandeur", "Text", demandeur("nom"), "Demandeur_nom"),
+        col("demandeur_prenom", "Prénom du demandeur", "Text", demandeur("prenom"), "Demandeur_prenom"),
+        col("demandeur_email", "E-mail du demandeur", "Text", demandeur("email"), "Demandeur_email"),
+        col("demandeur_siret", "SIRET du demandeur", "Text", demandeur("siret"), "Demandeur_SIRET"),
+        col("demandeur_raison_sociale", "Raison sociale", "Text", demandeur("entreprise", "raisonSociale"), "Demandeur_raison_sociale"),
+        col("demandeur_forme_juridique", "Forme juridique", "Text", demandeur("entreprise", "formeJuridique"), "Demandeur_forme_juridique"),
+        col("demandeur_adresse", "Adresse du demandeur", "Text", demandeur("address", "label"), "Demandeur_adresse"),
+        col("usager_email", "E-mail de l'usager", "Text", lambda d: text_cell((d.raw("usager") or {}).get("email")), "Usager_email"),
+        col("depose_par_un_tiers", "Déposé par un tiers", "Bool", lambda d: bool(d.raw("deposeParUnTiers")), "Depose_par_un_tiers"),
+        col("groupe_instructeur", "Groupe instructeur", "Text", lambda d: text_cell((d.raw("groupeInstructeur") or {}).get("label")), "Groupe_instructeur"),
+        col("instructeurs", "Instructeurs", "Text", lambda d: text_cell(", ".join(i.get("email", "") for i in d.raw("instructeurs") or [])), "Instructeurs"),
+        col("labels", "Labels", "ChoiceList", lambda d: choice_list_cell(sorted(l["name"] for l in d.raw("labels") or [])), "Labels", choices=labels),
+        col("motivation", "Motivation", "Text", lambda d: text_cell(d.raw("motivation")), "Motivation"),
+        col("archive", "Archivé", "Bool", lambda d: bool(d.raw("archived")), "Archive"),
+        col("lien", "Lien vers le dossier", "Text", link, "Lien_DS", widget="HyperLink"),
+    ]
+
+
+def _demandeur_kind(d: Dossier) -> str | None:
+    kind = (d.raw("demandeur") or {}).get("__typename", "")
+    return {"PersonnePhysique": "Personne physique"}.get(kind, "Personne morale" if kind.startswith("PersonneMorale") else None)
+
+
+def _champ_columns(descriptors: list[Descriptor], timezone: str, unknown: list[str]) -> list[ColumnSpec]:
+    columns = []
+    for descriptor in descriptors:
+        parts, known = parts_for(descriptor.kind)
+        if not known and descriptor.kind not in unknown:
+            unknown.append(descriptor.kind)
+        for part in parts:
+            columns.append(_part_column(descriptor, part, timezone))
+    return columns
+
+
+def _part_column(descriptor: Descriptor, part: Part, timezone: str) -> ColumnSpec:
+    options: dict[str, Any] = dict(part.widget)
+    if part.choices:
+        options["choices"] = part.choices(descriptor)
+    type_ = f"{DATETIME}:{timezone}" if part.type == DATETIME else part.type
+    read = part.read
+    return ColumnSpec(
+        key=column_key(descriptor.id, part),
+        label=descriptor.label + part.label,
+        type=type_,
+        id_hint=descriptor.label + part.label,
+        widget_options=options,
+        ds_type=descriptor.kind,
+        read=read,
+    )
+
+
+def _ref_column(label: str = "Dossier") -> ColumnSpec:
+    return ColumnSpec(DOSSIER_REF, label, "Ref:@dossiers", "Dossier", {}, "otp")
+
+
+def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema:
+    number = structure.number
+    revision = structure.revision
+    unknown: list[str] = []
+    labels = sorted(l.name for l in structure.labels)
+    tables = [
+        TableSpec("dossiers", f"D{number}_Dossiers", (DOSSIER_KEY,), _dossier_columns(labels, timezone, ds_base, number)),
+        TableSpec("champs", f"D{number}_Champs", (DOSSIER_REF,),
+                  [_ref_column(), *_champ_columns(revision.champ_descriptors, timezone, unknown)], DOSSIER_REF),
+        TableSpec("annotations", f"D{number}_Annotations", (DOSSIER_REF,),
+                  [_ref_column(), *_champ_columns(revision.annotation_descriptors, timezone, unknown)], DOSSIER_REF),
+    ]
+    for block in blocks(revision.champ_descriptors + revision.annotation_descriptors):
+        columns = [
+            _ref_column(),
+            ColumnSpec(ROW_KEY, "Ligne (identifiant DS)", "Text", "Ligne", {}, "otp"),
+            ColumnSpec(POSITION, "Position", "Int", "Position", {}, "otp"),
+            *_champ_columns(block.children, timezone, unknown),
+        ]
+        tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns, DOSSIER_REF))
+    return Schema(number, tables, unknown)
+
+
+def blocks(descriptors: list[Descriptor]) -> list[Descriptor]:
+    return [d for d in descriptors if d.kind == "Repetition"]

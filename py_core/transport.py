@@ -1,0 +1,92 @@
+"""HTTP transports: the seam between the DS client and the network.
+
+A transport only moves bytes: `post(url, headers, body) -> Response`. It raises
+`NetworkError` when no HTTP answer arrived (connection refused, DNS, CORS block). Retries, rate
+limiting and a relay plug in here, as wrapping transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class NetworkError(Exception):
+    """No HTTP response. `cors` is True when the server answered but the browser hid it."""
+
+    def __init__(self, message: str, *, cors: bool = False):
+        super().__init__(message)
+        self.cors = cors
+
+
+class Transport(Protocol):
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response: ...
+
+
+class UrllibTransport:
+    """CPython transport on the standard library (tests, command line)."""
+
+    def __init__(self, timeout: float = 60.0):
+        self.timeout = timeout
+
+    def _post_blocking(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return Response(answer.status, answer.read(), _lower(answer.headers.items()))
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.read(), _lower(error.headers.items()))
+        except (urllib.error.URLError, OSError) as error:
+            raise NetworkError(str(getattr(error, "reason", error))) from None
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        return await asyncio.to_thread(self._post_blocking, url, headers, body)
+
+
+class PyfetchTransport:
+    """Pyodide transport on the browser's fetch. Imported lazily: CPython never loads it."""
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        from pyodide.http import pyfetch  # type: ignore[import-not-found]
+
+        try:
+            answer = await pyfetch(url, method="POST", headers=headers, body=body.decode("utf-8"))
+        except Exception as error:  # noqa: BLE001 - fetch rejects with a JS TypeError/AbortError
+            raise NetworkError(str(error), cors=await _reachable_without_cors(url)) from None
+        payload = await answer.bytes()
+        answer_headers = {}
+        for name in ("content-type", "ratelimit-remaining", "ratelimit-reset", "retry-after"):
+            value = answer.js_response.headers.get(name)
+            if value is not None:
+                answer_headers[name] = str(value)
+        return Response(answer.status, payload, answer_headers)
+
+
+async def _reachable_without_cors(url: str) -> bool:
+    """A no-cors probe resolves when a server answered: then CORS, not the network, failed."""
+    try:
+        import js  # type: ignore[import-not-found]
+        from pyodide.ffi import to_js  # type: ignore[import-not-found]
+
+        await js.fetch(url, to_js({"mode": "no-cors", "method": "GET"}, dict_converter=js.Object.fromEntries))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _lower(items) -> dict[str, str]:
+    return {name.lower(): value for name, value in items}

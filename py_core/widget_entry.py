@@ -1,0 +1,40 @@
+"""Entry points the widget's worker calls (Pyodide). JSON text in, JSON text out.
+
+`grist_call(method, args_json)` returns a JS Promise of the JSON result of `grist.docApi[method]`;
+`emit(event_json)` posts a progress event to the page.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .ds_client import DSClient
+from .sink import BridgeSink
+from .sync import parse_params, synchronise
+from .transport import PyfetchTransport
+
+
+async def sync_from_widget(params_json: str, grist_call: Any, emit: Any) -> str:
+    params = parse_params(json.loads(params_json))
+    ds = DSClient(params.endpoint, params.token, PyfetchTransport())
+    result = await synchronise(params, ds, BridgeSink(grist_call), lambda event: emit(json.dumps(event)))
+    return json.dumps(result.to_dict(), ensure_ascii=False)
+
+
+async def check_from_widget(params_json: str, grist_call: Any, emit: Any) -> str:
+    """Connection test: validates the input and reads the procedure's structure, writes nothing."""
+    params = parse_params(json.loads(params_json))
+    ds = DSClient(params.endpoint, params.token, PyfetchTransport())
+    structure = await ds.structure(params.number)
+    return json.dumps(
+        {
+            "number": structure.number,
+            "title": structure.title,
+            "dossiers_count": structure.dossiers_count,
+            "message": f"Connexion réussie : démarche n° {structure.number} « {structure.title} »"
+            + (f", {structure.dossiers_count} dossiers" if structure.dossiers_count is not None else "")
+            + ".",
+        },
+        ensure_ascii=False,
+    )
