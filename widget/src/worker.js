@@ -1,0 +1,220 @@
+// OTP widget — Python side, in a module Web Worker.
+//
+// Loads Pyodide and the wheels listed in manifest.json, imports
+// py_core.widget_entry, then runs its coroutines on request. The worker never
+// talks to Grist directly: Grist calls go through the main thread (which owns
+// the grist-plugin API) by messages.
+//
+// Main thread -> worker:
+//   {type:'sync',  params:{demarche, token, endpoint}}
+//   {type:'check', params:{...}}
+//   {type:'selftest'}                      (test hook, no py_core needed)
+//   {type:'grist-result', id, ok, result}  / {type:'grist-result', id, ok:false, message}
+// Worker -> main thread:
+//   {type:'loading', message}              French, for the button/status
+//   {type:'ready', timings, versions}
+//   {type:'grist', id, method, args}       call grist.docApi[method](...args)
+//   {type:'event', event}                  progress events from Python
+//   {type:'done', op, result}              result: parsed summary object
+//   {type:'error', op, message, fatal?}    French message, never the token
+//   {type:'selftest-result', ok, result|message}
+
+import { loadPyodide } from './pyodide/pyodide.mjs';
+
+const post = (msg) => self.postMessage(msg);
+const t0 = performance.now();
+const timings = {};
+
+// ---- Grist bridge ---------------------------------------------------------
+let nextCallId = 1;
+const pendingCalls = new Map();
+
+// Called from Python: grist_call(method, args_json) -> Promise<json string>
+function gristCall(method, argsJson) {
+  const id = nextCallId++;
+  let args;
+  try {
+    args = argsJson === undefined || argsJson === null || argsJson === '' ? [] : JSON.parse(argsJson);
+  } catch (e) {
+    return Promise.reject(new Error(`grist_call(${method}): arguments JSON invalides`));
+  }
+  if (!Array.isArray(args)) args = [args];
+  return new Promise((resolve, reject) => {
+    pendingCalls.set(id, { resolve, reject, method });
+    post({ type: 'grist', id, method: String(method), args });
+  });
+}
+
+function onGristResult(msg) {
+  const call = pendingCalls.get(msg.id);
+  if (!call) return;
+  pendingCalls.delete(msg.id);
+  if (msg.ok) {
+    call.resolve(JSON.stringify(msg.result === undefined ? null : msg.result));
+  } else {
+    call.reject(new Error(msg.message || `Échec de l'appel Grist ${call.method}`));
+  }
+}
+
+// Called from Python: emit(event_json)
+function emit(eventJson) {
+  let event;
+  try { event = JSON.parse(eventJson); } catch (e) { return; }
+  post({ type: 'event', event });
+}
+
+// ---- Python glue (plain Python, not part of py_core) -----------------------
+const GLUE = `
+import json
+
+def _otp_redact(text, secret):
+    text = str(text)
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+async def _otp_run(fn_name, params_json, grist_call, emit):
+    """Run py_core.widget_entry.<fn_name>; return a JSON envelope, never raise."""
+    secret = ""
+    try:
+        secret = str(json.loads(params_json).get("token") or "")
+    except Exception:
+        pass
+    try:
+        import py_core.widget_entry as entry
+        fn = getattr(entry, fn_name)
+        result = await fn(params_json, grist_call, emit)
+        return json.dumps({"ok": True, "result": result})
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the UI
+        message = getattr(exc, "message_fr", None)
+        if not message:
+            detail = _otp_redact(f"{type(exc).__name__}: {exc}", secret)
+            message = f"Erreur inattendue : {detail}"
+        import traceback
+        tb = _otp_redact("".join(traceback.format_exception(exc)), secret)
+        return json.dumps({"ok": False, "message": _otp_redact(message, secret), "traceback": tb})
+`;
+
+const SELFTEST = `
+import json
+async def _otp_selftest(grist_call):
+    table = "OtpSelfTest"
+    actions = [
+        ["AddTable", table, [{"id": "Nom", "type": "Text"}, {"id": "Nombre", "type": "Int"}]],
+        ["BulkAddRecord", table, [None, None], {"Nom": ["un", "deux"], "Nombre": [1, 2]}],
+    ]
+    applied = json.loads(await grist_call("applyUserActions", json.dumps([actions])))
+    tables = json.loads(await grist_call("listTables", "[]"))
+    data = json.loads(await grist_call("fetchTable", json.dumps([applied["retValues"][0]["table_id"]])))
+    return json.dumps({"applied": applied["retValues"][0], "tables": tables, "data": data})
+_otp_selftest
+`;
+
+// ---- start-up ---------------------------------------------------------------
+let pyodide = null;
+let runner = null;
+
+async function start() {
+  post({ type: 'loading', message: 'Chargement de Python…' });
+  const manifestUrl = new URL('./manifest.json', import.meta.url);
+  const manifestPromise = fetch(manifestUrl, { cache: 'no-cache' }).then((r) => {
+    if (!r.ok) throw new Error(`manifest.json: HTTP ${r.status}`);
+    return r.json();
+  });
+  let t = performance.now();
+  pyodide = await loadPyodide({ indexURL: new URL('./pyodide/', import.meta.url).href });
+  timings.pyodide = Math.round(performance.now() - t);
+
+  post({ type: 'loading', message: 'Chargement des modules…' });
+  t = performance.now();
+  const manifest = await manifestPromise;
+  const wheelUrls = manifest.wheels.map((w) => new URL(`./wheels/${w.file}`, import.meta.url).href);
+  await pyodide.loadPackage(wheelUrls, { messageCallback: () => {}, errorCallback: (m) => console.warn(m) });
+  timings.packages = Math.round(performance.now() - t);
+
+  t = performance.now();
+  pyodide.runPython(GLUE);
+  runner = pyodide.globals.get('_otp_run');
+  timings.glue = Math.round(performance.now() - t);
+  return manifest;
+}
+
+const pyodideReady = start();   // Pyodide + wheels (enough for the self-test)
+const ready = pyodideReady.then(async (manifest) => {
+  post({ type: 'loading', message: 'Préparation du connecteur…' });
+  const t = performance.now();
+  await pyodide.runPythonAsync('import py_core.widget_entry');
+  timings.import = Math.round(performance.now() - t);
+  timings.total = Math.round(performance.now() - t0);
+  post({
+    type: 'ready',
+    timings,
+    versions: { py_core: manifest.py_core_version, pyodide: manifest.pyodide_version },
+  });
+});
+ready.catch((err) => {
+  console.error(err);
+  const detail = String((err && err.message) || err).split('\n').filter(Boolean).slice(-1)[0] || '';
+  post({
+    type: 'error',
+    op: 'load',
+    fatal: true,
+    message: `Impossible de charger le moteur Python du widget. Rechargez la page ; si le problème persiste, contactez l'administrateur du widget. (${detail})`,
+  });
+});
+
+// ---- operations ---------------------------------------------------------------
+let busy = false;
+
+async function runOperation(op, fnName, params) {
+  if (busy) {
+    post({ type: 'error', op, message: 'Une opération est déjà en cours : attendez qu’elle se termine.' });
+    return;
+  }
+  busy = true;
+  const token = params && params.token ? String(params.token) : '';
+  try {
+    await ready;
+    const envelopeJson = await runner(fnName, JSON.stringify(params || {}), gristCall, emit);
+    const envelope = JSON.parse(envelopeJson);
+    if (envelope.ok) {
+      let result = envelope.result;
+      if (typeof result === 'string') {
+        try { result = JSON.parse(result); } catch (e) { result = { message: result }; }
+      }
+      post({ type: 'done', op, result: result ?? {} });
+    } else {
+      if (envelope.traceback) console.warn(envelope.traceback);
+      post({ type: 'error', op, message: envelope.message });
+    }
+  } catch (err) {
+    let message = `Erreur inattendue : ${(err && err.message) || err}`;
+    if (token && token.length >= 4) message = message.split(token).join('***');
+    post({ type: 'error', op, message });
+  } finally {
+    busy = false;
+  }
+}
+
+async function runSelftest() {
+  try {
+    await pyodideReady;
+    const fn = await pyodide.runPythonAsync(SELFTEST);
+    const resultJson = await fn(gristCall);
+    fn.destroy();
+    post({ type: 'selftest-result', ok: true, result: JSON.parse(resultJson) });
+  } catch (err) {
+    post({ type: 'selftest-result', ok: false, message: String((err && err.message) || err) });
+  }
+}
+
+self.onmessage = (ev) => {
+  const msg = ev.data || {};
+  switch (msg.type) {
+    case 'grist-result': onGristResult(msg); break;
+    case 'sync': runOperation('sync', 'sync_from_widget', msg.params); break;
+    case 'check': runOperation('check', 'check_from_widget', msg.params); break;
+    case 'selftest': runSelftest(); break;
+    default: console.warn('OTP worker: message inconnu', msg.type);
+  }
+};
