@@ -1,0 +1,9 @@
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The DS schema lives beside the repository (../shared); a user's fresh clone does not have it.
+DS_SCHEMA = ROOT.parent / "shared" / "ds" / "schema.graphql"

@@ -1,0 +1,122 @@
+"""Plans: schema changes and row diffs as Grist user actions."""
+
+from py_core.docstate import DocState, GristColumn
+from py_core.models import Structure
+from py_core.planner import TableIndex, plan_rows, plan_schema, record_written
+from py_core.schema import build_schema
+
+
+def structure(champs, annotations=(), labels=()):
+    return Structure.model_validate({
+        "number": 42, "title": "Démarche test", "dossiers_count": 3,
+        "labels": [{"name": n} for n in labels],
+        "revision": {"id": "r1", "champDescriptors": list(champs), "annotationDescriptors": list(annotations)},
+    })
+
+
+def desc(id_, label, typename="TextChampDescriptor", **extra):
+    return {"__typename": typename, "id": id_, "label": label, **extra}
+
+
+def schema_of(*champs, **kw):
+    return build_schema(structure(champs, **kw), timezone="Europe/Paris", ds_base="https://ds.example")
+
+
+def empty_state():
+    return DocState(tables={}, columns={}, timezone="Europe/Paris")
+
+
+def test_first_plan_creates_one_table_per_part_with_typed_columns():
+    schema = schema_of(
+        desc("A", "Nom"), desc("B", "Nom"), desc("C", "Montant", "DecimalNumberChampDescriptor"),
+        desc("H", "Section", "HeaderSectionChampDescriptor"),
+        desc("R", "Dépenses", "RepetitionChampDescriptor", champDescriptors=[desc("R1", "Poste"), desc("R2", "Coût", "IntegerNumberChampDescriptor")]),
+    )
+    plan = plan_schema(empty_state(), schema)
+    tables = {a[1]: a[2] for a in plan.actions if a[0] == "AddTable"}
+    assert list(tables) == ["D42_Dossiers", "D42_Champs", "D42_Annotations", "D42_Bloc_Depenses"]
+    champs = {c["id"]: (c["type"], c["label"]) for c in tables["D42_Champs"]}
+    assert champs == {"Dossier": ("Ref:D42_Dossiers", "Dossier"), "Nom": ("Text", "Nom"), "Nom_2": ("Text", "Nom"),
+                      "Montant": ("Numeric", "Montant")}
+    bloc = {c["id"]: c["type"] for c in tables["D42_Bloc_Depenses"]}
+    assert bloc == {"Dossier": "Ref:D42_Dossiers", "Ligne": "Text", "Position": "Int", "Poste": "Text", "Cout": "Int"}
+    dossiers = {c["id"]: c["type"] for c in tables["D42_Dossiers"]}
+    assert dossiers["Numero"] == "Int" and dossiers["Date_depot"] == "DateTime:Europe/Paris" and dossiers["Labels"] == "ChoiceList"
+    assert all(c["untieColIdFromLabel"] for cols in tables.values() for c in cols)
+
+
+def state_after_first_sync(schema):
+    """The document as it stands once `schema` was created and registered."""
+    plan = plan_schema(empty_state(), schema)
+    tables, columns, meta_tables, meta_columns = {}, {}, [], []
+    ref = 100
+    for action in plan.actions:
+        table_ref = len(tables) + 1
+        tables[table_ref] = action[1]
+        meta_tables.append({"id": table_ref, "Demarche": 42, "Cle": next(k for k, v in plan.new_tables.items() if v == action[1]), "Table_ref": table_ref})
+        spec_key = meta_tables[-1]["Cle"]
+        keys = {col_id: key for t, key, col_id in plan.new_columns if t == spec_key}
+        for col in action[2]:
+            ref += 1
+            columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], {}, False)
+            meta_columns.append({"id": ref, "Demarche": 42, "Table_ref": table_ref, "Cle": keys[col["id"]], "Col_ref": ref, "Dans_le_formulaire": True})
+    return DocState(tables, columns, "Europe/Paris", {"OTP_Tables": meta_tables, "OTP_Colonnes": meta_columns})
+
+
+def test_schema_evolution_renames_labels_adds_columns_and_keeps_the_rest():
+    before = schema_of(desc("A", "Nom"), desc("B", "Ancien champ"))
+    state = state_after_first_sync(before)
+    # a column the user added to the champs table (a formula): never touched
+    champs_ref = next(r for r, t in state.tables.items() if t == "D42_Champs")
+    state.columns[999] = GristColumn(999, champs_ref, "Total", "Any", "Total", {}, True)
+    after = schema_of(desc("A", "Nom de famille"), desc("N", "Nouveau"))
+    plan = plan_schema(state, after)
+    champs_actions = [a for a in plan.actions if a[1] == "D42_Champs"]
+    assert ["ModifyColumn", "D42_Champs", "Nom", {"label": "Nom de famille"}] in champs_actions
+    assert ["AddColumn", "D42_Champs", "Nouveau", {"type": "Text", "label": "Nouveau", "isFormula": False, "untieColIdFromLabel": True}] in champs_actions
+    assert not any(a[0] in ("RemoveColumn", "RenameColumn") or (len(a) > 2 and a[2] in ("Total", "Ancien_champ")) for a in plan.actions)
+
+
+def test_an_unchanged_schema_plans_nothing():
+    schema = schema_of(desc("A", "Nom"), desc("C", "Choix", "DropDownListChampDescriptor", options=["a", "b"]))
+    state = state_after_first_sync(schema)
+    for column in state.columns.values():
+        if column.col_id == "Choix":
+            column.widget_options = {"choices": ["a", "b"]}
+        if column.col_id == "Etat":
+            column.widget_options = {"choices": ["En construction", "En instruction", "Accepté", "Refusé", "Classé sans suite"]}
+        if column.col_id == "Demandeur_type":
+            column.widget_options = {"choices": ["Personne physique", "Personne morale"]}
+        if column.col_id == "Demandeur_civilite":
+            column.widget_options = {"choices": ["M", "Mme"]}
+        if column.col_id == "Labels":
+            column.widget_options = {"choices": []}
+        if column.col_id == "Lien_DS":
+            column.widget_options = {"widget": "HyperLink"}
+    assert plan_schema(state, schema).actions == []
+
+
+def test_row_diff_adds_updates_and_removes_block_rows():
+    schema = schema_of(desc("R", "Bloc", "RepetitionChampDescriptor", champDescriptors=[desc("R1", "Poste")]))
+    plan = plan_schema(empty_state(), schema)
+    bloc = plan.maps["bloc:R"]
+    columns = {"id": [1, 2, 3], "Dossier": [7, 7, 8], "Ligne": ["a", "b", "c"], "Position": [1, 2, 1], "Poste": ["x", "y", "z"]}
+    index = TableIndex.from_columns(columns, bloc)
+    rows = [
+        {"dossier": 7, "ligne": "a", "position": 1, "R1": "x"},      # unchanged
+        {"dossier": 7, "ligne": "d", "position": 2, "R1": "nouveau"},  # new (b was removed in DS)
+    ]
+    diff = plan_rows(bloc, index, rows, owners={7})
+    assert diff.add == {"Dossier": [7], "Ligne": ["d"], "Position": [2], "Poste": ["nouveau"]}
+    assert diff.update_ids == [] and diff.remove_ids == [2]  # row c belongs to dossier 8: untouched
+    record_written(index, diff, [4])
+    assert plan_rows(bloc, index, rows, owners={7}).actions() == []
+
+
+def test_row_diff_treats_blank_text_and_none_alike_and_updates_real_changes():
+    schema = schema_of(desc("A", "Nom"))
+    champs = plan_schema(empty_state(), schema).maps["champs"]
+    index = TableIndex.from_columns({"id": [5], "Dossier": [1], "Nom": [""]}, champs)
+    assert plan_rows(champs, index, [{"dossier": 1, "A": None}]).actions() == []
+    changed = plan_rows(champs, index, [{"dossier": 1, "A": "Zoé"}])
+    assert changed.actions() == [["BulkUpdateRecord", "D42_Champs", [5], {"Dossier": [1], "Nom": ["Zoé"]}]]
