@@ -1,0 +1,24 @@
+# One Trick Pony — the two commands of the README:
+#   make demo   local demo: grist-static document + widget + fake DS with sample data
+#   make test   the whole test suite (unit, fake DS, end-to-end in headless Chromium)
+# Both install what they need first (Debian chromium, pip and npm packages), then build the widget.
+
+PY ?= python3
+
+.PHONY: setup build demo test bench
+
+setup:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installation de Chromium (Debian)…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	npm ci --no-audit --no-fund --loglevel=error
+
+build: setup
+	$(PY) build.py
+
+demo: build
+	$(PY) -m demo
+
+test: build
+	$(PY) -m pytest -q
