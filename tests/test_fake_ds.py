@@ -335,3 +335,37 @@ def test_fail_next_and_rate_limit(server):
     assert status == 500 and body["errors"][0]["extensions"]["code"] == "internal_server_error"
     status, _, _ = post(server.url, DOSSIERS, {"number": PROC, "first": 1})
     assert status == 200
+
+
+# -- sample data -----------------------------------------------------------------
+
+def test_samples_cover_every_type_and_conditions(server, store):
+    schema = server.schema
+    procedure = store.procedure(PROC)
+    revision = procedure.active_revision
+
+    def walk(descriptors):
+        for descriptor in descriptors:
+            yield descriptor
+            yield from walk(descriptor.get("champDescriptors") or [])
+
+    descriptors = list(walk(revision["champDescriptors"] + revision["annotationDescriptors"]))
+    wanted = {t.name for t in schema.get_possible_types(schema.type_map["ChampDescriptor"])}
+    assert wanted <= {d["__typename"] for d in descriptors}
+    assert sum(d["__typename"] == "RepetitionChampDescriptor" for d in descriptors) >= 2
+    champs = [c for d in procedure.dossiers.values() for c in d["champs"] + d["annotations"]]
+    wanted = {t.name for t in schema.get_possible_types(schema.type_map["Champ"])}
+    assert wanted <= {c["__typename"] for c in champs}
+    conditional = next(d for d in revision["champDescriptors"] if d.get("condition"))
+    carriers = [d for d in procedure.dossiers.values()
+                if any(c["champDescriptorId"] == conditional["id"] for c in d["champs"])]
+    assert 0 < len(carriers) < len(procedure.dossiers)  # absent where the condition hides it
+    assert {d["state"] for d in procedure.dossiers.values()} == {
+        "en_construction", "en_instruction", "accepte", "refuse", "sans_suite"}
+
+
+def test_added_dossier_is_listed_last_by_update(server, store):
+    since = store.advance()
+    dossier = store.add_dossier(procedure_number=OTHER_PROC)
+    _, _, body = post(server.url, DOSSIERS, {"number": OTHER_PROC, "updatedSince": since})
+    assert [n["number"] for n in body["data"]["demarche"]["dossiers"]["nodes"]] == [dossier["number"]]
