@@ -171,6 +171,19 @@ def resolve_demarche(_root, info, number: int):
     return demarche_dict(procedure)
 
 
+def resolve_demarche_descriptor(_root, info, demarche: dict):
+    if len([v for v in demarche.values() if v is not None]) != 1:
+        raise error("FindDemarcheInput requires exactly one of id or number", "bad_request")
+    store: FakeDSStore = _ctx(info)["store"]
+    number = demarche.get("number")
+    procedure = store.procedures.get(number) if number is not None else next(
+        (p for p in store.procedures.values() if p.id == demarche.get("id")), None)
+    if procedure is None:
+        raise error("Demarche not found", "not_found")
+    _check_access(info, procedure, "DemarcheDescriptor")
+    return demarche_descriptor_dict(procedure, procedure.active_revision)
+
+
 def resolve_dossier(_root, info, number: int):
     store: FakeDSStore = _ctx(info)["store"]
     try:
@@ -389,6 +402,7 @@ def make_schema() -> GraphQLSchema:
 
     set_resolver("Query", "demarche", resolve_demarche)
     set_resolver("Query", "dossier", resolve_dossier)
+    set_resolver("Query", "demarcheDescriptor", resolve_demarche_descriptor)
     set_resolver("Demarche", "dossiers", resolve_dossiers)
     set_resolver("Demarche", "deletedDossiers", _resolve_deleted("deleted_dossiers"))
     set_resolver("Demarche", "pendingDeletedDossiers", _resolve_deleted("pending_deleted_dossiers"))
