@@ -87,6 +87,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return target
         return None
 
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the browser gave up on a request (page closed, reload): not an error
+
     def do_HEAD(self):
         self._serve(head=True)
 

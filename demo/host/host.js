@@ -14,6 +14,10 @@
 //   listTables()               -> [{tableId, tableRef, columns: [{colId, label, type, isFormula, formula}]}]
 //   columns(tableId)           -> [{colId, label, type, isFormula, formula}]
 //   applyUserActions(actions)  -> Promise<result of the actions>
+//   widgetOptions(saved=false) -> what the widget set with grist.setOptions (draft), or
+//                                 with saved=true what is stored in the document; or null
+//   saveWidgetOptions()        -> store the draft (what the section's Save button does)
+//   widgetSectionOptions()     -> the widget section's options (customView parsed)
 //   widgetUrl, timings
 (function () {
   'use strict';
@@ -96,6 +100,38 @@
     return out;
   }
 
+  let widgetSectionRef = null;
+
+  // Raw options of the widget section (_grist_Views_section.options, parsed),
+  // with customView parsed too.
+  function widgetSectionOptions() {
+    const section = metaRecords('_grist_Views_section').find((s) => s.id === widgetSectionRef);
+    if (!section) return null;
+    const options = section.options ? JSON.parse(section.options) : {};
+    if (typeof options.customView === 'string') options.customView = JSON.parse(options.customView);
+    return options;
+  }
+
+  function widgetSectionModel() {
+    return gristDoc().docModel.viewSections.getRowModel(widgetSectionRef);
+  }
+
+  // What the widget set with grist.setOptions, as Grist holds it now. Grist keeps
+  // it as an unsaved draft ("modified") until the user clicks Save on the section;
+  // saved=true gives the stored value instead.
+  function widgetOptions(saved = false) {
+    if (!saved) return widgetSectionModel().activeCustomOptions.peek() || null;
+    const options = widgetSectionOptions();
+    const custom = options && options.customView;
+    return (custom && custom.widgetOptions) || null;
+  }
+
+  // What the user's click on the section's Save button does.
+  async function saveWidgetOptions() {
+    await widgetSectionModel().activeCustomOptions.save();
+    return widgetOptions(true);
+  }
+
   async function applyUserActions(actions) {
     return docData().sendActions(actions);
   }
@@ -131,6 +167,7 @@
     let sectionRef = null;
     if (!here.searchParams.get('nowidget')) {
       sectionRef = await addWidget(url);
+      widgetSectionRef = sectionRef;
     }
     timings.widgetSection = performance.now() - timings.start;
     return { gristMs: Math.round(timings.grist), widgetUrl: url, sectionRef };
@@ -138,7 +175,7 @@
 
   window.otpHostBoot = function () {
     const api = {
-      gristDoc, fetchTable, listTables, columns, applyUserActions,
+      gristDoc, fetchTable, listTables, columns, applyUserActions, widgetOptions, saveWidgetOptions, widgetSectionOptions,
       widgetUrl: widgetUrl(), timings,
     };
     api.ready = boot();

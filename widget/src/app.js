@@ -71,6 +71,7 @@ let savedOptions = {};
 
 if (hasGrist) {
   grist.ready({ requiredAccess: 'full' });
+  let fallbackTried = false;
   grist.onOptions((options) => {
     savedOptions = options || {};
     if (!edited.demarche && savedOptions.demarche) demarcheInput.value = String(savedOptions.demarche);
@@ -78,7 +79,32 @@ if (hasGrist) {
       endpointInput.value = savedOptions.endpoint;
       if (savedOptions.endpoint !== DEFAULT_ENDPOINT) $('advanced').open = true;
     }
+    if (!fallbackTried && !demarcheInput.value) {
+      fallbackTried = true;
+      prefillFromDocument();
+    }
   });
+}
+
+// Grist keeps options set by a widget as an unsaved draft until someone clicks
+// « Save » on the section: after reopening the document they may be gone. The
+// core records every synchronised démarche in the table OTP_Demarches, so use
+// the most recently synchronised one when nothing else gave a number.
+async function prefillFromDocument() {
+  try {
+    const tables = await grist.docApi.listTables();
+    if (!tables.includes('OTP_Demarches')) return;
+    const data = await grist.docApi.fetchTable('OTP_Demarches');
+    const numbers = data.Numero || [];
+    const times = data.Derniere_synchro || [];
+    let best = -1;
+    numbers.forEach((n, i) => {
+      if (n && (best < 0 || (times[i] || 0) > (times[best] || 0))) best = i;
+    });
+    if (best >= 0 && !edited.demarche && !demarcheInput.value) demarcheInput.value = String(numbers[best]);
+  } catch (err) {
+    console.warn('OTP: lecture de OTP_Demarches impossible', err);
+  }
 }
 
 async function saveOptions(values) {
@@ -166,7 +192,12 @@ worker.onmessage = async (ev) => {
         const result = await callDocApi(msg.method, msg.args);
         reply = { type: 'grist-result', id: msg.id, ok: true, result: result === undefined ? null : result };
       } catch (err) {
-        reply = { type: 'grist-result', id: msg.id, ok: false, message: String((err && err.message) || err) };
+        // grist-static (at least) rejects with an empty Error: say which call failed.
+        const detail = (err && err.message) || '';
+        reply = {
+          type: 'grist-result', id: msg.id, ok: false,
+          message: detail || `Grist a refusé l'opération ${msg.method} (sans autre détail).`,
+        };
       }
       worker.postMessage(reply);
       break;
@@ -240,6 +271,7 @@ form.addEventListener('submit', (ev) => {
     return;
   }
   saveOptions(params);
+  window.otpWidget.lastResult = null;
   running = true;
   updateButton();
   progress.hidden = false;

@@ -106,7 +106,14 @@ async def _otp_selftest(grist_call):
     applied = json.loads(await grist_call("applyUserActions", json.dumps([actions])))
     tables = json.loads(await grist_call("listTables", "[]"))
     data = json.loads(await grist_call("fetchTable", json.dumps([applied["retValues"][0]["table_id"]])))
-    return json.dumps({"applied": applied["retValues"][0], "tables": tables, "data": data})
+    errors = {}
+    for method, args in (("fetchTable", ["OtpNoSuchTable"]), ("noSuchMethod", [])):
+        try:
+            await grist_call(method, json.dumps(args))
+            errors[method] = None
+        except Exception as exc:  # JsException carrying the main thread's message
+            errors[method] = f"{type(exc).__name__}: {exc}"
+    return json.dumps({"applied": applied["retValues"][0], "tables": tables, "data": data, "errors": errors})
 _otp_selftest
 `;
 

@@ -1,0 +1,127 @@
+"""Fixtures for end-to-end tests: grist-static + the built widget in headless Chromium.
+
+Fixtures
+    otp_manifest      session  runs build.py (skip with OTP_SKIP_BUILD=1), returns manifest.json
+    otp_server        session  StaticServer on 127.0.0.1 (random port): /grist/, /widget/, /
+    browser_context   session  one Chromium (persistent profile in a temp dir: disk HTTP cache)
+    chromium_browser  session  its Browser object
+    page              function a fresh page
+    open_host         function factory: open_host(demarche=None, endpoint=None, token=None,
+                               wait_ready=True) -> Host  (query params are passed to the widget)
+    host              function open_host() with no parameters, widget ready
+    widget            function the widget's Frame of `host`, ready
+
+Chromium missing: the tests are skipped, unless CI=true (then they fail).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import CHROMIUM, Host, StaticServer, ensure_built, launch_chromium_persistent  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing_prerequisite() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (pip install playwright)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    missing = _missing_prerequisite()
+    for item in items:
+        if here not in Path(str(item.fspath)).resolve().parents:
+            continue
+        item.add_marker(pytest.mark.browser)
+        if missing and not IN_CI:
+            item.add_marker(pytest.mark.skip(reason=f"end-to-end tests skipped: {missing}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def otp_manifest():
+    missing = _missing_prerequisite()
+    if missing:
+        pytest.fail(f"CI=true and {missing}") if IN_CI else pytest.skip(missing)
+    return ensure_built()
+
+
+@pytest.fixture(scope="session")
+def otp_server(otp_manifest):
+    server = StaticServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_context(otp_manifest, tmp_path_factory):
+    """One Chromium for the session, with an on-disk profile: like a real browser, its
+    HTTP cache keeps pyodide.asm.wasm (9.6 MB, too big for Playwright's in-memory
+    cache), so every page after the first loads faster. Each test gets its own page."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        context = launch_chromium_persistent(pw, tmp_path_factory.mktemp("chromium-profile"),
+                                             locale="fr-FR", viewport={"width": 1280, "height": 900})
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_browser(browser_context):
+    """The session's Browser (persistent context's browser; may be None for some
+    Playwright versions: prefer browser_context.new_page())."""
+    return browser_context.browser
+
+
+@pytest.fixture
+def page(browser_context, request):
+    page = browser_context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        host = getattr(request.node, "_otp_host", None)
+        if host is not None and host.console:
+            print("\n--- browser console (errors/warnings) ---")
+            print("\n".join(line[:500] for line in host.console[-40:]))
+    page.close()
+
+
+@pytest.fixture
+def open_host(page, otp_server, request):
+    def _open(demarche=None, endpoint=None, token=None, wait_ready=True, **extra) -> Host:
+        host = Host(page, otp_server.url)
+        request.node._otp_host = host
+        host.open(demarche=demarche, endpoint=endpoint, token=token, **extra)
+        if wait_ready:
+            host.wait_widget_ready()
+        return host
+    return _open
+
+
+@pytest.fixture
+def host(open_host) -> Host:
+    return open_host()
+
+
+@pytest.fixture
+def widget(host):
+    return host.wait_widget_ready()
