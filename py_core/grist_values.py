@@ -70,6 +70,8 @@ def same_cell(old: Any, new: Any) -> bool:
         return bool(old) == bool(new)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
         return math.isclose(old, new, rel_tol=0, abs_tol=1e-6)
+    if isinstance(old, str) and isinstance(new, int) and not isinstance(new, bool):
+        return old == str(new)  # Grist keeps an integer beyond 32 bits as its text
     if isinstance(old, list) and isinstance(new, list):
         return old == new
     return old == new

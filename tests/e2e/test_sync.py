@@ -1,0 +1,193 @@
+"""End to end: the widget syncs a DS procedure (fake DS over HTTP) into a real Grist document.
+
+Expected values are read straight from the fake DS's store (the dossiers as DS holds them),
+never computed with py_core.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+
+TOKEN = "jeton-de-test-e2e"
+NUMBER = 12345
+
+
+@pytest.fixture
+def store():
+    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=30, seed=7)])
+
+
+@pytest.fixture
+def ds(store):
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield server
+
+
+@pytest.fixture
+def synced(open_host, ds):
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    first = host.sync()
+    assert first["state"] == "done", first
+    return host, first
+
+
+def blank(value):
+    return None if value in ("", None) else value
+
+
+def champ(dossier, descriptor_id, key="champs"):
+    return next((c for c in dossier[key] if c["champDescriptorId"] == descriptor_id), None)
+
+
+def column(host, table, label):
+    matches = [c for c in host.columns(table) if c["label"] == label]
+    assert len(matches) == 1, (label, [c["label"] for c in host.columns(table)])
+    return matches[0]
+
+
+def descriptor(store, label, key="champDescriptors"):
+    revision = store.procedure(NUMBER).active_revision
+    return next(d for d in revision[key] if d["label"] == label)
+
+
+def by_dossier(host, table):
+    dossiers = host.fetch_table(f"D{NUMBER}_Dossiers")
+    number_of = dict(zip(dossiers["id"], dossiers["Numero"]))
+    return {number_of[r["Dossier"]]: r for r in host.records(table)}
+
+
+def grist_int(value):
+    """Grist's Int holds 32-bit integers; it keeps a larger one as its text (nothing lost)."""
+    if value is None:
+        return None
+    number = int(value)
+    return number if -(2**31) <= number < 2**31 else str(number)
+
+
+def epoch_date(iso_day):
+    return (date.fromisoformat(iso_day) - date(1970, 1, 1)).days * 86400
+
+
+def test_first_sync_copies_every_dossier_typed_and_linked(synced, store, ds):
+    host, result = synced
+    dossiers = store.procedure(NUMBER).dossiers
+    assert result["text"] == f"Synchronisation terminée : {len(dossiers)} dossiers ({len(dossiers)} ajoutés, 0 mis à jour)"
+    assert not result["error"]
+
+    tables = host.table_ids()
+    for table in ("Dossiers", "Champs", "Annotations", "Bloc_Membres_de_l_equipe", "Bloc_Versements"):
+        assert f"D{NUMBER}_{table}" in tables
+    assert {"OTP_Demarches", "OTP_Tables", "OTP_Colonnes"} <= set(tables)
+
+    # Dossiers: one row each, exact state labels and dates
+    rows = {r["Numero"]: r for r in host.records(f"D{NUMBER}_Dossiers")}
+    assert sorted(rows) == sorted(dossiers)
+    labels = {"en_construction": "En construction", "en_instruction": "En instruction", "accepte": "Accepté",
+              "refuse": "Refusé", "sans_suite": "Classé sans suite"}
+    for number, dossier in dossiers.items():
+        row = rows[number]
+        assert row["Etat"] == labels[dossier["state"]]
+        assert row["Date_depot"] == datetime.fromisoformat(dossier["dateDepot"]).timestamp()
+        assert sorted(row["Labels"][1:] if row["Labels"] else []) == sorted(l["name"] for l in dossier["labels"])
+        demandeur = dossier["demandeur"]
+        if demandeur["__typename"] == "PersonnePhysique":
+            assert (row["Demandeur_nom"], row["Demandeur_prenom"]) == (demandeur["nom"], demandeur["prenom"])
+        else:
+            assert row["Demandeur_SIRET"] == demandeur["siret"]
+        assert row["Lien_DS"].endswith(f"/procedures/{NUMBER}/dossiers/{number}")
+    types = {c["colId"]: c["type"] for c in host.columns(f"D{NUMBER}_Dossiers")}
+    assert types["Numero"] == "Int" and types["Etat"] == "Choice" and types["Labels"] == "ChoiceList"
+    assert types["Date_depot"].startswith("DateTime:")
+
+    # Champs: one typed column per descriptor, values exactly as DS holds them
+    table = f"D{NUMBER}_Champs"
+    champs = by_dossier(host, table)
+    assert sorted(champs) == sorted(dossiers)
+    cases = [  # label, Grist type, DS value → cell
+        ("Prénom", "Text", lambda c: blank(c["value"])),
+        ("Nombre de bénéficiaires", "Int", lambda c: grist_int(c["value"])),
+        ("Montant demandé (€)", "Numeric", lambda c: c["value"]),
+        ("Le projet a-t-il déjà commencé ?", "Bool", lambda c: c["value"]),
+        ("Date de naissance du porteur", "Date", lambda c: epoch_date(c["date"]) if c["date"] else None),
+        ("Département du projet", "Choice", lambda c: blank(c["value"])),
+        ("Thématiques", "ChoiceList", lambda c: ["L", *c["values"]] if c["values"] else None),
+    ]
+    for label, grist_type, expected in cases:
+        col = column(host, table, label)
+        assert col["type"] == grist_type, label
+        wanted_descriptor = descriptor(store, label)
+        for number, dossier in dossiers.items():
+            value = champ(dossier, wanted_descriptor["id"])
+            want = expected(value) if value is not None else None
+            got = champs[number][col["colId"]]
+            if grist_type == "Bool":
+                got, want = bool(got), bool(want)
+            assert blank(got) == want, (label, number, got, want)
+    # the same label twice gives two columns
+    assert [c["colId"] for c in host.columns(table) if c["label"] == "Nom"] == ["Nom", "Nom_2"]
+    assert column(host, table, "Dossier")["type"] == f"Ref:D{NUMBER}_Dossiers"
+
+    # Repeatable block: one row per block row, linked to its dossier, in order
+    block = descriptor(store, "Membres de l'équipe")
+    rows = host.records(f"D{NUMBER}_Bloc_Membres_de_l_equipe")
+    dossier_ids = dict(zip(*[host.fetch_table(f"D{NUMBER}_Dossiers")[k] for k in ("Numero", "id")]))
+    expected_rows = sorted(
+        (dossier_ids[n], position, row["id"])
+        for n, d in dossiers.items() if (c := champ(d, block["id"]))
+        for position, row in enumerate(c["rows"], start=1)
+    )
+    assert sorted((r["Dossier"], r["Position"], r["Ligne"]) for r in rows) == expected_rows
+    assert expected_rows, "the sample should have block rows"
+
+
+def test_second_sync_is_incremental_and_duplicates_nothing(synced, store, ds):
+    host, _ = synced
+    before = host.snapshot()
+    pages_before = len([r for r in ds.requests if r.operation_name == "otpDossiers"])
+    again = host.sync()
+    assert again["state"] == "done", again
+    total = len(store.procedure(NUMBER).dossiers)
+    assert again["text"] == f"Synchronisation terminée : {total} dossiers (0 ajoutés, 0 mis à jour)"
+    after = host.snapshot()
+    for table, content in before.items():
+        if table != "OTP_Demarches":  # only the last-sync time moves
+            assert after[table] == content, table
+    # one page, asked with updatedSince = the newest modification date copied
+    page_requests = [r for r in ds.requests if r.operation_name == "otpDossiers"][pages_before:]
+    newest = max(d["dateDerniereModification"] for d in store.procedure(NUMBER).dossiers.values())
+    assert len(page_requests) == 1
+    assert page_requests[0].variables["updatedSince"] == newest
+    assert again["result"]["fetched"] == sum(
+        1 for d in store.procedure(NUMBER).dossiers.values() if d["dateDerniereModification"] == newest)
+
+
+def test_a_changed_dossier_is_updated_in_place(synced, store, ds):
+    host, _ = synced
+    number = sorted(store.procedure(NUMBER).dossiers)[3]
+    first_name = descriptor(store, "Prénom")
+    rows_before = {r["Numero"]: r["id"] for r in host.records(f"D{NUMBER}_Dossiers")}
+    store.update_champ(number, first_name["id"], "Zoé 🚀 <b>")
+    store.update_dossier(number, state="accepte")
+    result = host.sync()
+    total = len(store.procedure(NUMBER).dossiers)
+    assert result["text"] == f"Synchronisation terminée : {total} dossiers (0 ajoutés, 1 mis à jour)"
+    rows_after = {r["Numero"]: r for r in host.records(f"D{NUMBER}_Dossiers")}
+    assert {n: r["id"] for n, r in rows_after.items()} == rows_before
+    assert rows_after[number]["Etat"] == "Accepté"
+    prenom = column(host, f"D{NUMBER}_Champs", "Prénom")["colId"]
+    assert by_dossier(host, f"D{NUMBER}_Champs")[number][prenom] == "Zoé 🚀 <b>"
+    assert len(host.records(f"D{NUMBER}_Champs")) == total
+
+
+def test_a_new_dossier_is_added(synced, store, ds):
+    host, _ = synced
+    new = store.add_dossier()
+    result = host.sync()
+    total = len(store.procedure(NUMBER).dossiers)
+    assert result["text"] == f"Synchronisation terminée : {total} dossiers (1 ajoutés, 0 mis à jour)"
+    assert new["number"] in {r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")}
+    assert len(host.records(f"D{NUMBER}_Champs")) == total
