@@ -104,6 +104,7 @@ def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str]) -> d
     changes: dict[str, Any] = {}
     if current.label != column.label:
         changes["label"] = column.label
+        changes["untieColIdFromLabel"] = True  # the column id stays what formulas use
     wanted_type = _grist_type(column, table_ids)
     if current.type != wanted_type:
         changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
@@ -112,6 +113,23 @@ def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str]) -> d
         if merged != current.widget_options:
             changes["widgetOptions"] = json.dumps(merged, ensure_ascii=False)
     return changes
+
+
+def refresh_maps(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> dict[str, TableMap]:
+    """Re-read where registered columns live (by their stable ref) once the schema is applied:
+    Grist may have renamed a column id (a user's rename, or a label tied to its id)."""
+    registered = {(r["Table_ref"], r["Cle"]): r["Col_ref"] for r in state.registered_columns(schema.number)}
+    fresh = {}
+    for key, table_map in maps.items():
+        table_ref = state.table_ref(table_map.table_id)
+        col_ids = {}
+        for col_key, col_id in table_map.col_ids.items():
+            column = state.columns.get(registered.get((table_ref, col_key), -1))
+            if column is not None and column.table_ref == table_ref and state.column_ref(table_map.table_id, col_id) is None:
+                col_id = column.col_id
+            col_ids[col_key] = col_id
+        fresh[key] = TableMap(table_map.spec, table_map.table_id, col_ids)
+    return fresh
 
 
 def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> list[Action]:

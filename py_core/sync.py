@@ -29,6 +29,7 @@ from .planner import (
     plan_registry,
     plan_rows,
     plan_schema,
+    refresh_maps,
     record_written,
     resolve_refs,
 )
@@ -125,14 +126,16 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     emit({"kind": "phase", "message": "Préparation des tables…"})
     plan = plan_schema(state, schema)
     await sink.apply(plan.actions)
+    maps = plan.maps
     if plan.actions:
         state = await load_state(sink)
-    await sink.apply(plan_registry(state, schema, plan.maps))
+        maps = refresh_maps(state, schema, maps)
+    await sink.apply(plan_registry(state, schema, maps))
 
     procedure = state.procedure(number)
     cursor = (procedure or {}).get("Curseur") or None
     result = SyncResult(number, structure.title, incremental=bool(cursor), unknown_types=schema.unknown_kinds)
-    writer = _Writer(sink, plan.maps)
+    writer = _Writer(sink, maps)
     await writer.load()
 
     if cursor:

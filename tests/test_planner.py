@@ -72,7 +72,7 @@ def test_schema_evolution_renames_labels_adds_columns_and_keeps_the_rest():
     after = schema_of(desc("A", "Nom de famille"), desc("N", "Nouveau"))
     plan = plan_schema(state, after)
     champs_actions = [a for a in plan.actions if a[1] == "D42_Champs"]
-    assert ["ModifyColumn", "D42_Champs", "Nom", {"label": "Nom de famille"}] in champs_actions
+    assert ["ModifyColumn", "D42_Champs", "Nom", {"label": "Nom de famille", "untieColIdFromLabel": True}] in champs_actions
     assert ["AddColumn", "D42_Champs", "Nouveau", {"type": "Text", "label": "Nouveau", "isFormula": False, "untieColIdFromLabel": True}] in champs_actions
     assert not any(a[0] in ("RemoveColumn", "RenameColumn") or (len(a) > 2 and a[2] in ("Total", "Ancien_champ")) for a in plan.actions)
 

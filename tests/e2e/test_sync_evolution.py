@@ -1,0 +1,147 @@
+"""Keeping the copy exact over time: labels, deletions, block rows, new revisions, user columns,
+several procedures in one document."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from demo.fake_ds import FakeDSServer, FakeDSStore, make_descriptor, sample_procedure
+
+TOKEN = "jeton-evolution"
+NUMBER = 12345
+OTHER = 67890
+
+
+@pytest.fixture
+def store():
+    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=12, seed=11),
+                        sample_procedure(number=OTHER, dossier_count=4, seed=12, title="Autre démarche")])
+
+
+@pytest.fixture
+def ds(store):
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield server
+
+
+@pytest.fixture
+def host(open_host, ds):
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert host.sync()["state"] == "done"
+    return host
+
+
+def dossiers(store, number=NUMBER):
+    return store.procedure(number).dossiers
+
+
+def grist_rows(host, suffix, number=NUMBER):
+    return host.records(f"D{number}_{suffix}")
+
+
+def col_id(host, table, label):
+    return next(c["colId"] for c in host.columns(table) if c["label"] == label)
+
+
+def test_labels_changed_without_modification_date_are_refreshed(host, store):
+    number = sorted(dossiers(store))[0]
+    date_before = dossiers(store)[number]["dateDerniereModification"]
+    store.set_labels(number, ["Urgent", "Pièce manquante 📎"])
+    assert dossiers(store)[number]["dateDerniereModification"] == date_before
+    result = host.sync()
+    assert result["state"] == "done", result
+    row = next(r for r in grist_rows(host, "Dossiers") if r["Numero"] == number)
+    assert sorted(row["Labels"][1:]) == ["Pièce manquante 📎", "Urgent"]
+    assert result["result"]["updated"] == 1
+
+
+def test_deleted_dossiers_disappear_with_their_rows(host, store):
+    block = next(d for d in store.procedure(NUMBER).active_revision["champDescriptors"] if d["label"] == "Membres de l'équipe")
+    with_rows = [n for n, d in dossiers(store).items()
+                 if any(c["champDescriptorId"] == block["id"] and c["rows"] for c in d["champs"])]
+    gone, pending = with_rows[0], sorted(set(dossiers(store)) - {with_rows[0]})[0]
+    gone_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == gone)
+    store.delete_dossier(gone, "user_request")
+    store.delete_dossier(pending, "expired", pending=True)
+    result = host.sync()
+    assert result["state"] == "done", result
+    assert "2 supprimés" in result["text"]
+    numbers = {r["Numero"] for r in grist_rows(host, "Dossiers")}
+    assert gone not in numbers and pending not in numbers and numbers == set(dossiers(store))
+    for suffix in ("Champs", "Annotations", "Bloc_Membres_de_l_equipe"):
+        assert gone_id not in {r["Dossier"] for r in grist_rows(host, suffix)}
+        assert 0 not in {r["Dossier"] for r in grist_rows(host, suffix)}, "no dangling reference"
+
+
+def test_block_rows_removed_in_ds_disappear_and_positions_follow(host, store):
+    block = next(d for d in store.procedure(NUMBER).active_revision["champDescriptors"] if d["label"] == "Membres de l'équipe")
+    number, champ = next((n, c) for n, d in dossiers(store).items() for c in d["champs"]
+                         if c["champDescriptorId"] == block["id"] and len(c["rows"]) >= 2)
+    kept = copy.deepcopy(champ)
+    kept["rows"] = kept["rows"][1:]
+    store.update_champ(number, block["id"], kept)
+    assert host.sync()["state"] == "done"
+    dossier_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == number)
+    rows = sorted((r["Position"], r["Ligne"]) for r in grist_rows(host, "Bloc_Membres_de_l_equipe") if r["Dossier"] == dossier_id)
+    assert rows == [(i, row["id"]) for i, row in enumerate(kept["rows"], start=1)]
+
+
+def test_a_user_formula_column_survives_syncs(host, store):
+    table = f"D{NUMBER}_Dossiers"
+    host.apply_user_actions([["AddColumn", table, "Numero_double", {"type": "Any", "isFormula": True, "formula": "$Numero * 2"}],
+                             ["AddColumn", table, "Note_agent", {"type": "Text", "isFormula": False}]])
+    first = sorted(dossiers(store))[0]
+    row_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == first)
+    host.apply_user_actions([["UpdateRecord", table, row_id, {"Note_agent": "à rappeler"}]])
+    store.update_dossier(first, state="refuse")
+    assert host.sync()["state"] == "done"
+    columns = {c["colId"]: c for c in host.columns(table)}
+    assert columns["Numero_double"]["isFormula"] and columns["Numero_double"]["formula"] == "$Numero * 2"
+    rows = {r["Numero"]: r for r in grist_rows(host, "Dossiers")}
+    assert all(r["Numero_double"] == n * 2 for n, r in rows.items())
+    assert rows[first]["Note_agent"] == "à rappeler" and rows[first]["Etat"] == "Refusé"
+
+
+def test_two_procedures_live_side_by_side(host, store):
+    result = host.sync(demarche=OTHER)
+    assert result["state"] == "done", result
+    assert result["text"].startswith(f"Synchronisation terminée : {len(dossiers(store, OTHER))} dossiers")
+    assert {r["Numero"] for r in grist_rows(host, "Dossiers", OTHER)} == set(dossiers(store, OTHER))
+    assert {r["Numero"] for r in grist_rows(host, "Dossiers")} == set(dossiers(store))
+    procedures = {r["Numero"]: r for r in host.records("OTP_Demarches")}
+    assert set(procedures) == {NUMBER, OTHER} and procedures[OTHER]["Titre"] == "Autre démarche"
+    again = host.sync(demarche=NUMBER)
+    assert again["text"] == f"Synchronisation terminée : {len(dossiers(store))} dossiers (0 ajoutés, 0 mis à jour)"
+
+
+def test_a_new_revision_adds_renames_and_keeps_removed_champs(host, store):
+    table = f"D{NUMBER}_Champs"
+    revision = store.procedure(NUMBER).active_revision
+    descriptors = copy.deepcopy(revision["champDescriptors"])
+    removed = next(d for d in descriptors if d["label"] == "Téléphone")
+    renamed = next(d for d in descriptors if d["label"] == "Prénom")
+    removed_col = col_id(host, table, "Téléphone")
+    values_before = {r["Dossier"]: r[removed_col] for r in host.records(table)}
+    prenom_col = col_id(host, table, "Prénom")
+    descriptors.remove(removed)
+    renamed["label"] = "Prénom usuel du porteur"
+    descriptors.append(make_descriptor("IntegerNumberChampDescriptor", 999001, "Nombre d'emplois créés"))
+    store.publish_revision(descriptors, revision["annotationDescriptors"])
+    new = store.add_dossier()
+    store.update_champ(new["number"], descriptors[-1]["id"], 42)
+
+    result = host.sync()
+    assert result["state"] == "done", result
+    columns = {c["colId"]: c for c in host.columns(table)}
+    assert columns[prenom_col]["label"] == "Prénom usuel du porteur", "a label change renames nothing"
+    assert columns[removed_col]["label"] == "Téléphone", "a removed champ keeps its column"
+    assert {r["Dossier"]: r[removed_col] for r in host.records(table) if r["Dossier"] in values_before} == values_before
+    added = col_id(host, table, "Nombre d'emplois créés")
+    assert columns[added]["type"] == "Int"
+    new_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == new["number"])
+    assert next(r for r in host.records(table) if r["Dossier"] == new_id)[added] == 42
+    registry = {r["Libelle_DS"]: r for r in host.records("OTP_Colonnes") if r["Demarche"] == NUMBER}
+    assert registry["Téléphone"]["Dans_le_formulaire"] is False
+    assert registry["Nombre d'emplois créés"]["Dans_le_formulaire"] is True
