@@ -22,6 +22,11 @@ def dossier_rows(dossier: Dossier, schema: Schema) -> dict[str, list[Row]]:
     by_descriptor = {c.get("champDescriptorId"): c for c in dossier.champs + dossier.annotations}
     for key in ("champs", "annotations"):
         out[key] = [_champ_row(schema.table(key), by_descriptor, dossier.number)]
+    avis = schema.table("avis")
+    out["avis"] = [
+        {DOSSIER_REF: dossier.number, **{c.key: c.read(item) for c in avis.columns if c.read is not None}}
+        for item in dossier.raw("avis") or []
+    ]
     for table in schema.tables:
         if table.key.startswith("bloc:"):
             block = by_descriptor.get(table.key.removeprefix("bloc:")) or {}

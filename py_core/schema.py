@@ -110,6 +110,7 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
         col("labels", "Labels", "ChoiceList", lambda d: choice_list_cell(sorted(l["name"] for l in d.raw("labels") or [])), "Labels", choices=labels),
         col("motivation", "Motivation", "Text", lambda d: text_cell(d.raw("motivation")), "Motivation"),
         col("archive", "Archivé", "Bool", lambda d: bool(d.raw("archived")), "Archive"),
+        col("date_suppression_ds", "Supprimé dans DS le", dt, lambda d: None, "Supprime_dans_DS_le"),
         col("lien", "Lien vers le dossier", "Text", link, "Lien_DS", widget="HyperLink"),
     ]
 
@@ -151,6 +152,32 @@ def _ref_column(label: str = "Dossier") -> ColumnSpec:
     return ColumnSpec(DOSSIER_REF, label, "Ref:@dossiers", "Dossier", {}, "otp")
 
 
+AVIS_KEY = "avis_id"
+
+
+def _avis_columns(timezone: str) -> list[ColumnSpec]:
+    dt = f"{DATETIME}:{timezone}"
+
+    def col(key, label, type_, read, id_hint):
+        return ColumnSpec(key, label, type_, id_hint, {}, "otp", read)
+
+    def email(role):
+        return lambda a: text_cell((a.get(role) or {}).get("email"))
+
+    return [
+        _ref_column(),
+        col(AVIS_KEY, "Avis (identifiant DS)", "Text", lambda a: a.get("id"), "Avis_id"),
+        col("question", "Question", "Text", lambda a: text_cell(a.get("question")), "Question"),
+        col("reponse", "Réponse", "Text", lambda a: text_cell(a.get("reponse")), "Reponse"),
+        col("question_oui_non", "Question oui/non", "Text", lambda a: text_cell(a.get("questionLabel")), "Question_oui_non"),
+        col("reponse_oui_non", "Réponse oui/non", "Bool", lambda a: a.get("questionAnswer"), "Reponse_oui_non"),
+        col("date_question", "Date de la demande", dt, lambda a: datetime_cell(a.get("dateQuestion")), "Date_demande"),
+        col("date_reponse", "Date de la réponse", dt, lambda a: datetime_cell(a.get("dateReponse")), "Date_reponse"),
+        col("demandeur", "Demandé par", "Text", email("claimant"), "Demande_par"),
+        col("expert", "Expert", "Text", email("expert"), "Expert"),
+    ]
+
+
 def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema:
     number = structure.number
     revision = structure.revision
@@ -163,6 +190,7 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
         TableSpec("annotations", f"D{number}_Annotations", (DOSSIER_REF,),
                   [_ref_column(), *_champ_columns(revision.annotation_descriptors, timezone, unknown)], DOSSIER_REF),
     ]
+    tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone), DOSSIER_REF))
     for block in blocks(revision.champ_descriptors + revision.annotation_descriptors):
         columns = [
             _ref_column(),

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from . import errors
 from .docstate import DocState, load_state, meta_table_actions
 from .ds_client import DSClient
-from .grist_values import choice_list_cell, same_cell
+from .grist_values import choice_list_cell, datetime_cell, same_cell
 from .models import Dossier
 from .planner import (
     RowPlan,
@@ -45,6 +45,7 @@ class SyncParams:
     number: int
     token: str
     endpoint: str
+    keep_deleted: bool = False  # flag dossiers deleted in DS instead of removing them
 
     def __repr__(self) -> str:  # never show the token
         return f"SyncParams(number={self.number}, endpoint={self.endpoint!r})"
@@ -62,7 +63,7 @@ def parse_params(raw: dict[str, Any]) -> SyncParams:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise errors.invalid_endpoint()
-    return SyncParams(int(number_text), token, endpoint)
+    return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")))
 
 
 @dataclass
@@ -140,7 +141,11 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
 
     if cursor:
         emit({"kind": "phase", "message": "Recherche des dossiers supprimés…"})
-        result.deleted = await writer.remove_dossiers([d.number for d in await ds.deleted_since(number, cursor)])
+        deleted = await ds.deleted_since(number, cursor)
+        if params.keep_deleted:
+            result.deleted = await writer.flag_deleted(deleted)
+        else:
+            result.deleted = await writer.remove_dossiers([d.number for d in deleted])
 
     total = None if cursor else structure.dossiers_count
     newest = cursor
@@ -172,8 +177,6 @@ def _progress(done: int, total: int | None) -> dict[str, Any]:
 
 
 def _later(a: str, b: str) -> bool:
-    from .grist_values import datetime_cell
-
     return (datetime_cell(a) or 0) > (datetime_cell(b) or 0)
 
 
@@ -220,7 +223,7 @@ class _Writer:
             if key == "dossiers":
                 continue
             rows = resolve_refs(by_table[key], self.dossier_ids)
-            child = plan_rows(self.maps[key], self.indexes[key], rows, owners=owners if key.startswith("bloc:") else None)
+            child = plan_rows(self.maps[key], self.indexes[key], rows, owners=owners if key.startswith("bloc:") or key == "avis" else None)
             child_plans.append(child)
             child_keys.append(key)
             ref = self.maps[key].col_ids[DOSSIER_REF]
@@ -270,6 +273,22 @@ class _Writer:
         await self._apply([plans[i] for i in order], [keys[i] for i in order])
         self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
         return len(gone)
+
+    async def flag_deleted(self, deleted: list[Any]) -> int:
+        """Keep deleted dossiers, marked with their deletion date (the agent's choice)."""
+        table_map = self.maps["dossiers"]
+        col = table_map.col_ids["date_suppression_ds"]
+        index = self.indexes["dossiers"]
+        ids, cells = [], []
+        for item in deleted:
+            current = index.rows.get((item.number,))
+            when = datetime_cell(item.date_supression)
+            if current is not None and not same_cell(current[1].get(col), when):
+                ids.append(current[0])
+                cells.append(when)
+        if ids:
+            await self._apply([RowPlan(table_map.table_id, [], {}, ids, {col: cells}, [])], ["dossiers"])
+        return len(ids)
 
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> int:
         """Labels change without touching the modification date: compare and update them."""

@@ -34,7 +34,7 @@ def test_first_plan_creates_one_table_per_part_with_typed_columns():
     )
     plan = plan_schema(empty_state(), schema)
     tables = {a[1]: a[2] for a in plan.actions if a[0] == "AddTable"}
-    assert list(tables) == ["D42_Dossiers", "D42_Champs", "D42_Annotations", "D42_Bloc_Depenses"]
+    assert list(tables) == ["D42_Dossiers", "D42_Champs", "D42_Annotations", "D42_Avis", "D42_Bloc_Depenses"]
     champs = {c["id"]: (c["type"], c["label"]) for c in tables["D42_Champs"]}
     assert champs == {"Dossier": ("Ref:D42_Dossiers", "Dossier"), "Nom": ("Text", "Nom"), "Nom_2": ("Text", "Nom"),
                       "Montant": ("Numeric", "Montant")}

@@ -143,6 +143,11 @@ def test_first_sync_copies_every_dossier_typed_and_linked(synced, store, ds):
     assert sorted((r["Dossier"], r["Position"], r["Ligne"]) for r in rows) == expected_rows
     assert expected_rows, "the sample should have block rows"
 
+    # Avis: their own table, linked to the dossier
+    expected_avis = sorted((dossier_ids[n], a["id"], a["question"]) for n, d in dossiers.items() for a in d["avis"])
+    assert expected_avis, "the sample should have avis"
+    assert sorted((r["Dossier"], r["Avis_id"], r["Question"]) for r in host.records(f"D{NUMBER}_Avis")) == expected_avis
+
 
 def test_second_sync_is_incremental_and_duplicates_nothing(synced, store, ds):
     host, _ = synced

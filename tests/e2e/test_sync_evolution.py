@@ -145,3 +145,18 @@ def test_a_new_revision_adds_renames_and_keeps_removed_champs(host, store):
     registry = {r["Libelle_DS"]: r for r in host.records("OTP_Colonnes") if r["Demarche"] == NUMBER}
     assert registry["Téléphone"]["Dans_le_formulaire"] is False
     assert registry["Nombre d'emplois créés"]["Dans_le_formulaire"] is True
+
+
+def test_deleted_dossiers_can_be_kept_flagged(host, store):
+    number = sorted(dossiers(store))[1]
+    deleted = store.delete_dossier(number, "instructeur_request")
+    frame = host.widget
+    frame.evaluate("document.getElementById('advanced').open = true")
+    frame.check("#keep-deleted")
+    result = host.sync()
+    assert result["state"] == "done" and "1 supprimés" in result["text"], result
+    rows = {r["Numero"]: r for r in grist_rows(host, "Dossiers")}
+    assert number in rows, "kept"
+    from datetime import datetime
+    assert rows[number]["Supprime_dans_DS_le"] == datetime.fromisoformat(deleted["dateSupression"]).timestamp()
+    assert all(r["Supprime_dans_DS_le"] in (None, 0) for n, r in rows.items() if n != number)

@@ -255,7 +255,8 @@ function validate() {
     $('advanced').open = true;
     return { error: MSG.badEndpoint, field: endpointInput };
   }
-  return { params: { demarche, token, endpoint } };
+  const keep_deleted = $('keep-deleted').checked;
+  return { params: { demarche, token, endpoint, keep_deleted } };
 }
 
 form.addEventListener('submit', (ev) => {
