@@ -2,6 +2,8 @@
 
 OTP keeps three small tables in the document (visible, filterable like any other):
 - `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync.
+- `OTP_Historique`: one row per successful sync (counts, DS requests, notes such as champ types
+  OTP does not know yet), written together with the cursor.
 - `OTP_Tables`: which Grist table holds which part of a procedure (by table *ref*, stable across
   renames in Grist).
 - `OTP_Colonnes`: which Grist column holds which DS champ (by column ref), with the DS label and
@@ -23,6 +25,19 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Curseur", "Text", "Modifiés depuis (reprise incrémentale)"),
         ("Derniere_synchro", "DateTime:UTC", "Dernière synchronisation"),
         ("Nb_dossiers", "Int", "Nombre de dossiers"),
+    ],
+    "OTP_Historique": [
+        ("Demarche", "Int", "Démarche"),
+        ("Debut", "DateTime:UTC", "Début"),
+        ("Fin", "DateTime:UTC", "Fin"),
+        ("Type", "Choice", "Type de synchronisation"),
+        ("Dossiers_recus", "Int", "Dossiers reçus de DS"),
+        ("Ajoutes", "Int", "Ajoutés"),
+        ("Mis_a_jour", "Int", "Mis à jour"),
+        ("Supprimes", "Int", "Supprimés"),
+        ("Requetes_DS", "Int", "Requêtes DS"),
+        ("Message", "Text", "Message"),
+        ("Notes", "Text", "Notes"),
     ],
     "OTP_Tables": [
         ("Demarche", "Int", "Démarche"),

@@ -61,10 +61,11 @@ class DSClient:
                 return
             after = page.page_info.end_cursor
 
-    async def label_pages(self, number: int) -> AsyncIterator[list[dict[str, Any]]]:
+    async def refresh_pages(self, number: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every dossier's labels and file URLs (light), page by page."""
         after = None
         while True:
-            data = await self.execute("labels", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
+            data = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
             connection = data["demarche"]["dossiers"]
             yield connection["nodes"]
             info = connection["pageInfo"]

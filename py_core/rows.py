@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import Dossier
-from .schema import DOSSIER_REF, POSITION, ROW_KEY, Schema, TableSpec
+from .schema import DOSSIER_REF, FILE_CHAMP, FILE_POSITION, POSITION, ROW_KEY, Schema, TableSpec
 
 Row = dict[str, Any]
 
@@ -27,6 +27,7 @@ def dossier_rows(dossier: Dossier, schema: Schema) -> dict[str, list[Row]]:
         {DOSSIER_REF: dossier.number, **{c.key: c.read(item) for c in avis.columns if c.read is not None}}
         for item in dossier.raw("avis") or []
     ]
+    out["fichiers"] = file_rows(dossier.number, dossier.champs + dossier.annotations, schema.table("fichiers"))
     for table in schema.tables:
         if table.key.startswith("bloc:"):
             block = by_descriptor.get(table.key.removeprefix("bloc:")) or {}
@@ -51,3 +52,26 @@ def _champ_row(table: TableSpec, by_descriptor: dict[str, Any], number: int) -> 
         # A champ the dossier's conditions hide is absent: an empty cell, never a shifted one.
         row[column.key] = column.read(champ) if champ is not None else None
     return row
+
+
+def file_rows(number: int, champs: list[dict[str, Any]], table: TableSpec) -> list[Row]:
+    """One row per file of every file champ, top-level or in a block row."""
+    out: list[Row] = []
+    readers = [c for c in table.columns if c.read is not None and c.key != DOSSIER_REF]
+
+    def visit(champ: dict[str, Any], where: str, label: str) -> None:
+        for position, item in enumerate(champ.get("files") or [], start=1):
+            out.append({
+                DOSSIER_REF: number, FILE_CHAMP: where, FILE_POSITION: position, "champ": label,
+                **{c.key: c.read(item) for c in readers},
+            })
+
+    for champ in champs:
+        descriptor_id = champ.get("champDescriptorId") or ""
+        if champ.get("files"):
+            visit(champ, descriptor_id, champ.get("label") or "")
+        for row in champ.get("rows") or []:
+            for sub in row.get("champs") or []:
+                if sub.get("files"):
+                    visit(sub, f"{sub.get('champDescriptorId')}|{row.get('id')}", f"{champ.get('label')} › {sub.get('label')}")
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .champ_types import DATETIME, Part, column_key, parts_for
-from .grist_values import choice_list_cell, datetime_cell, text_cell
+from .grist_values import choice_list_cell, datetime_cell, int_cell, text_cell
 from .models import Descriptor, Dossier, Structure
 
 STATE_LABELS = {
@@ -153,6 +153,27 @@ def _ref_column(label: str = "Dossier") -> ColumnSpec:
 
 
 AVIS_KEY = "avis_id"
+FILE_CHAMP = "champ_cle"
+FILE_POSITION = "numero_fichier"
+
+
+def _file_columns() -> list[ColumnSpec]:
+    def col(key, label, type_, read, id_hint, **options):
+        return ColumnSpec(key, label, type_, id_hint, options, "otp", read)
+
+    def link(f):
+        return f"{f.get('filename') or 'fichier'} {f['url']}" if f.get("url") else None
+
+    return [
+        _ref_column(),
+        col(FILE_CHAMP, "Champ (identifiant DS)", "Text", None, "Champ_id"),
+        col(FILE_POSITION, "N° du fichier dans le champ", "Int", None, "Numero_fichier"),
+        col("champ", "Champ", "Text", None, "Champ"),
+        col("nom", "Nom du fichier", "Text", lambda f: text_cell(f.get("filename")), "Nom"),
+        col("lien", "Lien (valable environ une heure après la synchronisation)", "Text", link, "Lien", widget="HyperLink"),
+        col("taille", "Taille (octets)", "Int", lambda f: int_cell(f.get("byteSizeBigInt")), "Taille"),
+        col("type", "Type", "Text", lambda f: text_cell(f.get("contentType")), "Type"),
+    ]
 
 
 def _avis_columns(timezone: str) -> list[ColumnSpec]:
@@ -191,6 +212,7 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
                   [_ref_column(), *_champ_columns(revision.annotation_descriptors, timezone, unknown)], DOSSIER_REF),
     ]
     tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone), DOSSIER_REF))
+    tables.append(TableSpec("fichiers", f"D{number}_Fichiers", (DOSSIER_REF, FILE_CHAMP, FILE_POSITION), _file_columns(), DOSSIER_REF))
     for block in blocks(revision.champ_descriptors + revision.annotation_descriptors):
         columns = [
             _ref_column(),

@@ -33,7 +33,7 @@ from .planner import (
     record_written,
     resolve_refs,
 )
-from .rows import dossier_rows
+from .rows import dossier_rows, file_rows
 from .schema import DOSSIER_REF, Schema, build_schema
 from .sink import GristSink
 
@@ -116,6 +116,7 @@ def ds_base_url(endpoint: str) -> str:
 
 async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: Emit) -> SyncResult:
     number = params.number
+    started = time.time()
     emit({"kind": "phase", "message": f"Lecture de la structure de la démarche n° {number}…"})
     structure = await ds.structure(number)
 
@@ -161,13 +162,17 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
         emit(_progress(result.fetched, total))
 
     if cursor:
-        emit({"kind": "phase", "message": "Mise à jour des labels…"})
-        result.updated += await writer.refresh_labels([n async for p in ds.label_pages(number) for n in p])
+        emit({"kind": "phase", "message": "Mise à jour des labels et des liens des fichiers…"})
+        async for nodes in ds.refresh_pages(number):
+            result.updated += await writer.refresh(nodes, schema)
 
     result.total = len(writer.dossier_ids)
     result.cursor = newest
     result.ds_requests = ds.request_count
-    await sink.apply([_procedure_action(state, number, structure.title, newest, result.total)])
+    await sink.apply([
+        _procedure_action(state, number, structure.title, newest, result.total),
+        _history_action(result, started),
+    ])
     return result
 
 
@@ -178,6 +183,25 @@ def _progress(done: int, total: int | None) -> dict[str, Any]:
 
 def _later(a: str, b: str) -> bool:
     return (datetime_cell(a) or 0) > (datetime_cell(b) or 0)
+
+
+def _history_action(result: SyncResult, started: float) -> list[Any]:
+    notes = ""
+    if result.unknown_types:
+        notes = "Types de champ inconnus d'OTP, copiés en texte (stringValue) : " + ", ".join(result.unknown_types)
+    return ["AddRecord", "OTP_Historique", None, {
+        "Demarche": result.number,
+        "Debut": started,
+        "Fin": time.time(),
+        "Type": "Incrémentale" if result.incremental else "Complète",
+        "Dossiers_recus": result.fetched,
+        "Ajoutes": result.added,
+        "Mis_a_jour": result.updated,
+        "Supprimes": result.deleted,
+        "Requetes_DS": result.ds_requests,
+        "Message": result.message,
+        "Notes": notes,
+    }]
 
 
 def _procedure_action(state: DocState, number: int, title: str, cursor: str | None, count: int) -> list[Any]:
@@ -223,7 +247,7 @@ class _Writer:
             if key == "dossiers":
                 continue
             rows = resolve_refs(by_table[key], self.dossier_ids)
-            child = plan_rows(self.maps[key], self.indexes[key], rows, owners=owners if key.startswith("bloc:") or key == "avis" else None)
+            child = plan_rows(self.maps[key], self.indexes[key], rows, owners=owners if key not in ("champs", "annotations") else None)
             child_plans.append(child)
             child_keys.append(key)
             ref = self.maps[key].col_ids[DOSSIER_REF]
@@ -290,12 +314,13 @@ class _Writer:
             await self._apply([RowPlan(table_map.table_id, [], {}, ids, {col: cells}, [])], ["dossiers"])
         return len(ids)
 
-    async def refresh_labels(self, nodes: list[dict[str, Any]]) -> int:
-        """Labels change without touching the modification date: compare and update them."""
+    async def refresh(self, nodes: list[dict[str, Any]], schema: Schema) -> int:
+        """Labels and file links change without touching the modification date: compare and
+        update them. Returns how many dossiers' labels changed (new file URLs are routine)."""
         table_map = self.maps["dossiers"]
         col = table_map.col_ids["labels"]
         index = self.indexes["dossiers"]
-        ids, cells = [], []
+        ids, cells, files = [], [], []
         for node in nodes:
             current = index.rows.get((node["number"],))
             if current is None:
@@ -304,7 +329,12 @@ class _Writer:
             if not same_cell(current[1].get(col), wanted):
                 ids.append(current[0])
                 cells.append(wanted)
-        if ids:
-            plan = RowPlan(table_map.table_id, [], {}, ids, {col: cells}, [])
-            await self._apply([plan], ["dossiers"])
+            files += file_rows(node["number"], (node.get("champs") or []) + (node.get("annotations") or []), schema.table("fichiers"))
+        owners = {self.dossier_ids[n["number"]] for n in nodes if n["number"] in self.dossier_ids}
+        plans = [
+            RowPlan(table_map.table_id, [], {}, ids, {col: cells}, []),
+            plan_rows(self.maps["fichiers"], self.indexes["fichiers"], resolve_refs(
+                [f for f in files if f[DOSSIER_REF] in self.dossier_ids], self.dossier_ids), owners=owners),
+        ]
+        await self._apply(plans, ["dossiers", "fichiers"])
         return len(ids)

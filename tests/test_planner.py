@@ -1,5 +1,7 @@
 """Plans: schema changes and row diffs as Grist user actions."""
 
+import json
+
 from py_core.docstate import DocState, GristColumn
 from py_core.models import Structure
 from py_core.planner import TableIndex, plan_rows, plan_schema, record_written
@@ -34,7 +36,7 @@ def test_first_plan_creates_one_table_per_part_with_typed_columns():
     )
     plan = plan_schema(empty_state(), schema)
     tables = {a[1]: a[2] for a in plan.actions if a[0] == "AddTable"}
-    assert list(tables) == ["D42_Dossiers", "D42_Champs", "D42_Annotations", "D42_Avis", "D42_Bloc_Depenses"]
+    assert list(tables) == ["D42_Dossiers", "D42_Champs", "D42_Annotations", "D42_Avis", "D42_Fichiers", "D42_Bloc_Depenses"]
     champs = {c["id"]: (c["type"], c["label"]) for c in tables["D42_Champs"]}
     assert champs == {"Dossier": ("Ref:D42_Dossiers", "Dossier"), "Nom": ("Text", "Nom"), "Nom_2": ("Text", "Nom"),
                       "Montant": ("Numeric", "Montant")}
@@ -58,7 +60,8 @@ def state_after_first_sync(schema):
         keys = {col_id: key for t, key, col_id in plan.new_columns if t == spec_key}
         for col in action[2]:
             ref += 1
-            columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], {}, False)
+            options = json.loads(col.get("widgetOptions") or "{}")
+            columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], options, False)
             meta_columns.append({"id": ref, "Demarche": 42, "Table_ref": table_ref, "Cle": keys[col["id"]], "Col_ref": ref, "Dans_le_formulaire": True})
     return DocState(tables, columns, "Europe/Paris", {"OTP_Tables": meta_tables, "OTP_Colonnes": meta_columns})
 
@@ -80,19 +83,7 @@ def test_schema_evolution_renames_labels_adds_columns_and_keeps_the_rest():
 def test_an_unchanged_schema_plans_nothing():
     schema = schema_of(desc("A", "Nom"), desc("C", "Choix", "DropDownListChampDescriptor", options=["a", "b"]))
     state = state_after_first_sync(schema)
-    for column in state.columns.values():
-        if column.col_id == "Choix":
-            column.widget_options = {"choices": ["a", "b"]}
-        if column.col_id == "Etat":
-            column.widget_options = {"choices": ["En construction", "En instruction", "Accepté", "Refusé", "Classé sans suite"]}
-        if column.col_id == "Demandeur_type":
-            column.widget_options = {"choices": ["Personne physique", "Personne morale"]}
-        if column.col_id == "Demandeur_civilite":
-            column.widget_options = {"choices": ["M", "Mme"]}
-        if column.col_id == "Labels":
-            column.widget_options = {"choices": []}
-        if column.col_id == "Lien_DS":
-            column.widget_options = {"widget": "HyperLink"}
+    assert any(c.widget_options == {"choices": ["a", "b"]} for c in state.columns.values())
     assert plan_schema(state, schema).actions == []
 
 
@@ -120,3 +111,22 @@ def test_row_diff_treats_blank_text_and_none_alike_and_updates_real_changes():
     assert plan_rows(champs, index, [{"dossier": 1, "A": None}]).actions() == []
     changed = plan_rows(champs, index, [{"dossier": 1, "A": "Zoé"}])
     assert changed.actions() == [["BulkUpdateRecord", "D42_Champs", [5], {"Dossier": [1], "Nom": ["Zoé"]}]]
+
+
+def test_an_unknown_future_champ_type_becomes_a_text_column_with_a_note():
+    from py_core.sync import SyncResult
+
+    schema = schema_of(desc("F", "Champ du futur", "HologrammeChampDescriptor"))
+    champs = {c["id"]: c["type"] for c in plan_schema(empty_state(), schema).actions[1][2]}
+    assert champs["Champ_du_futur"] == "Text"
+    assert schema.unknown_kinds == ["Hologramme"]
+    result = SyncResult(42, "t", total=1, added=1, unknown_types=schema.unknown_kinds)
+    assert "Hologramme" in result.message
+
+
+def test_a_type_change_converts_the_column_in_place():
+    before = schema_of(desc("A", "Montant"))
+    state = state_after_first_sync(before)
+    after = schema_of(desc("A", "Montant", "DecimalNumberChampDescriptor"))
+    actions = [a for a in plan_schema(state, after).actions if a[1] == "D42_Champs"]
+    assert actions == [["ModifyColumn", "D42_Champs", "Montant", {"type": "Numeric"}]]

@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 
 FRAGMENT_FILES = {"ChampFields": "champ_fields.graphql"}
-QUERY_FILES = ("structure", "dossiers", "deleted_dossiers", "labels")
+QUERY_FILES = ("structure", "dossiers", "deleted_dossiers", "refresh")
 
 
 def _read(filename: str) -> str:

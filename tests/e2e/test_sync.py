@@ -60,6 +60,11 @@ def by_dossier(host, table):
     return {number_of[r["Dossier"]]: r for r in host.records(table)}
 
 
+def served(ds, url):
+    """The fake DS stores file paths and serves them as absolute URLs (DS sends absolute URLs)."""
+    return ds.base_url + url if url.startswith("/") else url
+
+
 def grist_int(value):
     """Grist's Int holds 32-bit integers; it keeps a larger one as its text (nothing lost)."""
     if value is None:
@@ -143,6 +148,17 @@ def test_first_sync_copies_every_dossier_typed_and_linked(synced, store, ds):
     assert sorted((r["Dossier"], r["Position"], r["Ligne"]) for r in rows) == expected_rows
     assert expected_rows, "the sample should have block rows"
 
+    # Files: one row per file, a link that opens (Grist HyperLink: "label url")
+    expected_files = sorted(
+        (dossier_ids[n], f["filename"], f"{f['filename']} {served(ds, f['url'])}")
+        for n, d in dossiers.items() for c in d["champs"] + d["annotations"]
+        for f in ([*(c.get("files") or [])] + [f for row in c.get("rows") or [] for sc in row["champs"] for f in sc.get("files") or []])
+    )
+    assert expected_files, "the sample should have files"
+    files = [(r["Dossier"], r["Nom"], r["Lien"]) for r in host.records(f"D{NUMBER}_Fichiers")]
+    assert sorted(files) == expected_files
+    assert column(host, f"D{NUMBER}_Fichiers", "Nom du fichier")["type"] == "Text"
+
     # Avis: their own table, linked to the dossier
     expected_avis = sorted((dossier_ids[n], a["id"], a["question"]) for n, d in dossiers.items() for a in d["avis"])
     assert expected_avis, "the sample should have avis"
@@ -159,13 +175,16 @@ def test_second_sync_is_incremental_and_duplicates_nothing(synced, store, ds):
     assert again["text"] == f"Synchronisation terminée : {total} dossiers (0 ajoutés, 0 mis à jour)"
     after = host.snapshot()
     for table, content in before.items():
-        if table != "OTP_Demarches":  # only the last-sync time moves
+        if table not in ("OTP_Demarches", "OTP_Historique"):  # only the last-sync time and history move
             assert after[table] == content, table
     # one page, asked with updatedSince = the newest modification date copied
     page_requests = [r for r in ds.requests if r.operation_name == "otpDossiers"][pages_before:]
     newest = max(d["dateDerniereModification"] for d in store.procedure(NUMBER).dossiers.values())
     assert len(page_requests) == 1
     assert page_requests[0].variables["updatedSince"] == newest
+    history = host.records("OTP_Historique")
+    assert [(h["Type"], h["Ajoutes"], h["Mis_a_jour"], h["Dossiers_recus"]) for h in history] == [
+        ("Complète", total, 0, total), ("Incrémentale", 0, 0, again["result"]["fetched"])]
     assert again["result"]["fetched"] == sum(
         1 for d in store.procedure(NUMBER).dossiers.values() if d["dateDerniereModification"] == newest)
 
@@ -196,3 +215,23 @@ def test_a_new_dossier_is_added(synced, store, ds):
     assert result["text"] == f"Synchronisation terminée : {total} dossiers (1 ajoutés, 0 mis à jour)"
     assert new["number"] in {r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")}
     assert len(host.records(f"D{NUMBER}_Champs")) == total
+
+
+def test_progress_is_shown_while_syncing(open_host, ds, store):
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    host.widget.evaluate("""() => {
+        window.__seen = [];
+        const status = document.getElementById('status'), bar = document.getElementById('progress');
+        new MutationObserver(() => window.__seen.push([status.textContent, bar.value, bar.max]))
+            .observe(status, {childList: true, characterData: true, subtree: true});
+    }""")
+    result = host.sync()
+    assert result["state"] == "done"
+    seen = host.widget.evaluate("window.__seen")
+    total = len(store.procedure(NUMBER).dossiers)
+    texts = [text for text, _, _ in seen]
+    assert f"Lecture de la structure de la démarche n° {NUMBER}…" in texts
+    assert f"0 / {total} dossiers" in texts and f"{total} / {total} dossiers" in texts
+    assert [value for text, value, _ in seen if text == f"{total} / {total} dossiers"] == [total]
+    assert texts[-1].startswith("Synchronisation terminée")
+    assert host.widget.evaluate("document.getElementById('status').getAttribute('aria-live')") == "polite"

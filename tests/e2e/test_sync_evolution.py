@@ -160,3 +160,13 @@ def test_deleted_dossiers_can_be_kept_flagged(host, store):
     from datetime import datetime
     assert rows[number]["Supprime_dans_DS_le"] == datetime.fromisoformat(deleted["dateSupression"]).timestamp()
     assert all(r["Supprime_dans_DS_le"] in (None, 0) for n, r in rows.items() if n != number)
+
+
+def test_file_links_are_refreshed_at_each_sync(host, store, ds):
+    number, file = next((n, f) for n, d in dossiers(store).items() for c in d["champs"] for f in c.get("files") or [])
+    with store.lock:  # DS signs file URLs anew without changing the dossier's modification date
+        file["url"] = file["url"] + "?signature=nouvelle"
+    result = host.sync()
+    assert result["state"] == "done" and result["text"].endswith("(0 ajoutés, 0 mis à jour)"), result
+    links = [r["Lien"] for r in grist_rows(host, "Fichiers")]
+    assert any(link.endswith("?signature=nouvelle") and link.startswith(file["filename"] + " ") for link in links)
