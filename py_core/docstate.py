@@ -65,6 +65,7 @@ class GristColumn:
     label: str
     widget_options: dict[str, Any]
     is_formula: bool
+    visible_col: int = 0
 
 
 @dataclass
@@ -110,6 +111,7 @@ async def load_state(sink: GristSink) -> DocState:
                 label=c.get("label") or "",
                 widget_options=_options(c.get("widgetOptions")),
                 is_formula=bool(c.get("isFormula")),
+                visible_col=c.get("visibleCol") or 0,
             )
             for c in columns
         },

@@ -14,7 +14,7 @@ from typing import Any
 from . import naming
 from .docstate import DocState
 from .grist_values import same_cell
-from .schema import DOSSIER_REF, ColumnSpec, Schema, TableSpec
+from .schema import DOSSIER_KEY, DOSSIER_REF, ColumnSpec, Schema, TableSpec
 
 Action = list[Any]
 
@@ -106,7 +106,8 @@ def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str]) -> d
         changes["label"] = column.label
         changes["untieColIdFromLabel"] = True  # the column id stays what formulas use
     wanted_type = _grist_type(column, table_ids)
-    if current.type != wanted_type:
+    widened = wanted_type == "Int" and current.type == "Numeric"  # see sync: big integers
+    if current.type != wanted_type and not widened:
         changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
     if column.widget_options:
         merged = {**current.widget_options, **column.widget_options}
@@ -130,6 +131,39 @@ def refresh_maps(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> 
             col_ids[col_key] = col_id
         fresh[key] = TableMap(table_map.spec, table_map.table_id, col_ids)
     return fresh
+
+
+INT32 = range(-(2**31), 2**31)
+
+
+def plan_int_widening(table_map: TableMap, rows: list[dict[str, Any]], current_types: dict[str, str]) -> list[Action]:
+    """Grist's Int holds 32-bit values; a DS integer beyond that turns its column into a Numeric
+    with no decimals (exact up to 2**53) rather than an error cell. Never narrowed back."""
+    actions: list[Action] = []
+    for column in table_map.spec.columns:
+        col_id = table_map.col_ids[column.key]
+        if column.type != "Int" or column.ds_type == "otp" or current_types.get(col_id) == "Numeric":
+            continue
+        if any(isinstance(v := row.get(column.key), int) and v not in INT32 for row in rows):
+            actions.append(["ModifyColumn", table_map.table_id, col_id, {"type": "Numeric", "widgetOptions": json.dumps({"decimals": 0})}])
+            current_types[col_id] = "Numeric"
+    return actions
+
+
+def plan_ref_display(state: DocState, maps: dict[str, TableMap]) -> list[Action]:
+    """Show dossier references by the dossier's number rather than a row id."""
+    dossiers = maps["dossiers"]
+    number_ref = state.column_ref(dossiers.table_id, dossiers.col_ids[DOSSIER_KEY])
+    actions: list[Action] = []
+    for table_map in maps.values():
+        col_id = table_map.col_ids.get(DOSSIER_REF)
+        col_ref = state.column_ref(table_map.table_id, col_id) if col_id else None
+        column = state.columns.get(col_ref) if col_ref else None
+        if column is None or not column.type.startswith("Ref:") or column.visible_col or not number_ref:
+            continue
+        actions.append(["ModifyColumn", table_map.table_id, col_id, {"visibleCol": number_ref}])
+        actions.append(["SetDisplayFormula", table_map.table_id, None, col_ref, f"${col_id}.{dossiers.col_ids[DOSSIER_KEY]}"])
+    return actions
 
 
 def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> list[Action]:

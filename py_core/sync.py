@@ -26,6 +26,8 @@ from .planner import (
     RowPlan,
     TableIndex,
     TableMap,
+    plan_int_widening,
+    plan_ref_display,
     plan_registry,
     plan_rows,
     plan_schema,
@@ -132,12 +134,14 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     if plan.actions:
         state = await load_state(sink)
         maps = refresh_maps(state, schema, maps)
-    await sink.apply(plan_registry(state, schema, maps))
+    await sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
 
     procedure = state.procedure(number)
     cursor = (procedure or {}).get("Curseur") or None
     result = SyncResult(number, structure.title, incremental=bool(cursor), unknown_types=schema.unknown_kinds)
-    writer = _Writer(sink, maps)
+    writer = _Writer(sink, maps, {
+        key: {c.col_id: c.type for c in state.table_columns(state.table_ref(m.table_id))} for key, m in maps.items()
+    })
     await writer.load()
 
     if cursor:
@@ -215,9 +219,10 @@ def _procedure_action(state: DocState, number: int, title: str, cursor: str | No
 class _Writer:
     """Holds the document's rows for the procedure's tables and writes pages as diffs."""
 
-    def __init__(self, sink: GristSink, maps: dict[str, TableMap]):
+    def __init__(self, sink: GristSink, maps: dict[str, TableMap], types: dict[str, dict[str, str]]):
         self.sink = sink
         self.maps = maps
+        self.types = types  # per table key: col id → Grist type
         self.indexes: dict[str, TableIndex] = {}
         self.dossier_ids: dict[int, int] = {}
 
@@ -232,6 +237,8 @@ class _Writer:
             for key, rows in dossier_rows(dossier, schema).items():
                 by_table[key].extend(rows)
 
+        widen = [a for key, rows in by_table.items() for a in plan_int_widening(self.maps[key], rows, self.types[key])]
+        await self.sink.apply(widen)
         dossier_plan = plan_rows(self.maps["dossiers"], self.indexes["dossiers"], by_table["dossiers"])
         await self._apply([dossier_plan], ["dossiers"])
         for key, (row_id, _) in self.indexes["dossiers"].rows.items():

@@ -130,3 +130,18 @@ def test_a_type_change_converts_the_column_in_place():
     after = schema_of(desc("A", "Montant", "DecimalNumberChampDescriptor"))
     actions = [a for a in plan_schema(state, after).actions if a[1] == "D42_Champs"]
     assert actions == [["ModifyColumn", "D42_Champs", "Montant", {"type": "Numeric"}]]
+
+
+def test_integers_beyond_32_bits_widen_the_column_to_numeric_once():
+    from py_core.planner import plan_int_widening
+
+    schema = schema_of(desc("N", "Population", "IntegerNumberChampDescriptor"))
+    champs = plan_schema(empty_state(), schema).maps["champs"]
+    types = {"Population": "Int"}
+    assert plan_int_widening(champs, [{"dossier": 1, "N": 2**31 - 1}], types) == []
+    actions = plan_int_widening(champs, [{"dossier": 1, "N": 3_000_000_000}], types)
+    assert actions == [["ModifyColumn", "D42_Champs", "Population", {"type": "Numeric", "widgetOptions": '{"decimals": 0}'}]]
+    assert plan_int_widening(champs, [{"dossier": 2, "N": 2**40}], types) == []
+    state = state_after_first_sync(schema)
+    next(c for c in state.columns.values() if c.col_id == "Population").type = "Numeric"
+    assert [a for a in plan_schema(state, schema).actions if a[1] == "D42_Champs"] == [], "never narrowed back"

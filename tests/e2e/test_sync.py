@@ -65,12 +65,12 @@ def served(ds, url):
     return ds.base_url + url if url.startswith("/") else url
 
 
-def grist_int(value):
-    """Grist's Int holds 32-bit integers; it keeps a larger one as its text (nothing lost)."""
-    if value is None:
-        return None
-    number = int(value)
-    return number if -(2**31) <= number < 2**31 else str(number)
+def int_type(store, label):
+    """Grist's Int holds 32-bit integers: a larger DS integer makes the column Numeric."""
+    wanted = descriptor(store, label)["id"]
+    values = [int(c["value"]) for d in store.procedure(NUMBER).dossiers.values()
+              if (c := champ(d, wanted)) and c["value"] is not None]
+    return "Int" if all(-(2**31) <= v < 2**31 for v in values) else "Numeric"
 
 
 def epoch_date(iso_day):
@@ -114,7 +114,7 @@ def test_first_sync_copies_every_dossier_typed_and_linked(synced, store, ds):
     assert sorted(champs) == sorted(dossiers)
     cases = [  # label, Grist type, DS value → cell
         ("Prénom", "Text", lambda c: blank(c["value"])),
-        ("Nombre de bénéficiaires", "Int", lambda c: grist_int(c["value"])),
+        ("Nombre de bénéficiaires", int_type(store, "Nombre de bénéficiaires"), lambda c: int(c["value"]) if c["value"] is not None else None),
         ("Montant demandé (€)", "Numeric", lambda c: c["value"]),
         ("Le projet a-t-il déjà commencé ?", "Bool", lambda c: c["value"]),
         ("Date de naissance du porteur", "Date", lambda c: epoch_date(c["date"]) if c["date"] else None),
@@ -135,6 +135,16 @@ def test_first_sync_copies_every_dossier_typed_and_linked(synced, store, ds):
     # the same label twice gives two columns
     assert [c["colId"] for c in host.columns(table) if c["label"] == "Nom"] == ["Nom", "Nom_2"]
     assert column(host, table, "Dossier")["type"] == f"Ref:D{NUMBER}_Dossiers"
+    assert int_type(store, "Nombre de bénéficiaires") == "Numeric", "the sample has integers beyond 32 bits"
+    # references show the dossier's number
+    meta = host.widget.evaluate("grist.docApi.fetchTable('_grist_Tables_column')")
+    cols = [dict(zip(meta, values)) for values in zip(*meta.values())]
+    tables = host.widget.evaluate("grist.docApi.fetchTable('_grist_Tables')")
+    ref_of = dict(zip(tables["tableId"], tables["id"]))
+    numero = next(c for c in cols if c["parentId"] == ref_of[f"D{NUMBER}_Dossiers"] and c["colId"] == "Numero")
+    ref_col = next(c for c in cols if c["parentId"] == ref_of[table] and c["colId"] == "Dossier")
+    display = next(c for c in cols if c["id"] == ref_col["displayCol"])
+    assert ref_col["visibleCol"] == numero["id"] and display["formula"] == "$Dossier.Numero"
 
     # Repeatable block: one row per block row, linked to its dossier, in order
     block = descriptor(store, "Membres de l'équipe")
