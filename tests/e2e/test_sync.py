@@ -65,11 +65,11 @@ def served(ds, url):
     return ds.base_url + url if url.startswith("/") else url
 
 
-def int_type(store, label):
+def int_type(store, label, part="champs"):
     """Grist's Int holds 32-bit integers: a larger DS integer makes the column Numeric."""
-    wanted = descriptor(store, label)["id"]
+    wanted = descriptor(store, label, "champDescriptors" if part == "champs" else "annotationDescriptors")["id"]
     values = [int(c["value"]) for d in store.procedure(NUMBER).dossiers.values()
-              if (c := champ(d, wanted)) and c["value"] is not None]
+              if (c := champ(d, wanted, part)) and c["value"] is not None]
     return "Int" if all(-(2**31) <= v < 2**31 for v in values) else "Numeric"
 
 
@@ -245,3 +245,116 @@ def test_progress_is_shown_while_syncing(open_host, ds, store):
     assert [value for text, value, _ in seen if text == f"{total} / {total} dossiers"] == [total]
     assert texts[-1].startswith("Synchronisation terminée")
     assert host.widget.evaluate("document.getElementById('status').getAttribute('aria-live')") == "polite"
+
+
+def _t(value):
+    return None if value is None or str(value).strip() == "" else value
+
+
+def _get(obj, *path):
+    for name in path:
+        obj = obj.get(name) if isinstance(obj, dict) else None
+    return obj
+
+
+def _ts(iso):
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+TEXT = [("", "Text", lambda c: _t(c.get("value")))]
+NAME_CODE = lambda obj: [("", "Text", lambda c: _t(_get(c, obj, "name"))), (" – code", "Text", lambda c: _t(_get(c, obj, "code")))]  # noqa: E731
+
+# The documented mapping (README), written out independently of py_core:
+# descriptor kind → [(label suffix, Grist type, DS champ → cell)]
+EXPECTED = {
+    **{k: TEXT for k in ("Text", "Textarea", "Email", "Phone", "Iban", "Formatted", "Number", "PreRempli", "Referentiel",
+                         "AnnuaireEducation", "COJO", "AAH", "AEEH", "ARS", "EtudiantBoursier", "QuotientFamilial")},
+    "DecimalNumber": [("", "Numeric", lambda c: c.get("value"))],
+    "Checkbox": [("", "Bool", lambda c: bool(c.get("value")))],
+    "YesNo": [("", "Bool", lambda c: bool(c.get("value")))],
+    "Date": [("", "Date", lambda c: epoch_date(c["date"]) if c.get("date") else None)],
+    "Datetime": [("", "DateTime", lambda c: _ts(c.get("datetime")))],  # + the document's time zone
+    "DropDownList": [("", "Choice", lambda c: _t(c.get("value")))],
+    "MultipleDropDownList": [("", "ChoiceList", lambda c: ["L", *c["values"]] if c.get("values") else None)],
+    "LinkedDropDownList": [("", "Choice", lambda c: _t(c.get("primaryValue"))), (" – second choix", "Text", lambda c: _t(c.get("secondaryValue")))],
+    "Civilite": [("", "Choice", lambda c: _t(c.get("value")))],
+    "Address": [
+        ("", "Text", lambda c: _t(_get(c, "address", "label")) or _t(c.get("stringValue"))),
+        (" – code postal", "Text", lambda c: _t(_get(c, "address", "postalCode"))),
+        (" – commune", "Text", lambda c: _t(_get(c, "address", "cityName"))),
+        (" – code INSEE", "Text", lambda c: _t(_get(c, "address", "cityCode"))),
+        (" – département", "Text", lambda c: _t(_get(c, "address", "departmentName"))),
+        (" – code département", "Text", lambda c: _t(_get(c, "address", "departmentCode"))),
+    ],
+    "Commune": [
+        ("", "Text", lambda c: _t(_get(c, "commune", "name"))),
+        (" – code INSEE", "Text", lambda c: _t(_get(c, "commune", "code"))),
+        (" – code postal", "Text", lambda c: _t(_get(c, "commune", "postalCode"))),
+        (" – département", "Text", lambda c: _t(_get(c, "departement", "name"))),
+    ],
+    "Departement": NAME_CODE("departement"), "Region": NAME_CODE("region"), "Pays": NAME_CODE("pays"), "Epci": NAME_CODE("epci"),
+    "Siret": [("", "Text", lambda c: _t(_get(c, "etablissement", "siret"))),
+              (" – raison sociale", "Text", lambda c: _t(_get(c, "etablissement", "entreprise", "raisonSociale")))],
+    "RNA": [("", "Text", lambda c: _t(_get(c, "rna", "id"))), (" – titre", "Text", lambda c: _t(_get(c, "rna", "title")))],
+    "RNF": [("", "Text", lambda c: _t(_get(c, "rnf", "id"))), (" – titre", "Text", lambda c: _t(_get(c, "rnf", "title")))],
+    "EngagementJuridique": [("", "Text", lambda c: _t(c.get("stringValue"))),
+                            (" – montant engagé", "Text", lambda c: _t(_get(c, "engagementJuridique", "montantEngage"))),
+                            (" – montant payé", "Text", lambda c: _t(_get(c, "engagementJuridique", "montantPaye")))],
+    "DossierLink": [("", "Int", lambda c: int(c["stringValue"]) if _t(c.get("stringValue")) else None)],
+    "PieceJustificative": [("", "Text", lambda c: "\n".join(f["filename"] for f in c.get("files") or []) or None)],
+    "TitreIdentite": [("", "Bool", lambda c: bool(c.get("filled")))],
+    "Carte": [("", "Text", lambda c: len(c.get("geoAreas") or []) or None)],  # compared by feature count
+    "HeaderSection": [], "Explication": [],
+}
+
+
+@pytest.mark.parametrize("part", ["champs", "annotations"])
+def test_every_champ_type_lands_typed_with_its_value(synced, store, part):
+    import json
+
+    host, _ = synced
+    table = f"D{NUMBER}_{part.capitalize()}"
+    columns = host.columns(table)
+    rows = by_dossier(host, table)
+    revision = store.procedure(NUMBER).active_revision
+    descriptors = revision["champDescriptors" if part == "champs" else "annotationDescriptors"]
+    checked = set()
+    timezone = host.widget.evaluate("grist.docApi.fetchTable('_grist_DocInfo')")["timezone"][0]
+    for position, desc in enumerate(descriptors):
+        kind = desc["__typename"].removesuffix("ChampDescriptor")
+        if kind == "Repetition":
+            continue
+        labels = [c["label"] for c in columns]
+        # the same label twice (« Nom ») gives distinct columns, in form order
+        nth = sum(1 for d in descriptors[:position] if d["label"] == desc["label"])
+        for suffix, grist_type, expected in EXPECTED[kind] if kind != "IntegerNumber" else [("", int_type(store, desc["label"], part), lambda c: int(c["value"]) if c.get("value") is not None else None)]:
+            matching = [c for c in columns if c["label"] == desc["label"] + suffix]
+            assert len(matching) > nth, (desc["label"] + suffix, labels)
+            col = matching[nth]
+            if grist_type == "DateTime":
+                grist_type = f"DateTime:{timezone}"
+            assert col["type"] == grist_type, (kind, desc["label"], col["type"])
+            for number, dossier in store.procedure(NUMBER).dossiers.items():
+                value = champ(dossier, desc["id"], part)
+                got = rows[number][col["colId"]]
+                if value is None:
+                    assert got in (None, "", False, 0, []), (kind, number, got)  # hidden by a condition: empty
+                    continue
+                want = expected(value)
+                if kind == "Carte":
+                    got = len(json.loads(got)["features"]) if got else None
+                if grist_type == "Bool":
+                    got = bool(got)
+                assert blank(got) == want, (kind, desc["label"] + suffix, number, got, want)
+        checked.add(kind)
+    if part == "champs":
+        assert checked >= set(EXPECTED) - {"Repetition"} - {"IntegerNumber"}, set(EXPECTED) - checked
+
+
+def test_datetimes_follow_the_document_time_zone(open_host, ds):
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    host.apply_user_actions([["UpdateRecord", "_grist_DocInfo", 1, {"timezone": "Europe/Paris"}]])
+    assert host.sync()["state"] == "done"
+    types = {c["label"]: c["type"] for c in host.columns(f"D{NUMBER}_Dossiers")}
+    assert types["Date de dépôt"] == "DateTime:Europe/Paris"
+    assert {c["label"]: c["type"] for c in host.columns(f"D{NUMBER}_Champs")}["Date et heure du rendez-vous"] == "DateTime:Europe/Paris"

@@ -127,6 +127,10 @@ def test_a_new_revision_adds_renames_and_keeps_removed_champs(host, store):
     prenom_col = col_id(host, table, "Prénom")
     descriptors.remove(removed)
     renamed["label"] = "Prénom usuel du porteur"
+    retyped = next(d for d in descriptors if d["label"] == "Surface (m²)")  # a free number becomes a decimal
+    retyped["__typename"] = "DecimalNumberChampDescriptor"
+    surface_col = col_id(host, table, "Surface (m²)")
+    surfaces_before = {r["Dossier"]: r[surface_col] for r in host.records(table)}
     descriptors.append(make_descriptor("IntegerNumberChampDescriptor", 999001, "Nombre d'emplois créés"))
     store.publish_revision(descriptors, revision["annotationDescriptors"])
     new = store.add_dossier()
@@ -138,6 +142,9 @@ def test_a_new_revision_adds_renames_and_keeps_removed_champs(host, store):
     assert columns[prenom_col]["label"] == "Prénom usuel du porteur", "a label change renames nothing"
     assert columns[removed_col]["label"] == "Téléphone", "a removed champ keeps its column"
     assert {r["Dossier"]: r[removed_col] for r in host.records(table) if r["Dossier"] in values_before} == values_before
+    assert columns[surface_col]["type"] == "Numeric", "a type change converts the column in place"
+    surfaces = {r["Dossier"]: r[surface_col] for r in host.records(table) if r["Dossier"] in surfaces_before}
+    assert surfaces == {k: (float(v) if v not in (None, "") else None) for k, v in surfaces_before.items()}, "no value lost"
     added = col_id(host, table, "Nombre d'emplois créés")
     assert columns[added]["type"] == "Int"
     new_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == new["number"])
