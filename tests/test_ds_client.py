@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -26,6 +27,12 @@ def ds(store):
         yield server
 
 
+def run(coroutine):
+    """Run in a thread of its own: the browser tests' Playwright keeps an event loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def client(url, token=TOKEN):
     return DSClient(url, token, UrllibTransport(timeout=10))
 
@@ -35,7 +42,7 @@ async def collect(pages):
 
 
 def test_structure_reads_descriptors_and_count(ds, store):
-    structure = asyncio.run(client(ds.url).structure(111))
+    structure = run(client(ds.url).structure(111))
     assert structure.number == 111 and structure.dossiers_count == 250
     assert [d.id for d in structure.revision.champ_descriptors] == [
         d["id"] for d in store.procedure(111).active_revision["champDescriptors"]]
@@ -43,7 +50,7 @@ def test_structure_reads_descriptors_and_count(ds, store):
 
 def test_all_dossiers_in_pages_of_100_without_gaps_or_repeats(ds, store):
     ds_client = client(ds.url)
-    pages = asyncio.run(collect(ds_client.dossier_pages(111, None)))
+    pages = run(collect(ds_client.dossier_pages(111, None)))
     assert [len(p.nodes) for p in pages] == [100, 100, 50]
     numbers = [d.number for p in pages for d in p.nodes]
     assert sorted(numbers) == sorted(store.procedure(111).dossiers) and len(set(numbers)) == 250
@@ -56,14 +63,14 @@ def test_updated_since_returns_only_modified_dossiers(ds, store):
     since = store.advance()
     number = sorted(store.procedure(111).dossiers)[10]
     store.update_dossier(number, motivation="Pièces reçues")
-    pages = asyncio.run(collect(client(ds.url).dossier_pages(111, since)))
+    pages = run(collect(client(ds.url).dossier_pages(111, since)))
     assert [d.number for p in pages for d in p.nodes] == [number]
 
 
 @pytest.mark.parametrize("token,code", [("perime", "token_expired"), ("inconnu", "token_rejected")])
 def test_auth_failures_over_http(ds, token, code):
     with pytest.raises(errors.DSError) as caught:
-        asyncio.run(client(ds.url, token).structure(111))
+        run(client(ds.url, token).structure(111))
     assert caught.value.code == code
 
 
@@ -72,7 +79,7 @@ def test_closed_port_is_unreachable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(errors.DSError) as caught:
-        asyncio.run(client(f"http://127.0.0.1:{port}/api/v2/graphql").structure(111))
+        run(client(f"http://127.0.0.1:{port}/api/v2/graphql").structure(111))
     assert caught.value.code == "unreachable"
 
 
@@ -81,7 +88,7 @@ def test_rate_limit_answer_is_explained(ds):
 
     ds.rate_limit_next(int(time.time()) + 30)
     with pytest.raises(errors.DSError) as caught:
-        asyncio.run(client(ds.url).structure(111))
+        run(client(ds.url).structure(111))
     assert caught.value.code == "rate_limited" and "secondes" in caught.value.message_fr
 
 
