@@ -76,6 +76,7 @@ class SyncResult:
     added: int = 0
     updated: int = 0
     deleted: int = 0
+    deleted_numbers: list[int] = field(default_factory=list)
     fetched: int = 0
     ds_requests: int = 0
     incremental: bool = False
@@ -147,6 +148,7 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     if cursor:
         emit({"kind": "phase", "message": "Recherche des dossiers supprimés…"})
         deleted = await ds.deleted_since(number, cursor)
+        result.deleted_numbers = sorted({d.number for d in deleted} & set(writer.dossier_ids))
         if params.keep_deleted:
             result.deleted = await writer.flag_deleted(deleted)
         else:
@@ -190,9 +192,11 @@ def _later(a: str, b: str) -> bool:
 
 
 def _history_action(result: SyncResult, started: float) -> list[Any]:
-    notes = ""
+    notes = []
     if result.unknown_types:
-        notes = "Types de champ inconnus d'OTP, copiés en texte (stringValue) : " + ", ".join(result.unknown_types)
+        notes.append("Types de champ inconnus d'OTP, copiés en texte (stringValue) : " + ", ".join(result.unknown_types))
+    if result.deleted_numbers:
+        notes.append("Dossiers supprimés dans DS : " + ", ".join(f"n° {n}" for n in result.deleted_numbers))
     return ["AddRecord", "OTP_Historique", None, {
         "Demarche": result.number,
         "Debut": started,
@@ -204,7 +208,7 @@ def _history_action(result: SyncResult, started: float) -> list[Any]:
         "Supprimes": result.deleted,
         "Requetes_DS": result.ds_requests,
         "Message": result.message,
-        "Notes": notes,
+        "Notes": "\n".join(notes),
     }]
 
 

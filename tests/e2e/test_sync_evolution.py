@@ -68,6 +68,8 @@ def test_deleted_dossiers_disappear_with_their_rows(host, store):
     result = host.sync()
     assert result["state"] == "done", result
     assert "2 supprimés" in result["text"]
+    last = host.records("OTP_Historique")[-1]
+    assert last["Supprimes"] == 2 and f"n° {min(gone, pending)}, n° {max(gone, pending)}" in last["Notes"]
     numbers = {r["Numero"] for r in grist_rows(host, "Dossiers")}
     assert gone not in numbers and pending not in numbers and numbers == set(dossiers(store))
     for suffix in ("Champs", "Annotations", "Bloc_Membres_de_l_equipe"):
