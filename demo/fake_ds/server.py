@@ -16,7 +16,7 @@ import mimetypes
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from graphql import GraphQLError, GraphQLSyntaxError, execute, parse, specified_rules, validate
@@ -42,6 +42,7 @@ class _Fault:
     content_type: str
     headers: dict[str, str]
     remaining: int
+    match: "Callable[[RecordedRequest], bool] | None" = None  # only requests it accepts
 
 
 @dataclass
@@ -131,26 +132,28 @@ class FakeDSServer:
     # -- fault switches ------------------------------------------------------
     def fail_next(self, status: int = 500, body: str | None = None,
                   content_type: str = "application/json", count: int = 1,
-                  headers: Mapping[str, str] | None = None) -> None:
-        """Make the next ``count`` GraphQL requests answer this HTTP error."""
+                  headers: Mapping[str, str] | None = None,
+                  match: Callable[[RecordedRequest], bool] | None = None) -> None:
+        """Make the next ``count`` GraphQL requests answer this HTTP error; with ``match``,
+        only requests it accepts (e.g. ``lambda r: r.variables.get("after")``: a later page)."""
         if body is None:
             body = json.dumps(graphql_error_body("Internal Server Error", "internal_server_error"))
         with self._lock:
-            self._faults.append(_Fault(status, body, content_type, dict(headers or {}), count))
+            self._faults.append(_Fault(status, body, content_type, dict(headers or {}), count, match))
 
     def rate_limit_next(self, reset_epoch: int, count: int = 1) -> None:
         """Next requests get DS's 429: plain-text body, RateLimit-* headers, no Retry-After."""
         self.fail_next(429, "Retry later\n", "text/plain", count,
                        {"RateLimit-Remaining": "0", "RateLimit-Reset": str(reset_epoch)})
 
-    def _take_fault(self) -> _Fault | None:
+    def _take_fault(self, record: RecordedRequest) -> _Fault | None:
         with self._lock:
-            if not self._faults:
+            fault = next((f for f in self._faults if f.match is None or f.match(record)), None)
+            if fault is None:
                 return None
-            fault = self._faults[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
-                self._faults.pop(0)
+                self._faults.remove(fault)
             return fault
 
     # -- GraphQL -------------------------------------------------------------
@@ -269,10 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.requests.append(record)
             self._send(404, b"Not Found\n", "text/plain")
             return
-        fault = self.fake._take_fault()
+        _fill_operation(record, body)
+        fault = self.fake._take_fault(record)
         if fault is not None:
             record.status = fault.status
-            _fill_operation(record, body)
             self.fake.requests.append(record)
             self._send(fault.status, fault.body.encode(), fault.content_type, fault.headers)
             return

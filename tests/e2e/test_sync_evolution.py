@@ -179,3 +179,24 @@ def test_file_links_are_refreshed_at_each_sync(host, store, ds):
     assert result["state"] == "done" and result["text"].endswith("(0 ajoutés, 0 mis à jour)"), result
     links = [r["Lien"] for r in grist_rows(host, "Fichiers")]
     assert any(link.endswith("?signature=nouvelle") and link.startswith(file["filename"] + " ") for link in links)
+
+
+def test_an_interrupted_sync_can_be_run_again_without_loss_or_duplicates(open_host, ds, store):
+    # 250 dossiers: 3 pages; DS fails on the second page of the first sync
+    for _ in range(250 - len(dossiers(store))):
+        store.add_dossier(procedure_number=NUMBER)
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    ds.fail_next(500, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
+    failed = host.sync()
+    assert failed["state"] == "error" and "DS a répondu par une erreur (code 500)" in failed["text"], failed
+    partial = {r["Numero"] for r in grist_rows(host, "Dossiers")}
+    assert len(partial) == 100, "the first page was written"
+    assert not any(r["Curseur"] for r in host.records("OTP_Demarches")), "the cursor did not move"
+
+    again = host.sync()
+    assert again["state"] == "done", again
+    assert again["text"] == "Synchronisation terminée : 250 dossiers (150 ajoutés, 0 mis à jour)"
+    numbers = [r["Numero"] for r in grist_rows(host, "Dossiers")]
+    assert sorted(numbers) == sorted(dossiers(store)) and len(numbers) == len(set(numbers))
+    champs = [r["Dossier"] for r in grist_rows(host, "Champs")]
+    assert len(champs) == 250 == len(set(champs))
