@@ -247,6 +247,12 @@ class RowPlan:
     update_ids: list[int]
     update: dict[str, list[Any]]
     remove_ids: list[int]
+    update_keys: list[Key] = field(default_factory=list)  # row keys, in update_ids order
+    remove_keys: list[Key] = field(default_factory=list)
+
+    def touched_keys(self) -> list[Key]:
+        """Keys of every row this plan adds, changes or removes."""
+        return [*self.add_keys, *self.update_keys, *self.remove_keys]
 
     def actions(self) -> list[Action]:
         out: list[Action] = []
@@ -282,6 +288,7 @@ def plan_rows(
     add_keys: list[Key] = []
     add: dict[str, list[Any]] = {n: [] for n in names}
     update_ids: list[int] = []
+    update_keys: list[Key] = []
     update: dict[str, list[Any]] = {n: [] for n in names}
     seen: set[Key] = set()
     for row in rows:
@@ -297,15 +304,18 @@ def plan_rows(
                 add[n].append(cells[n])
         elif any(not same_cell(current[1].get(n), cells[n]) for n in names):
             update_ids.append(current[0])
+            update_keys.append(key)
             for n in names:
                 update[n].append(cells[n])
     remove_ids: list[int] = []
+    remove_keys: list[Key] = []
     if owners is not None:
         ref_id = col_ids[DOSSIER_REF]
         for key, (row_id, values) in index.rows.items():
             if values.get(ref_id) in owners and key not in seen:
                 remove_ids.append(row_id)
-    return RowPlan(table_map.table_id, add_keys, add, update_ids, update, remove_ids)
+                remove_keys.append(key)
+    return RowPlan(table_map.table_id, add_keys, add, update_ids, update, remove_ids, update_keys, remove_keys)
 
 
 def record_written(index: TableIndex, plan: RowPlan, new_ids: list[int]) -> None:

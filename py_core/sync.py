@@ -245,34 +245,23 @@ class _Writer:
         await self.sink.apply(widen)
         dossier_plan = plan_rows(self.maps["dossiers"], self.indexes["dossiers"], by_table["dossiers"])
         await self._apply([dossier_plan], ["dossiers"])
-        for key, (row_id, _) in self.indexes["dossiers"].rows.items():
-            self.dossier_ids[key[0]] = row_id
+        for key in dossier_plan.add_keys:
+            self.dossier_ids[key[0]] = self.indexes["dossiers"].rows[key][0]
         added = {key[0] for key in dossier_plan.add_keys}
-        updated_ids = set(dossier_plan.update_ids)
-        changed_numbers = {key[0] for key, (rid, _) in self.indexes["dossiers"].rows.items() if rid in updated_ids}
+        changed = {key[0] for key in dossier_plan.update_keys}
 
-        owners = {self.dossier_ids[d.number] for d in dossiers}
-        number_of = {row_id: number for number, row_id in self.dossier_ids.items()}
-        child_plans, child_keys = [], []
-        for key in self.maps:
-            if key == "dossiers":
-                continue
-            rows = resolve_refs(by_table[key], self.dossier_ids)
-            child = plan_rows(self.maps[key], self.indexes[key], rows, owners=owners if key not in ("champs", "annotations") else None)
-            child_plans.append(child)
-            child_keys.append(key)
-            ref = self.maps[key].col_ids[DOSSIER_REF]
-            for i in range(len(child.update_ids)):
-                changed_numbers.add(number_of.get(child.update[ref][i]))
-            for i in range(len(child.add_keys)):
-                changed_numbers.add(number_of.get(child.add[ref][i]))
-            if child.remove_ids:
-                old = {rid: vals for rid, vals in self.indexes[key].rows.values()}
-                changed_numbers.update(number_of.get(old[rid].get(ref)) for rid in child.remove_ids)
+        # child tables: every row key starts with the dossier's row id
+        number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
+        child_keys = [key for key in self.maps if key != "dossiers"]
+        child_plans = [
+            plan_rows(self.maps[key], self.indexes[key], resolve_refs(by_table[key], self.dossier_ids),
+                      owners=set(number_of) if key not in ("champs", "annotations") else None)
+            for key in child_keys
+        ]
+        for plan in child_plans:
+            changed.update(number_of[key[0]] for key in plan.touched_keys())
         await self._apply(child_plans, child_keys)
-        changed_numbers -= added
-        changed_numbers.discard(None)
-        return len(added), len(changed_numbers)
+        return len(added), len(changed - added)
 
     async def _apply(self, plans: list[RowPlan], keys: list[str]) -> None:
         actions, slots = [], []
@@ -294,12 +283,8 @@ class _Writer:
             return 0
         plans, keys = [], []
         for key, table_map in self.maps.items():
-            column = table_map.col_ids["numero" if key == "dossiers" else DOSSIER_REF]
-            index = self.indexes[key]
-            if key == "dossiers":
-                ids = [rid for rid, _ in index.rows.values() if rid in gone]
-            else:
-                ids = [rid for rid, vals in index.rows.values() if vals.get(column) in gone]
+            # a dossier row is its own owner; a child row's key starts with its dossier's row id
+            ids = [rid for k, (rid, _) in self.indexes[key].rows.items() if (rid if key == "dossiers" else k[0]) in gone]
             if ids:
                 plans.append(RowPlan(table_map.table_id, [], {}, [], {}, ids))
                 keys.append(key)
