@@ -194,10 +194,9 @@ def resolve_dossier(_root, info, number: int):
     return dossier
 
 
-def demarche_dict(procedure: Procedure) -> dict:
-    revision = procedure.active_revision
+def _procedure_metadata(procedure: Procedure) -> dict:
+    """Fields Demarche and DemarcheDescriptor share."""
     return {
-        "_procedure": procedure,
         "id": procedure.id,
         "number": procedure.number,
         "title": procedure.title,
@@ -207,6 +206,14 @@ def demarche_dict(procedure: Procedure) -> dict:
         "dateCreation": procedure.date_creation,
         "datePublication": procedure.date_publication,
         "dateDerniereModification": procedure.date_derniere_modification,
+    }
+
+
+def demarche_dict(procedure: Procedure) -> dict:
+    revision = procedure.active_revision
+    return {
+        "_procedure": procedure,
+        **_procedure_metadata(procedure),
         "dateDepublication": None,
         "dateFermeture": None,
         "activeRevision": revision,
@@ -224,15 +231,7 @@ def demarche_dict(procedure: Procedure) -> dict:
 
 def demarche_descriptor_dict(procedure: Procedure, revision: dict) -> dict:
     return {
-        "id": procedure.id,
-        "number": procedure.number,
-        "title": procedure.title,
-        "description": procedure.description,
-        "state": procedure.state,
-        "declarative": None,
-        "dateCreation": procedure.date_creation,
-        "datePublication": procedure.date_publication,
-        "dateDerniereModification": procedure.date_derniere_modification,
+        **_procedure_metadata(procedure),
         "dossiersCount": len(procedure.dossiers),
         "dureeConservationDossiers": 12,
         "forIndividual": procedure.for_individual,
