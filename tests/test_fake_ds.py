@@ -337,6 +337,21 @@ def test_fail_next_and_rate_limit(server):
     assert status == 200
 
 
+def test_delay_next_answers_late_and_normally(server):
+    import time
+    server.delay_next(0.6, match=lambda r: (r.variables or {}).get("first") == 2)
+    started = time.monotonic()
+    status, _, _ = post(server.url, DOSSIERS, {"number": PROC, "first": 1})  # not matched: at once
+    assert status == 200 and time.monotonic() - started < 0.5
+    started = time.monotonic()
+    status, _, body = post(server.url, DOSSIERS, {"number": PROC, "first": 2})
+    assert status == 200 and len(body["data"]["demarche"]["dossiers"]["nodes"]) == 2
+    assert time.monotonic() - started >= 0.6
+    started = time.monotonic()
+    post(server.url, DOSSIERS, {"number": PROC, "first": 2})  # used up
+    assert time.monotonic() - started < 0.5
+
+
 # -- sample data -----------------------------------------------------------------
 
 def test_samples_cover_every_type_and_conditions(server, store):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
@@ -37,12 +38,13 @@ CORS_HEADERS = {
 
 @dataclass
 class _Fault:
-    status: int
+    status: int | None  # None: answer normally (after ``delay``)
     body: str
     content_type: str
     headers: dict[str, str]
     remaining: int
     match: "Callable[[RecordedRequest], bool] | None" = None  # only requests it accepts
+    delay: float = 0.0  # seconds to wait before answering
 
 
 @dataclass
@@ -140,6 +142,13 @@ class FakeDSServer:
             body = json.dumps(graphql_error_body("Internal Server Error", "internal_server_error"))
         with self._lock:
             self._faults.append(_Fault(status, body, content_type, dict(headers or {}), count, match))
+
+    def delay_next(self, seconds: float, count: int = 1,
+                   match: Callable[[RecordedRequest], bool] | None = None) -> None:
+        """Make the next ``count`` GraphQL requests (those ``match`` accepts) wait ``seconds``
+        before being answered normally: a slow DS, or time to act in the middle of a sync."""
+        with self._lock:
+            self._faults.append(_Fault(None, "", "", {}, count, match, seconds))
 
     def rate_limit_next(self, reset_epoch: int, count: int = 1) -> None:
         """Next requests get DS's 429: plain-text body, RateLimit-* headers, no Retry-After."""
@@ -274,7 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         _fill_operation(record, body)
         fault = self.fake._take_fault(record)
-        if fault is not None:
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.status is not None:
             record.status = fault.status
             self.fake.requests.append(record)
             self._send(fault.status, fault.body.encode(), fault.content_type, fault.headers)
