@@ -1,7 +1,7 @@
 # One Trick Pony — the two commands of the README:
 #   make demo   local demo: grist-static document + widget + fake DS with sample data
 #   make test   the whole test suite (unit, fake DS, end-to-end in headless Chromium)
-# Both install what they need first (Debian chromium, pip and npm packages), then build the widget.
+# Both install what they need first (Debian chromium and nginx, pip and npm packages), then build the widget.
 
 PY ?= python3
 
@@ -11,6 +11,9 @@ setup:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "Installation de Chromium (Debian)…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v envsubst >/dev/null 2>&1 || { \
+	  echo "Installation de nginx (Debian), pour les tests du relais…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx gettext-base >/dev/null; }
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	npm ci --no-audit --no-fund --loglevel=error
 
