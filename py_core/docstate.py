@@ -1,9 +1,12 @@
 """What the Grist document holds: its tables and columns, and OTP's registry tables.
 
-OTP keeps three small tables in the document (visible, filterable like any other):
-- `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync.
-- `OTP_Historique`: one row per successful sync (counts, DS requests, notes such as champ types
-  OTP does not know yet), written together with the cursor.
+OTP keeps small tables in the document (visible, filterable like any other):
+- `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync, the API
+  address last used (widget options may stay an unsaved draft in Grist), dossiers to take again.
+- `OTP_Historique`: one row per sync that ended (done, failed, cancelled; counts, DS requests,
+  notes such as champ types OTP does not know yet).
+- `OTP_Etat`: the state of the syncs running now: one row per sync holding the procedure's
+  lease (holder, expiry) with its checkpoint (see `lease.py`).
 - `OTP_Tables`: which Grist table holds which part of a procedure (by table *ref*, stable across
   renames in Grist).
 - `OTP_Colonnes`: which Grist column holds which DS champ (by column ref), with the DS label and
@@ -25,12 +28,15 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Curseur", "Text", "Modifiés depuis (reprise incrémentale)"),
         ("Derniere_synchro", "DateTime:UTC", "Dernière synchronisation"),
         ("Nb_dossiers", "Int", "Nombre de dossiers"),
+        ("Adresse_API", "Text", "Adresse de l'API"),
+        ("A_reprendre", "Text", "Dossiers à reprendre (réponse incomplète de DS)"),
     ],
     "OTP_Historique": [
         ("Demarche", "Int", "Démarche"),
         ("Debut", "DateTime:UTC", "Début"),
         ("Fin", "DateTime:UTC", "Fin"),
         ("Type", "Choice", "Type de synchronisation"),
+        ("Statut", "Choice", "Statut"),
         ("Dossiers_recus", "Int", "Dossiers reçus de DS"),
         ("Ajoutes", "Int", "Ajoutés"),
         ("Mis_a_jour", "Int", "Mis à jour"),
@@ -52,7 +58,24 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Libelle_DS", "Text", "Libellé dans DS"),
         ("Type_DS", "Text", "Type DS"),
         ("Dans_le_formulaire", "Bool", "Dans le formulaire actuel"),
+        ("Type_Grist", "Text", "Type Grist choisi par OTP"),
+        ("Options_DS", "Text", "Options choisies par OTP"),
     ],
+    "OTP_Etat": [
+        ("Demarche", "Int", "Démarche"),
+        ("Detenteur", "Text", "Synchronisation (navigateur)"),
+        ("Debut", "DateTime:UTC", "Début"),
+        ("Expire", "DateTime:UTC", "Bail valable jusqu'à"),
+        ("Reprise", "Text", "Point de reprise"),
+    ],
+}
+
+SYNC_KINDS = ["Complète", "Incrémentale", "Reprise"]
+SYNC_STATUSES = ["Terminée", "Échec", "Annulée"]
+META_OPTIONS = {
+    ("OTP_Historique", "Type"): {"choices": SYNC_KINDS},
+    ("OTP_Historique", "Statut"): {"choices": SYNC_STATUSES, "choiceOptions": {
+        "Terminée": {"fillColor": "#B8F4B5"}, "Échec": {"fillColor": "#FFC9C9"}, "Annulée": {"fillColor": "#FFE8A1"}}},
 }
 
 
@@ -123,16 +146,34 @@ async def load_state(sink: GristSink) -> DocState:
     return state
 
 
+def _meta_column(name: str, col_id: str, type_: str, label: str) -> dict[str, Any]:
+    info = {"type": type_, "label": label, "isFormula": False, "untieColIdFromLabel": True}
+    if (name, col_id) in META_OPTIONS:
+        info["widgetOptions"] = json.dumps(META_OPTIONS[(name, col_id)], ensure_ascii=False)
+    return info
+
+
 def meta_table_actions(state: DocState) -> list[list[Any]]:
-    """Create the OTP registry tables that are missing (first sync in a document)."""
+    """Create OTP's own tables, or the columns they lack (a document of an earlier version)."""
     actions = []
     for name, columns in META_TABLES.items():
-        if state.table_ref(name) is None:
-            actions.append(["AddTable", name, [
-                {"id": col_id, "type": type_, "label": label, "isFormula": False, "untieColIdFromLabel": True}
-                for col_id, type_, label in columns
-            ]])
+        table_ref = state.table_ref(name)
+        if table_ref is None:
+            actions.append(["AddTable", name, [{"id": c, **_meta_column(name, c, t, l)} for c, t, l in columns]])
+            continue
+        have = {c.col_id for c in state.table_columns(table_ref)}
+        actions += [["AddColumn", name, c, _meta_column(name, c, t, l)] for c, t, l in columns if c not in have]
     return actions
+
+
+def meta_race_repairs(actions: list[list[Any]], results: list[Any]) -> list[list[Any]]:
+    """Two syncs creating OTP's tables at once: Grist renames the second `OTP_Etat` to
+    `OTP_Etat2`. The one whose tables came out renamed removes them and uses the first ones."""
+    repairs = []
+    for action, result in zip(actions, results):
+        if action[0] == "AddTable" and isinstance(result, dict) and result.get("table_id") != action[1]:
+            repairs.append(["RemoveTable", result["table_id"]])
+    return repairs
 
 
 def _options(raw: Any) -> dict[str, Any]:

@@ -1,36 +1,80 @@
-"""The DS GraphQL client: one request = one call; errors become French `DSError`s.
+"""The DS GraphQL client: requests with timeouts, retries and rate-limit waits; French errors.
 
-Pagination helpers are async generators so the sync loop can write a page while the next one
-is on its way (later), and count requests for the figures.
+Policy (issue « Nothing lost »):
+- every request has a timeout (the transport's; DS cuts a query at 30 s itself, so a request
+  silent for 40 s is dead);
+- no HTTP answer (but not a CORS block: retrying cannot help there) and HTTP 5xx are retried
+  `max_retries` times with exponential backoff, the agent seeing « nouvel essai dans N s »;
+- HTTP 429 waits until `RateLimit-Reset` (or `Retry-After`), with a countdown, then goes on;
+- a GraphQL answer with `errors` is never taken as complete: the caller gets the errors with
+  the partial data (`Answer`) and decides (retry the page, skip the dossiers concerned).
+Errors are matched on their `extensions.code` and `path`, never on the message text alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
-from .models import DeletedDossier, Dossier, DossierPage, Structure
+from .models import DeletedDossier, Dossier, PageInfo, Structure
 from .queries import document
 from .transport import NetworkError, Transport
 
 DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
 PAGE_SIZE = 100  # DS silently caps `first` at 100
 EPOCH = "1970-01-01T00:00:00Z"
+PAGE_RETRIES = 2  # a page answered with errors is asked again this many times
+MAX_RATE_WAITS = 30
+
+Emit = Callable[[dict[str, Any]], None]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Answer:
+    """What DS answered: `data` (maybe partial) and the GraphQL `errors` that came with it."""
+
+    data: dict[str, Any]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error_codes(self) -> set[str]:
+        return {str((e.get("extensions") or {}).get("code", "")) for e in self.errors}
+
+
+@dataclass
+class Page:
+    """One page of dossiers: the complete ones, and the numbers DS could not answer in full."""
+
+    nodes: list[Dossier]
+    page_info: PageInfo
+    skipped: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 class DSClient:
-    def __init__(self, endpoint: str, token: str, transport: Transport):
+    def __init__(self, endpoint: str, token: str, transport: Transport, *, emit: Emit | None = None,
+                 sleep: Sleep = asyncio.sleep, max_retries: int = 4, retry_base: float = 1.0,
+                 on_wait: Callable[[], Awaitable[None]] | None = None):
         self.endpoint = endpoint
         self._token = token
         self.transport = transport
         self.request_count = 0
+        self.emit = emit or (lambda event: None)
+        self.sleep = sleep
+        self.max_retries = max_retries
+        self.retry_base = retry_base
+        self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
 
     def __repr__(self) -> str:  # never show the token
         return f"DSClient({self.endpoint!r})"
 
-    async def execute(self, query_name: str, variables: dict[str, Any], *, number: int) -> dict[str, Any]:
+    # -- one request -------------------------------------------------------------------------
+    async def execute(self, query_name: str, variables: dict[str, Any], *, number: int) -> Answer:
         body = json.dumps(
             {"query": document(query_name), "variables": variables, "operationName": _operation(query_name)}
         ).encode("utf-8")
@@ -39,74 +83,187 @@ class DSClient:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        self.request_count += 1
-        try:
-            response = await self.transport.post(self.endpoint, headers, body)
-        except NetworkError as error:
-            raise errors.ds_unreachable(self.endpoint, cors=error.cors) from None
-        return interpret(response.status, response.body, response.header("ratelimit-reset"), number)
-
-    async def structure(self, number: int) -> Structure:
-        data = await self.execute("structure", {"number": number}, number=number)
-        return Structure.from_response(data)
-
-    async def dossier_pages(self, number: int, updated_since: str | None) -> AsyncIterator[DossierPage]:
-        after = None
+        failures = rate_waits = 0
         while True:
-            variables = {"number": number, "first": PAGE_SIZE, "after": after, "updatedSince": updated_since or EPOCH}
-            data = await self.execute("dossiers", variables, number=number)
-            page = DossierPage.model_validate(data["demarche"]["dossiers"])
+            self.request_count += 1
+            try:
+                response = await self.transport.post(self.endpoint, headers, body)
+            except NetworkError as error:
+                if error.cors or failures >= self.max_retries:
+                    if error.timeout:
+                        raise errors.ds_too_slow(self.endpoint) from None
+                    raise errors.ds_unreachable(self.endpoint, cors=error.cors) from None
+                failures += 1
+                await self._wait(self._backoff(failures), "DS ne répond pas"
+                                 + (" (délai dépassé)" if error.timeout else "")
+                                 + f" : nouvel essai ({failures}/{self.max_retries})")
+                continue
+            if response.status == 429:
+                rate_waits += 1
+                wait_s = rate_limit_wait(response.header("ratelimit-reset"), response.header("retry-after"))
+                if rate_waits > MAX_RATE_WAITS:
+                    raise errors.rate_limited(wait_s)
+                await self._wait(wait_s, "DS limite le nombre de requêtes : reprise automatique")
+                continue
+            if response.status >= 500 and failures < self.max_retries:
+                failures += 1
+                await self._wait(self._backoff(failures),
+                                 f"DS a répondu par une erreur {response.status} : nouvel essai ({failures}/{self.max_retries})")
+                continue
+            return interpret(response.status, response.body, number)
+
+    def _backoff(self, failures: int) -> float:
+        return self.retry_base * 2 ** (failures - 1)
+
+    async def _wait(self, seconds: float, why: str) -> None:
+        """Wait, telling the agent every second how long is left."""
+        if self.on_wait is not None:
+            await self.on_wait()
+        remaining = seconds
+        while remaining > 0:
+            shown = max(1, round(remaining))
+            self.emit({"kind": "wait", "seconds": shown, "message": f"{why} dans {shown} s…"})
+            step = min(1.0, remaining)
+            await self.sleep(step)
+            remaining -= step
+
+    # -- queries -----------------------------------------------------------------------------
+    async def structure(self, number: int) -> Structure:
+        answer = await self.execute("structure", {"number": number}, number=number)
+        if answer.errors:
+            raise _query_error(answer)
+        return Structure.from_response(answer.data)
+
+    async def dossier_pages(self, number: int, updated_since: str, after: str | None = None) -> AsyncIterator[Page]:
+        """Pages of dossiers modified since `updated_since` (ordered by last modification),
+        from the cursor `after`. A page with errors is asked again; a DS `timeout` asks again
+        with a smaller page; what stays partial is reported in `Page.skipped`."""
+        size = PAGE_SIZE
+        while True:
+            variables = {"number": number, "first": size, "after": after, "updatedSince": updated_since}
+            page = None
+            for attempt in range(PAGE_RETRIES + 1):
+                answer = await self.execute("dossiers", variables, number=number)
+                if not answer.errors:
+                    page = _page(answer)
+                    break
+                if "timeout" in answer.error_codes() and size > 10:
+                    size = max(10, size // 2)
+                    variables = {**variables, "first": size}
+                if attempt == PAGE_RETRIES:
+                    page = _partial_page(answer)
+            assert page is not None
             yield page
             if not page.page_info.has_next_page or not page.page_info.end_cursor:
                 return
             after = page.page_info.end_cursor
 
+    async def dossier(self, number: int, dossier_number: int) -> Dossier | None:
+        """One dossier by number (to take again one DS could not answer in full); None when
+        DS no longer has it for this procedure."""
+        answer = await self.execute("dossier", {"number": dossier_number}, number=number)
+        node = answer.data.get("dossier")
+        if answer.errors or not isinstance(node, dict):
+            if node is None and "not_found" in answer.error_codes():
+                return None
+            raise _query_error(answer)
+        if (node.get("demarche") or {}).get("number") != number:
+            return None
+        return Dossier.model_validate(node)
+
     async def refresh_pages(self, number: int) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every dossier's labels and file URLs (light), page by page."""
+        """Every dossier DS lists for the procedure (number, labels, file URLs), page by page:
+        also the complete list of the dossiers that exist."""
         after = None
         while True:
-            data = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
-            connection = data["demarche"]["dossiers"]
+            answer = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
+            for _ in range(PAGE_RETRIES):
+                if not answer.errors:
+                    break
+                answer = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
+            if answer.errors:  # the listing decides removals: it must be complete
+                raise _query_error(answer)
+            connection = answer.data["demarche"]["dossiers"]
             yield connection["nodes"]
             info = connection["pageInfo"]
             if not info["hasNextPage"] or not info["endCursor"]:
                 return
             after = info["endCursor"]
 
-    async def deleted_since(self, number: int, since: str) -> list[DeletedDossier]:
-        """Deleted and pending-deletion dossiers since `since`, all pages of both connections."""
-        found: list[DeletedDossier] = []
+    async def deletions(self, number: int, deleted_since: str | None, *, confirmed: bool = True) -> tuple[list[DeletedDossier], list[DeletedDossier]]:
+        """(confirmed deletions since `deleted_since`, every dossier now in the bin)."""
+        found: dict[str, list[DeletedDossier]] = {"deletedDossiers": [], "pendingDeletedDossiers": []}
         cursors: dict[str, str | None] = {"deletedDossiers": None, "pendingDeletedDossiers": None}
-        active = {"deletedDossiers": True, "pendingDeletedDossiers": True}
+        active = {"deletedDossiers": confirmed, "pendingDeletedDossiers": True}
         while any(active.values()):
             variables = {
                 "number": number,
-                "deletedSince": since,
+                "deletedSince": deleted_since,
                 "after": cursors["deletedDossiers"],
                 "pendingAfter": cursors["pendingDeletedDossiers"],
                 "withDeleted": active["deletedDossiers"],
                 "withPending": active["pendingDeletedDossiers"],
             }
-            data = await self.execute("deleted_dossiers", variables, number=number)
+            answer = await self.execute("deleted_dossiers", variables, number=number)
+            if answer.errors:
+                raise _query_error(answer)
             for name in list(cursors):
                 if not active[name]:
                     continue
-                connection = data["demarche"][name]
-                found.extend(DeletedDossier.model_validate(node) for node in connection["nodes"])
+                connection = answer.data["demarche"][name]
+                found[name].extend(DeletedDossier.model_validate(node) for node in connection["nodes"])
                 info = connection["pageInfo"]
                 cursors[name] = info["endCursor"]
                 active[name] = bool(info["hasNextPage"] and info["endCursor"])
-        return found
+        return found["deletedDossiers"], found["pendingDeletedDossiers"]
+
+
+def _page(answer: Answer) -> Page:
+    connection = answer.data["demarche"]["dossiers"]
+    return Page([Dossier.model_validate(n) for n in connection["nodes"]], PageInfo.model_validate(connection["pageInfo"]))
+
+
+def _partial_page(answer: Answer) -> Page:
+    """Keep the dossiers DS answered in full; name the others. An error that cannot be tied to
+    one dossier (or a page without its cursor) fails the page: nothing is written."""
+    connection = ((answer.data.get("demarche") or {}).get("dossiers")) if isinstance(answer.data, dict) else None
+    if not isinstance(connection, dict) or not isinstance(connection.get("pageInfo"), dict):
+        raise _query_error(answer)
+    nodes = connection.get("nodes") or []
+    bad: set[int] = set()
+    for error in answer.errors:
+        path = error.get("path") or []
+        if len(path) >= 4 and path[:3] == ["demarche", "dossiers", "nodes"] and isinstance(path[3], int):
+            bad.add(path[3])
+        else:
+            raise _query_error(answer)
+    skipped, kept = [], []
+    for i, node in enumerate(nodes):
+        if i in bad or not isinstance(node, dict):
+            if not isinstance(node, dict) or not isinstance(node.get("number"), int):
+                raise _query_error(answer)  # a dossier we could not even name
+            skipped.append(node["number"])
+        else:
+            kept.append(Dossier.model_validate(node))
+    problems = sorted({str(e.get("message", ""))[:200] for e in answer.errors})
+    return Page(kept, PageInfo.model_validate(connection["pageInfo"]), skipped, problems)
+
+
+def _query_error(answer: Answer) -> errors.DSError:
+    first = answer.errors[0] if answer.errors else {}
+    code = str((first.get("extensions") or {}).get("code", ""))
+    return errors.ds_query_error(str(first.get("message", "")), code)
 
 
 def _operation(query_name: str) -> str:
     return "otp" + "".join(part.capitalize() for part in query_name.split("_"))
 
 
-def interpret(status: int, body: bytes, rate_reset: str | None, number: int) -> dict[str, Any]:
-    """Turn an HTTP answer of DS into `data`, or raise the matching French error (pure)."""
+def interpret(status: int, body: bytes, number: int) -> Answer:
+    """Turn an HTTP answer of DS into an `Answer`, or raise the matching French error (pure).
+    Errors about the procedure itself (`path` = ["demarche"] or no data at all) are final."""
     if status == 429:
-        raise errors.rate_limited(_seconds_until(rate_reset))
+        raise errors.rate_limited(None)
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -115,8 +272,8 @@ def interpret(status: int, body: bytes, rate_reset: str | None, number: int) -> 
         raise errors.ds_bad_response(f"HTTP {status}") from None
     if not isinstance(payload, dict):
         raise errors.ds_bad_response(f"HTTP {status}")
-    problems = payload.get("errors") or []
-    first = problems[0] if problems and isinstance(problems[0], dict) else {}
+    problems = [p for p in payload.get("errors") or [] if isinstance(p, dict)]
+    first = problems[0] if problems else {}
     message = str(first.get("message", ""))
     code = str((first.get("extensions") or {}).get("code", ""))
     if status == 401:
@@ -127,23 +284,30 @@ def interpret(status: int, body: bytes, rate_reset: str | None, number: int) -> 
         raise errors.token_rejected()
     if status >= 500:
         raise errors.ds_server_error(status, message)
-    if problems:
-        if code == "not_found" or "not found" in message.lower():
-            raise errors.demarche_not_found(number)
-        if code == "unauthorized" and "hidden due to permissions" in message:
-            raise errors.demarche_not_accessible(number)
-        if payload.get("data") is None or code == "timeout":
-            raise errors.ds_query_error(message, code)
     data = payload.get("data")
+    for problem in problems:
+        path = problem.get("path") or []
+        problem_code = str((problem.get("extensions") or {}).get("code", ""))
+        about_procedure = path in (["demarche"], ["demarcheDescriptor"]) or (not path and data is None)
+        if about_procedure and problem_code == "not_found":
+            raise errors.demarche_not_found(number)
+        if about_procedure and problem_code == "unauthorized":
+            raise errors.demarche_not_accessible(number)
+    if problems and not isinstance(data, dict):
+        raise errors.ds_query_error(message, code)
     if not isinstance(data, dict):
         raise errors.ds_bad_response(f"HTTP {status} sans données")
-    return data
+    return Answer(data, problems)
 
 
-def _seconds_until(reset: str | None) -> int | None:
-    import time
-
-    try:
-        return max(1, int(float(reset or "") - time.time()))
-    except ValueError:
-        return None
+def rate_limit_wait(reset: str | None, retry_after: str | None, now: float | None = None) -> float:
+    """Seconds to wait after a 429: until `RateLimit-Reset` (epoch seconds), else
+    `Retry-After` (seconds), else a minute (DS's window)."""
+    now = time.time() if now is None else now
+    for value, absolute in ((reset, True), (retry_after, False)):
+        try:
+            seconds = float(value or "")
+        except ValueError:
+            continue
+        return min(max(1.0, seconds - now if absolute else seconds), 120.0)
+    return 60.0

@@ -122,6 +122,41 @@ def ds_unreachable(endpoint: str, *, cors: bool) -> DSError:
     )
 
 
+def ds_too_slow(endpoint: str) -> DSError:
+    return DSError(
+        f"L'API à l'adresse {endpoint} ne répond plus (aucune réponse en 40 secondes, plusieurs essais). "
+        "DS est peut-être surchargé : relancez la synchronisation plus tard, elle reprendra là où elle "
+        "s'est arrêtée.",
+        code="timeout",
+    )
+
+
+def sync_busy(number: int, since: str) -> OTPError:
+    return OTPError(
+        f"Une synchronisation de la démarche n° {number} est déjà en cours (commencée {since}, "
+        "peut-être dans un autre onglet ou par un collègue). Attendez qu'elle se termine, puis "
+        "relancez si besoin : rien n'a été modifié.",
+        code="busy",
+    )
+
+
+def lease_lost(number: int) -> OTPError:
+    return OTPError(
+        f"Une autre synchronisation de la démarche n° {number} a pris le relais de celle-ci "
+        "(elle semblait interrompue). Cette synchronisation s'arrête sans rien écrire de plus ; "
+        "l'autre termine le travail.",
+        code="lease_lost",
+    )
+
+
+def cancelled() -> OTPError:
+    return OTPError(
+        "Synchronisation annulée. Le document est cohérent ; la prochaine synchronisation "
+        "reprendra là où celle-ci s'est arrêtée.",
+        code="cancelled",
+    )
+
+
 def rate_limited(wait_s: int | None) -> DSError:
     when = f"dans {wait_s} secondes" if wait_s else "dans une minute"
     return DSError(

@@ -24,6 +24,8 @@ class Descriptor(_Model):
     options: list[str] | None = None
     other_option: bool | None = Field(default=None, alias="otherOption")
     children: list[Descriptor] = Field(default_factory=list, alias="champDescriptors")
+    in_form: bool = True  # OTP's: False for a champ only older revisions have
+
 
     @property
     def kind(self) -> str:
@@ -33,8 +35,29 @@ class Descriptor(_Model):
 
 class Revision(_Model):
     id: str
+    date_publication: str | None = Field(default=None, alias="datePublication")
     champ_descriptors: list[Descriptor] = Field(alias="champDescriptors")
     annotation_descriptors: list[Descriptor] = Field(alias="annotationDescriptors")
+
+
+def merge_descriptors(active: list[Descriptor], older: list[list[Descriptor]]) -> list[Descriptor]:
+    """The active revision's descriptors, then those only older revisions have (newest first),
+    marked `in_form=False`: dossiers filed on those revisions still carry their values.
+    Blocks merge their sub-champs the same way."""
+    merged: dict[str, Descriptor] = {}
+    for rank, descriptors in enumerate([active, *older]):
+        for descriptor in descriptors:
+            known = merged.get(descriptor.id)
+            if known is None:
+                children = merge_descriptors(descriptor.children, []) if rank == 0 else [
+                    c.model_copy(update={"in_form": False}) for c in descriptor.children]
+                merged[descriptor.id] = descriptor.model_copy(update={"in_form": rank == 0, "children": children})
+            elif descriptor.children:
+                extra = [c.model_copy(update={"in_form": False}) for c in descriptor.children
+                         if c.id not in {k.id for k in known.children}]
+                if extra:
+                    merged[descriptor.id] = known.model_copy(update={"children": [*known.children, *extra]})
+    return list(merged.values())
 
 
 class LabelRef(_Model):
@@ -48,7 +71,8 @@ class Structure(_Model):
     title: str
     dossiers_count: int | None = None
     labels: list[LabelRef] = Field(default_factory=list)
-    revision: Revision
+    revision: Revision  # the active one
+    revisions: list[Revision] = Field(default_factory=list)  # every published one
 
     @classmethod
     def from_response(cls, data: dict[str, Any]) -> Structure:
@@ -60,7 +84,21 @@ class Structure(_Model):
             dossiers_count=descriptor.get("dossiersCount"),
             labels=demarche.get("labels") or [],
             revision=demarche["activeRevision"],
+            revisions=demarche.get("revisions") or [],
         )
+
+    def _older(self) -> list[Revision]:
+        older = [r for r in self.revisions if r.id != self.revision.id]
+        return sorted(older, key=lambda r: r.date_publication or "", reverse=True)
+
+    @property
+    def champ_descriptors(self) -> list[Descriptor]:
+        """Union over every published revision (see `merge_descriptors`)."""
+        return merge_descriptors(self.revision.champ_descriptors, [r.champ_descriptors for r in self._older()])
+
+    @property
+    def annotation_descriptors(self) -> list[Descriptor]:
+        return merge_descriptors(self.revision.annotation_descriptors, [r.annotation_descriptors for r in self._older()])
 
 
 class PageInfo(_Model):
@@ -80,7 +118,15 @@ class Dossier(_Model):
     annotations: list[dict[str, Any]] = Field(default_factory=list)
 
     def raw(self, name: str, default: Any = None) -> Any:
-        return (self.model_extra or {}).get(name, default)
+        """A field as DS named it (typed fields too: `dateDerniereModification`)."""
+        extra = self.model_extra or {}
+        if name in extra:
+            return extra[name]
+        field_name = _FIELD_BY_ALIAS.get(name)
+        return getattr(self, field_name) if field_name else default
+
+
+_FIELD_BY_ALIAS = {(f.alias or n): n for n, f in Dossier.model_fields.items()}
 
 
 class DossierPage(_Model):

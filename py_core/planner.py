@@ -55,14 +55,20 @@ def _column_info(column: ColumnSpec, col_id: str, table_ids: dict[str, str]) -> 
 
 
 def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
+    """Tables and columns to create or change. A table or column OTP created but did not get to
+    register (an interrupted first sync) is adopted by its id, never created twice."""
     registered = state.registered_tables(schema.number)
     by_key = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(schema.number)}
+    claimed = set(registered.values())
     taken_tables = {tid.lower() for tid in state.tables.values()}
     table_ids: dict[str, str] = {}
     plan = SchemaPlan([], {})
     for spec in schema.tables:  # `dossiers` first: the others' Ref columns point at it
         table_ref = registered.get(spec.key)
+        if table_ref not in state.tables:
+            table_ref = _adoptable_table(state, spec, claimed)
         if table_ref in state.tables:
+            claimed.add(table_ref)
             table_id = state.tables[table_ref]
             table_ids[spec.key] = table_id
             plan.maps[spec.key] = _plan_existing_table(state, spec, table_ref, table_id, by_key, table_ids, plan)
@@ -80,40 +86,72 @@ def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
     return plan
 
 
+def _adoptable_table(state: DocState, spec: TableSpec, claimed: set[int]) -> int | None:
+    """The unregistered table OTP would have created for `spec` (same id, with its key columns)."""
+    wanted = naming.table_id(spec.name, set())
+    for ref, table_id in state.tables.items():
+        if table_id.lower() == wanted.lower() and ref not in claimed:
+            have = {c.col_id.lower() for c in state.table_columns(ref)}
+            keys = {naming.column_id(spec.column(k).id_hint, set()).lower() for k in spec.row_key}
+            if keys <= have:
+                return ref
+    return None
+
+
 def _plan_existing_table(state, spec, table_ref, table_id, by_key, table_ids, plan) -> TableMap:
     existing = {c.ref: c for c in state.table_columns(table_ref)}
+    by_id = {c.col_id.lower(): c for c in existing.values()}
+    claimed = {entry["Col_ref"] for (ref, _), entry in by_key.items() if ref == table_ref}
     taken = {c.col_id.lower() for c in existing.values()} | {"id", "manualsort"}
     col_ids: dict[str, str] = {}
     for column in spec.columns:
         entry = by_key.get((table_ref, column.key))
         current = existing.get(entry["Col_ref"]) if entry else None
+        if current is None and entry is None:  # created, not registered yet: adopt it
+            candidate = by_id.get(naming.column_id(column.id_hint, set()).lower())
+            if candidate is not None and candidate.ref not in claimed and not candidate.is_formula:
+                current, entry = candidate, {}
+                claimed.add(candidate.ref)
         if current is None:  # new champ in the form, or a column the user deleted
             col_id = naming.column_id(column.id_hint, taken)
             plan.actions.append(["AddColumn", table_id, col_id, _column_info(column, "", table_ids)])
             plan.new_columns.append((spec.key, column.key, col_id))
         else:
             col_id = current.col_id
-            changes = _column_changes(current, column, table_ids)
+            changes = _column_changes(current, column, table_ids, entry or {})
             if changes:
                 plan.actions.append(["ModifyColumn", table_id, col_id, changes])
         col_ids[column.key] = col_id
     return TableMap(spec, table_id, col_ids)
 
 
-def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str]) -> dict[str, Any]:
+def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
+    """What OTP changes on a column it registered: only what DS (or OTP's mapping) changed since
+    the last sync, compared with what the registry recorded — never what an agent changed on
+    the column itself (a label, a type, a format: theirs)."""
     changes: dict[str, Any] = {}
-    if current.label != column.label:
+    if recorded.get("Libelle_DS", column.label) != column.label and current.label != column.label:
         changes["label"] = column.label
         changes["untieColIdFromLabel"] = True  # the column id stays what formulas use
     wanted_type = _grist_type(column, table_ids)
-    widened = wanted_type == "Int" and current.type == "Numeric"  # see sync: big integers
-    if current.type != wanted_type and not widened:
-        changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
-    if column.widget_options:
+    recorded_type = recorded.get("Type_Grist") or wanted_type
+    if recorded_type != wanted_type and current.type != wanted_type:
+        if not (wanted_type == "Int" and current.type == "Numeric"):  # see sync: big integers
+            changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
+    recorded_options = _options_of(recorded.get("Options_DS"), column.widget_options)
+    if column.widget_options and recorded_options != column.widget_options:
         merged = {**current.widget_options, **column.widget_options}
         if merged != current.widget_options:
             changes["widgetOptions"] = json.dumps(merged, ensure_ascii=False)
     return changes
+
+
+def _options_of(recorded: Any, default: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(recorded) if recorded else default
+    except ValueError:
+        return default
+    return value if isinstance(value, dict) else default
 
 
 def refresh_maps(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> dict[str, TableMap]:
@@ -197,7 +235,9 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) ->
                 "Col_ref": state.column_ref(table_map.table_id, table_map.col_ids[column.key]),
                 "Libelle_DS": column.label,
                 "Type_DS": column.ds_type,
-                "Dans_le_formulaire": True,
+                "Dans_le_formulaire": column.in_form,
+                "Type_Grist": _grist_type(column, {k: m.table_id for k, m in maps.items()}),
+                "Options_DS": json.dumps(column.widget_options, ensure_ascii=False, sort_keys=True),
             }
             row = registered.get((table_ref, column.key))
             if row is None:
@@ -222,31 +262,49 @@ Key = tuple[Any, ...]
 
 @dataclass
 class TableIndex:
-    """The rows of one OTP table as the document holds them, by row key."""
+    """The rows of one OTP table as the document holds them, by row key; for child tables, the
+    keys of each dossier's rows (`owned`), so a page's work is proportional to the page."""
 
     rows: dict[Key, tuple[int, dict[str, Any]]]  # key → (row id, {col id: cell})
+    ref_col: str | None = None  # col id of the Ref to the dossier (child tables)
+    owned: dict[Any, set[Key]] = field(default_factory=dict)  # dossier row id → keys
+    duplicates: list[tuple[Key, int, dict[str, Any]]] = field(default_factory=list)  # extra rows of a key
 
     @classmethod
     def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap) -> TableIndex:
         key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         ids = columns.get("id") or []
         names = [n for n in columns if n != "id"]
-        rows: dict[Key, tuple[int, dict[str, Any]]] = {}
+        ref_col = table_map.col_ids.get(DOSSIER_REF)
+        index = cls({}, ref_col)
         for i, row_id in enumerate(ids):
             values = {n: columns[n][i] for n in names}
             key = tuple(values.get(k) for k in key_ids)
-            rows.setdefault(key, (row_id, values))  # a duplicate key is left as it is
-        return cls(rows)
+            if key in index.rows:  # two syncs at once in an earlier version: repaired later
+                index.duplicates.append((key, row_id, values))
+                continue
+            index.put(key, row_id, values)
+        return index
+
+    def put(self, key: Key, row_id: int, values: dict[str, Any]) -> None:
+        self.rows[key] = (row_id, values)
+        if self.ref_col is not None:
+            self.owned.setdefault(values.get(self.ref_col), set()).add(key)
+
+    def drop(self, key: Key) -> None:
+        row = self.rows.pop(key, None)
+        if row is not None and self.ref_col is not None:
+            self.owned.get(row[1].get(self.ref_col), set()).discard(key)
 
 
 @dataclass
 class RowPlan:
     table_id: str
-    add_keys: list[Key]
-    add: dict[str, list[Any]]  # col id → cells, in add_keys order
-    update_ids: list[int]
-    update: dict[str, list[Any]]
-    remove_ids: list[int]
+    add_keys: list[Key] = field(default_factory=list)
+    add: dict[str, list[Any]] = field(default_factory=dict)  # col id → cells, in add_keys order
+    update_ids: list[int] = field(default_factory=list)
+    update: dict[str, list[Any]] = field(default_factory=dict)
+    remove_ids: list[int] = field(default_factory=list)
     update_keys: list[Key] = field(default_factory=list)  # row keys, in update_ids order
     remove_keys: list[Key] = field(default_factory=list)
 
@@ -285,11 +343,7 @@ def plan_rows(
     col_ids = table_map.col_ids
     names = [col_ids[k] for k in col_ids]
     key_keys = table_map.spec.row_key
-    add_keys: list[Key] = []
-    add: dict[str, list[Any]] = {n: [] for n in names}
-    update_ids: list[int] = []
-    update_keys: list[Key] = []
-    update: dict[str, list[Any]] = {n: [] for n in names}
+    plan = RowPlan(table_map.table_id, add={n: [] for n in names}, update={n: [] for n in names})
     seen: set[Key] = set()
     for row in rows:
         key = tuple(row[k] for k in key_keys)
@@ -299,34 +353,134 @@ def plan_rows(
         cells = {col_ids[k]: row.get(k) for k in col_ids}
         current = index.rows.get(key)
         if current is None:
-            add_keys.append(key)
+            plan.add_keys.append(key)
             for n in names:
-                add[n].append(cells[n])
+                plan.add[n].append(cells[n])
         elif any(not same_cell(current[1].get(n), cells[n]) for n in names):
-            update_ids.append(current[0])
-            update_keys.append(key)
+            plan.update_ids.append(current[0])
+            plan.update_keys.append(key)
             for n in names:
-                update[n].append(cells[n])
-    remove_ids: list[int] = []
-    remove_keys: list[Key] = []
-    if owners is not None:
-        ref_id = col_ids[DOSSIER_REF]
-        for key, (row_id, values) in index.rows.items():
-            if values.get(ref_id) in owners and key not in seen:
-                remove_ids.append(row_id)
-                remove_keys.append(key)
-    return RowPlan(table_map.table_id, add_keys, add, update_ids, update, remove_ids, update_keys, remove_keys)
+                plan.update[n].append(cells[n])
+    for owner in owners or ():
+        for key in sorted(index.owned.get(owner, set()) - seen, key=repr):
+            plan.remove_ids.append(index.rows[key][0])
+            plan.remove_keys.append(key)
+    return plan
 
 
 def record_written(index: TableIndex, plan: RowPlan, new_ids: list[int]) -> None:
     """Bring the index up to date with what a plan wrote (no need to fetch the table again)."""
     for i, key in enumerate(plan.add_keys):
-        index.rows[key] = (new_ids[i], {n: plan.add[n][i] for n in plan.add})
-    if not (plan.update_ids or plan.remove_ids):
-        return
-    key_of = {row_id: key for key, (row_id, _) in index.rows.items()}
-    for i, row_id in enumerate(plan.update_ids):
-        key = key_of[row_id]
-        index.rows[key] = (row_id, {**index.rows[key][1], **{n: plan.update[n][i] for n in plan.update}})
-    for row_id in plan.remove_ids:
-        index.rows.pop(key_of[row_id], None)
+        index.put(key, new_ids[i], {n: plan.add[n][i] for n in plan.add})
+    for i, key in enumerate(plan.update_keys):
+        row_id, values = index.rows[key]
+        index.drop(key)
+        index.put(key, row_id, {**values, **{n: plan.update[n][i] for n in plan.update}})
+    for key in plan.remove_keys:
+        index.drop(key)
+
+
+def plan_cells(table_map: TableMap, index: TableIndex, col_key: str, wanted: dict[Key, Any]) -> RowPlan:
+    """Set one OTP column on the rows of `wanted` (key → cell) where it differs."""
+    col = table_map.col_ids[col_key]
+    plan = RowPlan(table_map.table_id, update={col: []})
+    for key, cell in wanted.items():
+        current = index.rows.get(key)
+        if current is not None and not same_cell(current[1].get(col), cell):
+            plan.update_ids.append(current[0])
+            plan.update_keys.append(key)
+            plan.update[col].append(cell)
+    return plan
+
+
+def plan_removal(maps: dict[str, TableMap], indexes: dict[str, TableIndex], dossier_row_ids: set[int]) -> list[tuple[str, RowPlan]]:
+    """Remove dossiers and every row that depends on them, children first (no Ref ever points
+    at a removed dossier)."""
+    plans = []
+    for key, table_map in maps.items():
+        if key == "dossiers":
+            continue
+        index = indexes[key]
+        keys = sorted({k for owner in dossier_row_ids for k in index.owned.get(owner, ())}, key=repr)
+        if keys:
+            plans.append((key, RowPlan(table_map.table_id, remove_ids=[index.rows[k][0] for k in keys], remove_keys=keys)))
+    dossiers = indexes["dossiers"]
+    keys = sorted((k for k, (rid, _) in dossiers.rows.items() if rid in dossier_row_ids), key=repr)
+    if keys:
+        plans.append(("dossiers", RowPlan(maps["dossiers"].table_id, remove_ids=[dossiers.rows[k][0] for k in keys], remove_keys=keys)))
+    return plans
+
+
+def plan_dedupe(maps: dict[str, TableMap], indexes: dict[str, TableIndex], agent_columns: dict[str, list[str]]) -> list[Action]:
+    """Repair duplicate rows of a key (left by two syncs at once in an earlier version): keep the
+    first row, copy into it what agents wrote only on a duplicate, remove the duplicates and,
+    for dossiers, the child rows that hung on them."""
+    actions: list[Action] = []
+    for key, table_map in maps.items():
+        index = indexes[key]
+        if not index.duplicates:
+            continue
+        fills: dict[int, dict[str, Any]] = {}
+        for row_key, _, values in index.duplicates:
+            kept_id, kept = index.rows[row_key]
+            for col in agent_columns.get(key, []):
+                if kept.get(col) in (None, "", False, 0) and values.get(col) not in (None, "", False, 0):
+                    fills.setdefault(kept_id, {}).setdefault(col, values[col])
+        for row_id, cells in fills.items():
+            actions.append(["UpdateRecord", table_map.table_id, row_id, cells])
+        extra = sorted(row_id for _, row_id, _ in index.duplicates)
+        if key == "dossiers":
+            for child, child_map in maps.items():
+                orphans = sorted(indexes[child].rows[k][0] for owner in extra for k in indexes[child].owned.get(owner, ()))
+                if child != "dossiers" and orphans:
+                    actions.append(["BulkRemoveRecord", child_map.table_id, orphans])
+        actions.append(["BulkRemoveRecord", table_map.table_id, extra])
+    return actions
+
+
+@dataclass
+class Membership:
+    """What becomes of the dossiers the document holds, once DS's lists were read."""
+
+    bin_dates: dict[int, Any] = field(default_factory=dict)  # number → « Dans la corbeille » cell
+    deleted_dates: dict[int, Any] = field(default_factory=dict)  # number → « Supprimé dans DS le »
+    remove: set[int] = field(default_factory=set)
+    binned: list[int] = field(default_factory=list)  # newly in the bin
+    restored: list[int] = field(default_factory=list)  # out of the bin again
+    deleted: list[int] = field(default_factory=list)  # newly deleted (removed or flagged)
+
+
+def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_before: dict[int, float],
+                    pending_after: dict[int, float], deleted: dict[int, float], *, keep_deleted: bool,
+                    now: float) -> Membership:
+    """`held`: number → (bin cell, deleted cell) as the document has them; `listed`: every dossier
+    DS lists now (complete); the bin read before and after that listing; confirmed deletions
+    (number → date) for their dates.
+
+    A dossier DS lists is alive (a restored one leaves the bin: same row, agents' cells intact —
+    DS may not even change its modification date). One in the bin is kept and flagged. One in
+    neither list, nor in the bin read before the listing (it may have been restored in between:
+    kept flagged until the next sync), is deleted: removed, or flagged if the agent keeps them."""
+    out = Membership()
+    for number, (bin_cell, deleted_cell) in held.items():
+        if deleted_cell and number not in listed:
+            continue  # deleted earlier and kept: stays as it is
+        if number in pending_after or (number not in listed and number in pending_before):
+            when = pending_after.get(number, pending_before.get(number))
+            out.bin_dates[number] = bin_cell or when
+            if not bin_cell:
+                out.binned.append(number)
+        elif number in listed:
+            out.bin_dates[number] = None
+            if bin_cell:
+                out.restored.append(number)
+            if deleted_cell:
+                out.deleted_dates[number] = None
+        else:
+            out.deleted.append(number)
+            if keep_deleted:
+                out.deleted_dates[number] = deleted.get(number) or now
+                out.bin_dates[number] = None
+            else:
+                out.remove.add(number)
+    return out

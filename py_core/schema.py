@@ -24,6 +24,8 @@ STATE_LABELS = {
 }
 
 DOSSIER_KEY = "numero"
+BIN_DATE = "date_corbeille"  # set while the dossier is in DS's bin (restorable)
+DELETED_DATE = "date_suppression_ds"  # set when a deleted dossier is kept (the agent's choice)
 DOSSIER_REF = "dossier"
 ROW_KEY = "ligne"
 POSITION = "position"
@@ -38,6 +40,7 @@ class ColumnSpec:
     widget_options: dict[str, Any] = field(default_factory=dict)
     ds_type: str = ""  # descriptor kind, or "otp" for OTP's own columns
     read: Callable[[Any], Any] | None = None
+    in_form: bool = True  # False: the champ is only in older revisions of the form
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
         col("motivation", "Motivation", "Text", lambda d: text_cell(d.raw("motivation")), "Motivation"),
         col("archive", "Archivé", "Bool", lambda d: bool(d.raw("archived")), "Archive"),
         col("date_suppression_ds", "Supprimé dans DS le", dt, lambda d: None, "Supprime_dans_DS_le"),
+        col(BIN_DATE, "Dans la corbeille DS depuis le", dt, lambda d: None, "Dans_la_corbeille_DS_depuis"),
         col("lien", "Lien vers le dossier", "Text", link, "Lien_DS", widget="HyperLink"),
     ]
 
@@ -145,6 +149,7 @@ def _part_column(descriptor: Descriptor, part: Part, timezone: str) -> ColumnSpe
         widget_options=options,
         ds_type=descriptor.kind,
         read=read,
+        in_form=descriptor.in_form,
     )
 
 
@@ -201,19 +206,19 @@ def _avis_columns(timezone: str) -> list[ColumnSpec]:
 
 def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema:
     number = structure.number
-    revision = structure.revision
+    champ_descriptors, annotation_descriptors = structure.champ_descriptors, structure.annotation_descriptors
     unknown: list[str] = []
     labels = sorted(l.name for l in structure.labels)
     tables = [
         TableSpec("dossiers", f"D{number}_Dossiers", (DOSSIER_KEY,), _dossier_columns(labels, timezone, ds_base, number)),
         TableSpec("champs", f"D{number}_Champs", (DOSSIER_REF,),
-                  [_ref_column(), *_champ_columns(revision.champ_descriptors, timezone, unknown)], DOSSIER_REF),
+                  [_ref_column(), *_champ_columns(champ_descriptors, timezone, unknown)], DOSSIER_REF),
         TableSpec("annotations", f"D{number}_Annotations", (DOSSIER_REF,),
-                  [_ref_column(), *_champ_columns(revision.annotation_descriptors, timezone, unknown)], DOSSIER_REF),
+                  [_ref_column(), *_champ_columns(annotation_descriptors, timezone, unknown)], DOSSIER_REF),
     ]
     tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone), DOSSIER_REF))
     tables.append(TableSpec("fichiers", f"D{number}_Fichiers", (DOSSIER_REF, FILE_CHAMP, FILE_POSITION), _file_columns(), DOSSIER_REF))
-    for block in blocks(revision.champ_descriptors + revision.annotation_descriptors):
+    for block in blocks(champ_descriptors + annotation_descriptors):
         columns = [
             _ref_column(),
             ColumnSpec(ROW_KEY, "Ligne (identifiant DS)", "Text", "Ligne", {}, "otp"),

@@ -1,43 +1,54 @@
-"""The sync loop: DS pages in, Grist bulk actions out, progress events along the way.
+"""A sync as a sequence of small phases over its state, kept in the document.
 
-Order of work, chosen so that a sync can be interrupted and run again safely:
-1. validate the input and read the procedure's structure (errors here change nothing);
-2. create/adjust tables and columns, record them in the registry;
-3. for each page of dossiers (ordered by last update): diff against the document, write;
-4. apply deletions and label changes;
-5. only then move the incremental cursor (`OTP_Demarches.Curseur`).
-Every write is an idempotent diff, so re-running after a failure converges to DS's state.
+1. `structure`: validate the input, read the procedure (every revision). Errors here change
+   nothing in the document.
+2. `lease`: take the procedure's lease in `OTP_Etat` (see `lease.py`); a second sync of the same
+   procedure says « Une synchronisation est déjà en cours ». From here every write is fenced by
+   the lease, and a sync that stops for any reason writes its line in `OTP_Historique`.
+3. `tables`: create/adjust tables and columns, record them in the registry.
+4. `bin`: read DS's bin (and the confirmed deletions, for their dates) before the listing.
+5. `pages`: dossiers modified since the cursor, by pages of 100, each written as a diff; the
+   checkpoint (`since`, `after`) is stored with the page's last bundle, so an interrupted sync
+   resumes where it stopped, fetching again at most the page it was on.
+6. `listing`: the list of every dossier DS has (the pages themselves on a full sync that ran in
+   one go; else the light `refresh` pages, which also bring labels and file links).
+7. `membership`: the bin read again; dossiers in the bin are flagged, restored ones unflagged
+   (same row: agents' cells intact), those gone from DS removed (or flagged if kept).
+8. `finish`: cursor, history line and the lease given back, in one bundle.
+
+The cursor and its lag: `Curseur` is the newest `dateDerniereModification` copied (DS's clock,
+never the browser's). The next sync asks `updatedSince = Curseur - LAG_S`. DS stamps
+`updated_at` before its transaction commits, so a dossier may become visible with a date a
+little older than one already copied (and its servers' clocks differ slightly): without a
+margin it would be skipped for good. Writes are diffs, so the dossiers fetched again inside the
+window cost a request and nothing else (dlt calls this window `lag`). A dossier modified while
+the sync pages moves to the end of DS's order and comes again in the same sync, or its new date
+is above the cursor. Deletions do not depend on any cursor: the listing of phase 6 is complete,
+so a dossier deleted at any time is caught by the next sync at the latest.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import errors
-from .docstate import DocState, load_state, meta_table_actions
-from .ds_client import DSClient
-from .grist_values import choice_list_cell, datetime_cell, same_cell
-from .models import Dossier
-from .planner import (
-    RowPlan,
-    TableIndex,
-    TableMap,
-    plan_int_widening,
-    plan_ref_display,
-    plan_registry,
-    plan_rows,
-    plan_schema,
-    refresh_maps,
-    record_written,
-    resolve_refs,
-)
-from .rows import dossier_rows, file_rows
-from .schema import DOSSIER_REF, Schema, build_schema
+from .docstate import DocState, load_state, meta_race_repairs, meta_table_actions
+from .ds_client import EPOCH, DSClient
+from .grist_values import datetime_cell
+from .lease import FencedSink, Lease, acquire
+from .planner import TableMap, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
+from .schema import BIN_DATE, DELETED_DATE, build_schema
 from .sink import GristSink
+from .writer import Writer
+
+LAG_S = 300  # overlap margin on `updatedSince` (see the module's docstring)
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -48,6 +59,8 @@ class SyncParams:
     token: str
     endpoint: str
     keep_deleted: bool = False  # flag dossiers deleted in DS instead of removing them
+    ds_site: str = ""  # the DS site links point at (scheme://host); default: the API's origin
+    holder: str = ""  # who holds the lease: "<browser id>/<tab id>"
 
     def __repr__(self) -> str:  # never show the token
         return f"SyncParams(number={self.number}, endpoint={self.endpoint!r})"
@@ -65,7 +78,12 @@ def parse_params(raw: dict[str, Any]) -> SyncParams:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise errors.invalid_endpoint()
-    return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")))
+    site = str(raw.get("ds_site") or "").strip().rstrip("/")
+    if site and (urlsplit(site).scheme not in ("https", "http") or not urlsplit(site).netloc):
+        raise errors.invalid_endpoint()
+    holder = str(raw.get("holder") or "").strip()[:80] or f"{secrets.token_hex(6)}/{secrets.token_hex(4)}"
+    return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")),
+                      ds_site=ds_base_url(site) if site else "", holder=holder)
 
 
 @dataclass
@@ -80,8 +98,14 @@ class SyncResult:
     fetched: int = 0
     ds_requests: int = 0
     incremental: bool = False
+    resumed: bool = False
     cursor: str | None = None
     unknown_types: list[str] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # dossiers DS could not answer in full
+    problems: list[str] = field(default_factory=list)
+    binned: list[int] = field(default_factory=list)
+    restored: list[int] = field(default_factory=list)
+    repaired: int = 0
 
     @property
     def message(self) -> str:
@@ -91,6 +115,11 @@ class SyncResult:
             + (f", {self.deleted} supprimés" if self.deleted else "")
             + ")"
         )
+        if self.binned or self.restored:
+            text += f". Corbeille DS : {len(self.binned)} dossiers mis, {len(self.restored)} restaurés"
+        if self.skipped:
+            text += (f". Attention : {len(self.skipped)} dossiers n'ont pas pu être lus en entier "
+                     f"(n° {', '.join(map(str, self.skipped[:10]))}) ; ils seront repris à la prochaine synchronisation")
         if self.unknown_types:
             text += f". Types de champ non reconnus, copiés en texte : {', '.join(self.unknown_types)}"
         return text
@@ -106,6 +135,10 @@ class SyncResult:
             "fetched": self.fetched,
             "ds_requests": self.ds_requests,
             "incremental": self.incremental,
+            "resumed": self.resumed,
+            "skipped": self.skipped,
+            "binned": self.binned,
+            "restored": self.restored,
             "cursor": self.cursor,
             "unknown_types": self.unknown_types,
             "message": self.message,
@@ -117,69 +150,196 @@ def ds_base_url(endpoint: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: Emit) -> SyncResult:
+Cancel = Callable[[], bool]
+
+
+async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: Emit, *,
+                      should_cancel: Cancel | None = None, clock: Callable[[], float] = time.time) -> SyncResult:
     number = params.number
-    started = time.time()
     emit({"kind": "phase", "message": f"Lecture de la structure de la démarche n° {number}…"})
     structure = await ds.structure(number)
+    state = await _ensure_meta_tables(sink)
+    lease = await acquire(sink, number, params.holder, clock())
+    run = _Run(params, ds, FencedSink(sink, lease, clock), emit, should_cancel or (lambda: False), clock, lease)
+    ds.emit, ds.on_wait = emit, run.sink.renew
+    try:
+        return await run.execute(structure, state)
+    except BaseException as error:
+        await run.stopped(error)
+        raise
 
+
+async def _ensure_meta_tables(sink: GristSink) -> DocState:
     state = await load_state(sink)
-    if meta := meta_table_actions(state):
-        await sink.apply(meta)
+    actions = meta_table_actions(state)
+    if actions:
+        repairs = meta_race_repairs(actions, await sink.apply(actions))
+        if repairs:
+            await sink.apply(repairs)
         state = await load_state(sink)
-    schema = build_schema(structure, timezone=state.timezone, ds_base=ds_base_url(params.endpoint))
-    emit({"kind": "phase", "message": "Préparation des tables…"})
-    plan = plan_schema(state, schema)
-    await sink.apply(plan.actions)
-    maps = plan.maps
-    if plan.actions:
-        state = await load_state(sink)
-        maps = refresh_maps(state, schema, maps)
-    await sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
+    return state
 
-    procedure = state.procedure(number)
-    cursor = (procedure or {}).get("Curseur") or None
-    result = SyncResult(number, structure.title, incremental=bool(cursor), unknown_types=schema.unknown_kinds)
-    writer = _Writer(sink, maps, {
-        key: {c.col_id: c.type for c in state.table_columns(state.table_ref(m.table_id))} for key, m in maps.items()
-    })
-    await writer.load()
 
-    if cursor:
-        emit({"kind": "phase", "message": "Recherche des dossiers supprimés…"})
-        deleted = await ds.deleted_since(number, cursor)
-        result.deleted_numbers = sorted({d.number for d in deleted} & set(writer.dossier_ids))
-        if params.keep_deleted:
-            result.deleted = await writer.flag_deleted(deleted)
+class _Run:
+    """One sync, from the lease to the end; its fields are the sync's state (see `checkpoint`)."""
+
+    def __init__(self, params: SyncParams, ds: DSClient, sink: FencedSink, emit: Emit, should_cancel: Cancel,
+                 clock: Callable[[], float], lease: Lease):
+        self.params, self.ds, self.sink, self.emit, self.should_cancel, self.clock = params, ds, sink, emit, should_cancel, clock
+        self.started = clock()
+        carried = lease.checkpoint if lease.checkpoint.get("since") else {}
+        self.carried = carried
+        self.since: str | None = carried.get("since")
+        self.after: str | None = carried.get("after")
+        self.newest: str | None = carried.get("newest")
+        self.full: bool = bool(carried.get("full"))
+        self.result = SyncResult(params.number, "", resumed=bool(carried))
+        for name in ("fetched", "added", "updated"):
+            setattr(self.result, name, int(carried.get(name) or 0))
+        self.result.skipped = [int(n) for n in carried.get("skipped") or []]
+
+    def checkpoint(self) -> dict[str, Any]:
+        r = self.result
+        return {"since": self.since, "after": self.after, "newest": self.newest, "full": self.full,
+                "fetched": r.fetched, "added": r.added, "updated": r.updated, "skipped": r.skipped}
+
+    def _check_cancel(self) -> None:
+        if self.should_cancel():
+            raise errors.cancelled()
+
+    async def execute(self, structure, state: DocState) -> SyncResult:
+        params, ds, result = self.params, self.ds, self.result
+        number = params.number
+        result.title = structure.title
+        schema = build_schema(structure, timezone=state.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
+        result.unknown_types = schema.unknown_kinds
+
+        self.emit({"kind": "phase", "message": "Préparation des tables…"})
+        plan = plan_schema(state, schema)
+        await self.sink.apply(plan.actions)
+        state = await load_state(self.sink)
+        maps = refresh_maps(state, schema, plan.maps)
+        await self.sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
+        writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
+        await writer.load()
+        result.repaired = writer.repaired
+
+        procedure = state.procedure(number) or {}
+        cursor = procedure.get("Curseur") or None
+        if not self.since:
+            self.full = not cursor
+            self.since = _shift(cursor, -LAG_S) if cursor else EPOCH
+            self.newest = cursor
+        result.incremental = not self.full
+
+        self.emit({"kind": "phase", "message": "Lecture de la corbeille DS…"})
+        deleted, pending_before = await ds.deletions(number, _shift(cursor, -LAG_S) if cursor else None)
+
+        listed: set[int] = set()
+        retry = sorted(set(_numbers(procedure.get("A_reprendre"))) | set(result.skipped))
+        result.skipped = []
+        for dossier_number in retry:  # DS could not answer them in full last time
+            dossier = await ds.dossier(number, dossier_number)
+            if dossier is not None:
+                await self._write([dossier], [], schema, writer)
+                listed.add(dossier.number)
+
+        total = structure.dossiers_count if self.full else None
+        self.emit(_progress(result.fetched, total))
+        async for page in ds.dossier_pages(number, self.since, self.after):
+            self._check_cancel()
+            self.after = page.page_info.end_cursor or self.after
+            await self._write(page.nodes, page.skipped, schema, writer)
+            result.problems += [p for p in page.problems if p not in result.problems]
+            listed.update(d.number for d in page.nodes)
+            listed.update(page.skipped)
+            self.emit(_progress(result.fetched, total))
+
+        self._check_cancel()
+        if result.incremental or result.resumed:
+            self.emit({"kind": "phase", "message": "Mise à jour des labels et des liens des fichiers…"})
+            listed = set(listed)
+            async for nodes in ds.refresh_pages(number):
+                result.updated += await writer.refresh(nodes, schema)
+                listed.update(n["number"] for n in nodes)
+                self._check_cancel()
         else:
-            result.deleted = await writer.remove_dossiers([d.number for d in deleted])
+            listed.update(result.skipped)
 
-    total = None if cursor else structure.dossiers_count
-    newest = cursor
-    emit(_progress(0, total))
-    async for page in ds.dossier_pages(number, cursor):
-        added, updated = await writer.write_page(page.nodes, schema)
+        self.emit({"kind": "phase", "message": "Dossiers mis à la corbeille ou supprimés dans DS…"})
+        _, pending_after = await ds.deletions(number, None, confirmed=False)
+        held = {n: (writer.cell(n, BIN_DATE), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
+        membership = plan_membership(
+            held, listed, _dates(pending_before), _dates(pending_after), _dates(deleted),
+            keep_deleted=params.keep_deleted, now=self.clock())
+        await writer.set_flags(membership.bin_dates, membership.deleted_dates)
+        await writer.remove_dossiers(membership.remove)
+        result.binned, result.restored = sorted(membership.binned), sorted(membership.restored)
+        result.deleted_numbers = sorted(membership.deleted)
+        result.deleted = len(membership.deleted)
+
+        result.total = len(writer.dossier_ids)
+        result.cursor = self.newest
+        result.ds_requests = ds.request_count
+        await self.sink.finish([
+            _procedure_action(state, number, structure.title, self.newest, result.total, params.endpoint, result.skipped),
+            _history_action(result, self.started, "Terminée"),
+        ])
+        return result
+
+    async def _write(self, dossiers, skipped: list[int], schema, writer: Writer) -> None:
+        for dossier in dossiers:
+            if self.newest is None or _later(dossier.date_derniere_modification, self.newest):
+                self.newest = dossier.date_derniere_modification
+        result = self.result
+        result.fetched += len(dossiers)
+        result.skipped += [n for n in skipped if n not in result.skipped]
+
+        def checkpoint(added: int, updated: int) -> dict[str, Any]:
+            return {**self.checkpoint(), "added": result.added + added, "updated": result.updated + updated}
+
+        added, updated = await writer.write_page(dossiers, schema, checkpoint)
         result.added += added
         result.updated += updated
-        result.fetched += len(page.nodes)
-        for dossier in page.nodes:
-            if newest is None or _later(dossier.date_derniere_modification, newest):
-                newest = dossier.date_derniere_modification
-        emit(_progress(result.fetched, total))
 
-    if cursor:
-        emit({"kind": "phase", "message": "Mise à jour des labels et des liens des fichiers…"})
-        async for nodes in ds.refresh_pages(number):
-            result.updated += await writer.refresh(nodes, schema)
+    async def stopped(self, error: BaseException) -> None:
+        """A sync that stops early: its history line, and the lease freed with its checkpoint."""
+        status = "Annulée" if getattr(error, "code", "") == "cancelled" else "Échec"
+        message = getattr(error, "message_fr", None) or f"Erreur inattendue : {type(error).__name__}"
+        self.result.ds_requests = self.ds.request_count
+        try:
+            await self.sink.sink.apply([_history_action(self.result, self.started, status, message)])
+        except Exception:  # noqa: BLE001 - Grist itself refuses: nothing more to record
+            pass
+        await self.sink.release(self.checkpoint())
 
-    result.total = len(writer.dossier_ids)
-    result.cursor = newest
-    result.ds_requests = ds.request_count
-    await sink.apply([
-        _procedure_action(state, number, structure.title, newest, result.total),
-        _history_action(result, started),
-    ])
-    return result
+
+def _types(state: DocState, maps: dict[str, TableMap]) -> dict[str, dict[str, str]]:
+    return {key: {c.col_id: c.type for c in state.table_columns(state.table_ref(m.table_id))} for key, m in maps.items()}
+
+
+def _agent_columns(state: DocState, maps: dict[str, TableMap]) -> dict[str, list[str]]:
+    """The columns of OTP's tables that are the agents' own (data columns OTP does not fill)."""
+    out = {}
+    for key, table_map in maps.items():
+        ours = set(table_map.col_ids.values())
+        out[key] = [c.col_id for c in state.table_columns(state.table_ref(table_map.table_id))
+                    if c.col_id not in ours and not c.is_formula and c.col_id != "manualSort"
+                    and not c.col_id.startswith("gristHelper_")]
+    return out
+
+
+def _numbers(text: Any) -> list[int]:
+    return [int(n) for n in str(text or "").replace(",", " ").split() if n.isdigit()]
+
+
+def _dates(items) -> dict[int, float | None]:
+    return {item.number: datetime_cell(item.date_supression) for item in items}
+
+
+def _shift(iso: str, seconds: float) -> str:
+    moment = datetime.fromtimestamp((datetime_cell(iso) or 0) + seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _progress(done: int, total: int | None) -> dict[str, Any]:
@@ -191,146 +351,45 @@ def _later(a: str, b: str) -> bool:
     return (datetime_cell(a) or 0) > (datetime_cell(b) or 0)
 
 
-def _history_action(result: SyncResult, started: float) -> list[Any]:
+def _history_action(result: SyncResult, started: float, status: str, message: str | None = None) -> list[Any]:
     notes = []
+    if result.resumed:
+        notes.append("Reprise d'une synchronisation interrompue, à partir de son dernier point de reprise.")
     if result.unknown_types:
         notes.append("Types de champ inconnus d'OTP, copiés en texte (stringValue) : " + ", ".join(result.unknown_types))
     if result.deleted_numbers:
         notes.append("Dossiers supprimés dans DS : " + ", ".join(f"n° {n}" for n in result.deleted_numbers))
+    if result.binned:
+        notes.append("Dossiers mis à la corbeille DS (conservés, restaurables) : " + ", ".join(f"n° {n}" for n in result.binned))
+    if result.restored:
+        notes.append("Dossiers restaurés depuis la corbeille DS : " + ", ".join(f"n° {n}" for n in result.restored))
+    if result.skipped:
+        notes.append("Dossiers que DS n'a pas pu donner en entier (non écrits, repris à la prochaine synchronisation) : "
+                     + ", ".join(f"n° {n}" for n in result.skipped) + (". Erreurs DS : " + " ; ".join(result.problems) if result.problems else ""))
+    if result.repaired:
+        notes.append(f"{result.repaired} lignes en double (synchronisations simultanées d'une version précédente) réparées.")
+    kind = "Reprise" if result.resumed else ("Incrémentale" if result.incremental else "Complète")
     return ["AddRecord", "OTP_Historique", None, {
         "Demarche": result.number,
         "Debut": started,
         "Fin": time.time(),
-        "Type": "Incrémentale" if result.incremental else "Complète",
+        "Type": kind,
+        "Statut": status,
         "Dossiers_recus": result.fetched,
         "Ajoutes": result.added,
         "Mis_a_jour": result.updated,
         "Supprimes": result.deleted,
         "Requetes_DS": result.ds_requests,
-        "Message": result.message,
+        "Message": message or result.message,
         "Notes": "\n".join(notes),
     }]
 
 
-def _procedure_action(state: DocState, number: int, title: str, cursor: str | None, count: int) -> list[Any]:
-    record = {"Titre": title, "Curseur": cursor or "", "Derniere_synchro": time.time(), "Nb_dossiers": count}
+def _procedure_action(state: DocState, number: int, title: str, cursor: str | None, count: int,
+                      endpoint: str, skipped: list[int]) -> list[Any]:
+    record = {"Titre": title, "Curseur": cursor or "", "Derniere_synchro": time.time(), "Nb_dossiers": count,
+              "Adresse_API": endpoint, "A_reprendre": " ".join(map(str, skipped))}
     row = state.procedure(number)
     if row is None:
         return ["AddRecord", "OTP_Demarches", None, {"Numero": number, **record}]
     return ["UpdateRecord", "OTP_Demarches", row["id"], record]
-
-
-class _Writer:
-    """Holds the document's rows for the procedure's tables and writes pages as diffs."""
-
-    def __init__(self, sink: GristSink, maps: dict[str, TableMap], types: dict[str, dict[str, str]]):
-        self.sink = sink
-        self.maps = maps
-        self.types = types  # per table key: col id → Grist type
-        self.indexes: dict[str, TableIndex] = {}
-        self.dossier_ids: dict[int, int] = {}
-
-    async def load(self) -> None:
-        for key, table_map in self.maps.items():
-            self.indexes[key] = TableIndex.from_columns(await self.sink.fetch_table(table_map.table_id), table_map)
-        self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
-
-    async def write_page(self, dossiers: list[Dossier], schema: Schema) -> tuple[int, int]:
-        by_table: dict[str, list[dict[str, Any]]] = {key: [] for key in self.maps}
-        for dossier in dossiers:
-            for key, rows in dossier_rows(dossier, schema).items():
-                by_table[key].extend(rows)
-
-        widen = [a for key, rows in by_table.items() for a in plan_int_widening(self.maps[key], rows, self.types[key])]
-        await self.sink.apply(widen)
-        dossier_plan = plan_rows(self.maps["dossiers"], self.indexes["dossiers"], by_table["dossiers"])
-        await self._apply([dossier_plan], ["dossiers"])
-        for key in dossier_plan.add_keys:
-            self.dossier_ids[key[0]] = self.indexes["dossiers"].rows[key][0]
-        added = {key[0] for key in dossier_plan.add_keys}
-        changed = {key[0] for key in dossier_plan.update_keys}
-
-        # child tables: every row key starts with the dossier's row id
-        number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
-        child_keys = [key for key in self.maps if key != "dossiers"]
-        child_plans = [
-            plan_rows(self.maps[key], self.indexes[key], resolve_refs(by_table[key], self.dossier_ids),
-                      owners=set(number_of) if key not in ("champs", "annotations") else None)
-            for key in child_keys
-        ]
-        for plan in child_plans:
-            changed.update(number_of[key[0]] for key in plan.touched_keys())
-        await self._apply(child_plans, child_keys)
-        return len(added), len(changed - added)
-
-    async def _apply(self, plans: list[RowPlan], keys: list[str]) -> None:
-        actions, slots = [], []
-        for plan in plans:
-            plan_actions = plan.actions()
-            slots.append(len(actions) if plan.add_keys else None)
-            actions.extend(plan_actions)
-        if not actions:
-            return
-        results = await self.sink.apply(actions)
-        for plan, key, slot in zip(plans, keys, slots):
-            new_ids = list(results[slot]) if slot is not None else []
-            record_written(self.indexes[key], plan, new_ids)
-
-    async def remove_dossiers(self, numbers: list[int]) -> int:
-        """Remove deleted dossiers and every row that depends on them."""
-        gone = {self.dossier_ids[n] for n in set(numbers) if n in self.dossier_ids}
-        if not gone:
-            return 0
-        plans, keys = [], []
-        for key, table_map in self.maps.items():
-            # a dossier row is its own owner; a child row's key starts with its dossier's row id
-            ids = [rid for k, (rid, _) in self.indexes[key].rows.items() if (rid if key == "dossiers" else k[0]) in gone]
-            if ids:
-                plans.append(RowPlan(table_map.table_id, [], {}, [], {}, ids))
-                keys.append(key)
-        # children first, so no Ref ever points at a removed dossier
-        order = sorted(range(len(plans)), key=lambda i: keys[i] == "dossiers")
-        await self._apply([plans[i] for i in order], [keys[i] for i in order])
-        self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
-        return len(gone)
-
-    async def flag_deleted(self, deleted: list[Any]) -> int:
-        """Keep deleted dossiers, marked with their deletion date (the agent's choice)."""
-        table_map = self.maps["dossiers"]
-        col = table_map.col_ids["date_suppression_ds"]
-        index = self.indexes["dossiers"]
-        ids, cells = [], []
-        for item in deleted:
-            current = index.rows.get((item.number,))
-            when = datetime_cell(item.date_supression)
-            if current is not None and not same_cell(current[1].get(col), when):
-                ids.append(current[0])
-                cells.append(when)
-        if ids:
-            await self._apply([RowPlan(table_map.table_id, [], {}, ids, {col: cells}, [])], ["dossiers"])
-        return len(ids)
-
-    async def refresh(self, nodes: list[dict[str, Any]], schema: Schema) -> int:
-        """Labels and file links change without touching the modification date: compare and
-        update them. Returns how many dossiers' labels changed (new file URLs are routine)."""
-        table_map = self.maps["dossiers"]
-        col = table_map.col_ids["labels"]
-        index = self.indexes["dossiers"]
-        ids, cells, files = [], [], []
-        for node in nodes:
-            current = index.rows.get((node["number"],))
-            if current is None:
-                continue
-            wanted = choice_list_cell(sorted(l["name"] for l in node.get("labels") or []))
-            if not same_cell(current[1].get(col), wanted):
-                ids.append(current[0])
-                cells.append(wanted)
-            files += file_rows(node["number"], (node.get("champs") or []) + (node.get("annotations") or []), schema.table("fichiers"))
-        owners = {self.dossier_ids[n["number"]] for n in nodes if n["number"] in self.dossier_ids}
-        plans = [
-            RowPlan(table_map.table_id, [], {}, ids, {col: cells}, []),
-            plan_rows(self.maps["fichiers"], self.indexes["fichiers"], resolve_refs(
-                [f for f in files if f[DOSSIER_REF] in self.dossier_ids], self.dossier_ids), owners=owners),
-        ]
-        await self._apply(plans, ["dossiers", "fichiers"])
-        return len(ids)

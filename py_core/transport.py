@@ -22,12 +22,17 @@ class Response:
         return self.headers.get(name.lower())
 
 
-class NetworkError(Exception):
-    """No HTTP response. `cors` is True when the server answered but the browser hid it."""
+REQUEST_TIMEOUT_S = 40.0  # DS cuts a query at 30 s: a request silent for 40 s is dead
 
-    def __init__(self, message: str, *, cors: bool = False):
+
+class NetworkError(Exception):
+    """No HTTP response. `cors` is True when the server answered but the browser hid it;
+    `timeout` when nothing came back in time (the request was aborted)."""
+
+    def __init__(self, message: str, *, cors: bool = False, timeout: bool = False):
         super().__init__(message)
         self.cors = cors
+        self.timeout = timeout
 
 
 class Transport(Protocol):
@@ -37,7 +42,7 @@ class Transport(Protocol):
 class UrllibTransport:
     """CPython transport on the standard library (tests, command line)."""
 
-    def __init__(self, timeout: float = 60.0):
+    def __init__(self, timeout: float = REQUEST_TIMEOUT_S):
         self.timeout = timeout
 
     def _post_blocking(self, url: str, headers: dict[str, str], body: bytes) -> Response:
@@ -50,8 +55,11 @@ class UrllibTransport:
                 return Response(answer.status, answer.read(), _lower(answer.headers.items()))
         except urllib.error.HTTPError as error:
             return Response(error.code, error.read(), _lower(error.headers.items()))
+        except TimeoutError as error:
+            raise NetworkError(str(error), timeout=True) from None
         except (urllib.error.URLError, OSError) as error:
-            raise NetworkError(str(getattr(error, "reason", error))) from None
+            reason = getattr(error, "reason", error)
+            raise NetworkError(str(reason), timeout=isinstance(reason, TimeoutError)) from None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
         return await asyncio.to_thread(self._post_blocking, url, headers, body)
@@ -60,14 +68,25 @@ class UrllibTransport:
 class PyfetchTransport:
     """Pyodide transport on the browser's fetch. Imported lazily: CPython never loads it."""
 
+    def __init__(self, timeout: float = REQUEST_TIMEOUT_S):
+        self.timeout = timeout
+
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        import js  # type: ignore[import-not-found]
         from pyodide.http import pyfetch  # type: ignore[import-not-found]
 
+        controller = js.AbortController.new()
+        timer = js.setTimeout(controller.abort.bind(controller), int(self.timeout * 1000))
         try:
-            answer = await pyfetch(url, method="POST", headers=headers, body=body.decode("utf-8"))
+            answer = await pyfetch(url, method="POST", headers=headers, body=body.decode("utf-8"),
+                                   signal=controller.signal)
+            payload = await answer.bytes()
         except Exception as error:  # noqa: BLE001 - fetch rejects with a JS TypeError/AbortError
+            if controller.signal.aborted:
+                raise NetworkError(f"no answer within {self.timeout:.0f} s", timeout=True) from None
             raise NetworkError(str(error), cors=await _reachable_without_cors(url)) from None
-        payload = await answer.bytes()
+        finally:
+            js.clearTimeout(timer)
         answer_headers = {}
         for name in ("content-type", "ratelimit-remaining", "ratelimit-reset", "retry-after"):
             value = answer.js_response.headers.get(name)

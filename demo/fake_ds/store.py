@@ -369,6 +369,7 @@ class Procedure:
     dossiers: dict[int, dict] = field(default_factory=dict)
     deleted_dossiers: list[dict] = field(default_factory=list)
     pending_deleted_dossiers: list[dict] = field(default_factory=list)
+    binned: dict[int, dict] = field(default_factory=dict)  # dossiers in the bin (restorable)
     labels: list[dict] = field(default_factory=list)
     groupe_instructeurs: list[dict] = field(default_factory=list)
     administrateurs: list[dict] = field(default_factory=list)
@@ -550,11 +551,15 @@ class FakeDSStore:
         return max(numbers, default=100000) + 1
 
     def delete_dossier(self, number: int, reason: str = "user_request", *, pending: bool = False) -> dict:
-        """Delete a dossier: into ``deletedDossiers`` (or ``pendingDeletedDossiers``)."""
+        """Delete a dossier: into ``deletedDossiers``, or with ``pending`` into the bin
+        (``pendingDeletedDossiers``, restorable with :meth:`restore_dossier`). Deleting a
+        dossier that is in the bin confirms its deletion."""
         with self.lock:
-            procedure, dossier = self.find_dossier(number)
+            procedure = next((p for p in self.procedures.values() if number in p.dossiers or number in p.binned), None)
+            if procedure is None:
+                raise KeyError(f"no dossier {number}")
             stamp = self.advance()
-            del procedure.dossiers[number]
+            dossier = procedure.dossiers.pop(number, None) or procedure.binned.pop(number)
             deleted = {
                 "id": encode_id("DeletedDossier", number),
                 "number": number,
@@ -562,13 +567,24 @@ class FakeDSStore:
                 "reason": reason,
                 "dateSupression": stamp,
             }
+            procedure.pending_deleted_dossiers = [
+                d for d in procedure.pending_deleted_dossiers if d["number"] != number]
             if pending:
+                procedure.binned[number] = dossier
                 procedure.pending_deleted_dossiers.append(deleted)
             else:
-                procedure.pending_deleted_dossiers = [
-                    d for d in procedure.pending_deleted_dossiers if d["number"] != number]
                 procedure.deleted_dossiers.append(deleted)
             return deleted
+
+    def restore_dossier(self, number: int) -> dict:
+        """Take a dossier out of the bin. Like DS, this does not change its modification date."""
+        with self.lock:
+            procedure = next(p for p in self.procedures.values() if number in p.binned)
+            dossier = procedure.binned.pop(number)
+            procedure.pending_deleted_dossiers = [
+                d for d in procedure.pending_deleted_dossiers if d["number"] != number]
+            procedure.dossiers[number] = dossier
+            return dossier
 
     def set_labels(self, number: int, names: Iterable[str]) -> list[dict]:
         """Replace a dossier's labels. Like DS, this does NOT bump its modification date."""

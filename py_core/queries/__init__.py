@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-FRAGMENT_FILES = {"ChampFields": "champ_fields.graphql"}
-QUERY_FILES = ("structure", "dossiers", "deleted_dossiers", "refresh")
+FRAGMENT_FILES = {"DossierFields": "dossier_fields.graphql", "ChampFields": "champ_fields.graphql"}
+QUERY_FILES = ("structure", "dossiers", "dossier", "deleted_dossiers", "refresh")
 
 
 def _read(filename: str) -> str:
@@ -17,7 +17,7 @@ def _read(filename: str) -> str:
 def document(name: str) -> str:
     """The full document for query `name`, with the shared fragments it spreads appended."""
     text = _read(f"{name}.graphql")
-    for fragment, filename in FRAGMENT_FILES.items():
+    for fragment, filename in FRAGMENT_FILES.items():  # in dependency order
         if f"...{fragment}" in text:
             text += "\n" + _read(filename)
     return text

@@ -1,0 +1,136 @@
+"""The state of a sync, kept in the document: a lease (holder, expiry) and a checkpoint.
+
+`OTP_Etat` holds one row per sync holding a procedure's lease. Grist applies a bundle of user
+actions atomically and refuses an update of a row that no longer exists; OTP builds its mutual
+exclusion on exactly that:
+
+- taking the lease over from a sync that is gone (expired, or the same browser: a reloaded tab)
+  is one bundle « update its row, remove it, add mine »: if another sync removed that row
+  first, the bundle fails whole and this sync backs off;
+- two syncs that both add a row on a fresh procedure compare row ids: the lowest wins, the
+  other removes its row before writing anything;
+- every write of a sync (`FencedSink.apply`) carries an update of its own row (renewing the
+  expiry, and storing the checkpoint in the same bundle as the data it describes). A sync whose
+  row was taken over cannot write anything more: no duplicate, even if two ever run at once.
+
+The checkpoint (`Reprise`, JSON) says where the dossier pages stopped (`since`, `after`, the
+newest modification date copied, counts); a failed or cancelled sync frees its lease but keeps
+it, and the next sync of the procedure resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .sink import Columns, GristSink, records
+
+TABLE = "OTP_Etat"
+LEASE_S = 120.0  # renewed at every write and before every wait (retries, rate limit)
+
+
+@dataclass
+class Lease:
+    number: int
+    row_id: int
+    holder: str
+    checkpoint: dict[str, Any] = field(default_factory=dict)  # carried over from an interrupted sync
+
+
+def _browser(holder: str) -> str:
+    return holder.split("/", 1)[0]
+
+
+def _ago(seconds: float) -> str:
+    minutes = int(max(0, seconds) // 60)
+    return "à l'instant" if minutes < 1 else f"il y a {minutes} min"
+
+
+async def _rows(sink: GristSink, number: int) -> list[dict[str, Any]]:
+    return [r for r in records(await sink.fetch_table(TABLE)) if r.get("Demarche") == number]
+
+
+async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Lease:
+    """Take the procedure's lease, or raise `sync_busy` (nothing written)."""
+    rows = await _rows(sink, number)
+    live = [r for r in rows if (r.get("Expire") or 0) > now and _browser(r.get("Detenteur") or "") != _browser(holder)]
+    if live:
+        raise errors.sync_busy(number, _ago(now - (live[0].get("Debut") or now)))
+    carried = _latest_checkpoint(rows)
+    actions: list[list[Any]] = []
+    for row in rows:  # take over: fails whole if another sync removed one of them first
+        actions += [["UpdateRecord", TABLE, row["id"], {"Expire": row.get("Expire") or 0}], ["RemoveRecord", TABLE, row["id"]]]
+    actions.append(["AddRecord", TABLE, None, {
+        "Demarche": number, "Detenteur": holder, "Debut": now, "Expire": now + LEASE_S,
+        "Reprise": json.dumps(carried) if carried else "",
+    }])
+    try:
+        row_id = (await sink.apply(actions))[-1]
+    except errors.GristWriteError:
+        if await _rows(sink, number) != rows:
+            raise errors.sync_busy(number, _ago(0)) from None
+        raise
+    contenders = sorted(r["id"] for r in await _rows(sink, number) if (r.get("Expire") or 0) > now)
+    if contenders and contenders[0] != row_id:
+        await sink.apply([["RemoveRecord", TABLE, row_id]])
+        raise errors.sync_busy(number, _ago(0))
+    return Lease(number, row_id, holder, carried)
+
+
+def _latest_checkpoint(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    for row in sorted(rows, key=lambda r: r.get("Debut") or 0, reverse=True):
+        try:
+            value = json.loads(row.get("Reprise") or "")
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value:
+            return value
+    return {}
+
+
+class FencedSink:
+    """A sink whose every write renews this sync's lease in the same bundle (see above)."""
+
+    def __init__(self, sink: GristSink, lease: Lease, clock: Callable[[], float]):
+        self.sink = sink
+        self.lease = lease
+        self.clock = clock
+
+    async def fetch_table(self, table_id: str) -> Columns:
+        return await self.sink.fetch_table(table_id)
+
+    def _renewal(self, checkpoint: dict[str, Any] | None) -> list[Any]:
+        record: dict[str, Any] = {"Expire": self.clock() + LEASE_S}
+        if checkpoint is not None:
+            record["Reprise"] = json.dumps(checkpoint)
+        return ["UpdateRecord", TABLE, self.lease.row_id, record]
+
+    async def apply(self, actions: list[list[Any]], checkpoint: dict[str, Any] | None = None) -> list[Any]:
+        if not actions and checkpoint is None:
+            return []
+        return (await self._fenced([*actions, self._renewal(checkpoint)]))[: len(actions)]
+
+    async def renew(self) -> None:
+        await self._fenced([self._renewal(None)])
+
+    async def finish(self, actions: list[list[Any]]) -> list[Any]:
+        """The last bundle of a sync that ended well: its results, and the lease given back."""
+        return (await self._fenced([*actions, self._renewal(None), ["RemoveRecord", TABLE, self.lease.row_id]]))[: len(actions)]
+
+    async def release(self, checkpoint: dict[str, Any]) -> None:
+        """A sync that stops early frees the lease and leaves its checkpoint for the next one."""
+        try:
+            await self._fenced([["UpdateRecord", TABLE, self.lease.row_id, {"Expire": 0, "Reprise": json.dumps(checkpoint)}]])
+        except errors.OTPError:
+            pass  # lease already taken over: the other sync carries on
+
+    async def _fenced(self, actions: list[list[Any]]) -> list[Any]:
+        try:
+            return await self.sink.apply(actions)
+        except errors.GristWriteError:
+            if not any(r["id"] == self.lease.row_id for r in await _rows(self.sink, self.lease.number)):
+                raise errors.lease_lost(self.lease.number) from None
+            raise

@@ -1,0 +1,141 @@
+"""The writer: holds the document's rows of a procedure's tables and applies planned diffs.
+
+Thin on purpose: what to write is decided by the pure planner (`planner.py`); the writer sends
+the plans as bundles through a `FencedSink` (each write renews the sync's lease and may carry
+its checkpoint) and keeps its indexes up to date with what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .lease import FencedSink
+from .models import Dossier
+from .planner import (
+    RowPlan,
+    TableIndex,
+    TableMap,
+    plan_cells,
+    plan_dedupe,
+    plan_int_widening,
+    plan_removal,
+    plan_rows,
+    record_written,
+    resolve_refs,
+)
+from .rows import dossier_rows, file_rows
+from .schema import BIN_DATE, DELETED_DATE, Schema
+from .grist_values import choice_list_cell
+
+CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
+
+
+class Writer:
+    def __init__(self, sink: FencedSink, maps: dict[str, TableMap], types: dict[str, dict[str, str]],
+                 agent_columns: dict[str, list[str]]):
+        self.sink = sink
+        self.maps = maps
+        self.types = types  # per table key: col id → Grist type
+        self.agent_columns = agent_columns  # per table key: columns that are the agents'
+        self.indexes: dict[str, TableIndex] = {}
+        self.dossier_ids: dict[int, int] = {}  # dossier number → row id
+        self.repaired = 0
+
+    async def load(self) -> None:
+        await self._load()
+        repairs = plan_dedupe(self.maps, self.indexes, self.agent_columns)
+        if repairs:
+            self.repaired = sum(len(i.duplicates) for i in self.indexes.values())
+            await self.sink.apply(repairs)
+            await self._load()
+
+    async def _load(self) -> None:
+        for key, table_map in self.maps.items():
+            self.indexes[key] = TableIndex.from_columns(await self.sink.fetch_table(table_map.table_id), table_map)
+        self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
+
+    async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: dict[str, Any] | None = None) -> None:
+        actions, slots = [], []
+        for _, plan in plans:
+            slots.append(len(actions) if plan.add_keys else None)
+            actions.extend(plan.actions())
+        if not actions and checkpoint is None:
+            return
+        results = await self.sink.apply(actions, checkpoint)
+        for (key, plan), slot in zip(plans, slots):
+            record_written(self.indexes[key], plan, list(results[slot]) if slot is not None else [])
+
+    async def write_page(self, dossiers: list[Dossier], schema: Schema,
+                         checkpoint: Callable[[int, int], dict[str, Any]]) -> tuple[int, int]:
+        """Two bundles: dossier rows (their new row ids are the children's Refs), then the child
+        rows with the checkpoint (given the page's added/updated counts): a page is recorded as
+        done only once all of it is written. Returns (added, updated)."""
+        by_table: dict[str, list[dict[str, Any]]] = {key: [] for key in self.maps}
+        for dossier in dossiers:
+            for key, rows in dossier_rows(dossier, schema).items():
+                by_table[key].extend(rows)
+
+        widen = [a for key, rows in by_table.items() for a in plan_int_widening(self.maps[key], rows, self.types[key])]
+        if widen:
+            await self.sink.apply(widen)
+        dossier_plan = plan_rows(self.maps["dossiers"], self.indexes["dossiers"], by_table["dossiers"])
+        await self.apply([("dossiers", dossier_plan)])
+        for key in dossier_plan.add_keys:
+            self.dossier_ids[key[0]] = self.indexes["dossiers"].rows[key][0]
+        added = {key[0] for key in dossier_plan.add_keys}
+        changed = {key[0] for key in dossier_plan.update_keys}
+
+        number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
+        child_plans = [
+            (key, plan_rows(self.maps[key], self.indexes[key], resolve_refs(by_table[key], self.dossier_ids),
+                            owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None))
+            for key in self.maps if key != "dossiers"
+        ]
+        for _, plan in child_plans:
+            changed.update(number_of[key[0]] for key in plan.touched_keys())
+        counts = len(added), len(changed - added)
+        await self.apply(child_plans, checkpoint(*counts))
+        return counts
+
+    async def refresh(self, nodes: list[dict[str, Any]], schema: Schema) -> int:
+        """Labels and file links change without moving the modification date: compare and
+        update them. Returns how many dossiers' labels changed (new file URLs are routine)."""
+        dossiers = self.maps["dossiers"]
+        labels = {(n["number"],): choice_list_cell(sorted(l["name"] for l in n.get("labels") or [])) for n in nodes}
+        files = []
+        for node in nodes:
+            if node["number"] in self.dossier_ids:
+                files += file_rows(node["number"], (node.get("champs") or []) + (node.get("annotations") or []), schema.table("fichiers"))
+        owners = {self.dossier_ids[n["number"]] for n in nodes if n["number"] in self.dossier_ids}
+        label_plan = plan_cells(dossiers, self.indexes["dossiers"], "labels", labels)
+        plans = [
+            ("dossiers", label_plan),
+            ("fichiers", plan_rows(self.maps["fichiers"], self.indexes["fichiers"], resolve_refs(files, self.dossier_ids), owners=owners)),
+        ]
+        await self.apply(plans)
+        return len(label_plan.update_ids)
+
+    async def set_flags(self, bin_dates: dict[int, Any], deleted_dates: dict[int, Any]) -> int:
+        """Set « Dans la corbeille DS depuis le » / « Supprimé dans DS le » (number → cell);
+        returns how many dossiers changed."""
+        plans = [
+            ("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], BIN_DATE, {(n,): v for n, v in bin_dates.items()})),
+            ("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], DELETED_DATE, {(n,): v for n, v in deleted_dates.items()})),
+        ]
+        await self.apply(plans)
+        return len({rid for _, p in plans for rid in p.update_ids})
+
+    async def remove_dossiers(self, numbers: set[int]) -> int:
+        """Remove deleted dossiers and every row that depends on them."""
+        gone = {self.dossier_ids[n] for n in numbers if n in self.dossier_ids}
+        if not gone:
+            return 0
+        await self.apply(plan_removal(self.maps, self.indexes, gone))
+        self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
+        return len(gone)
+
+    def cell(self, number: int, col_key: str) -> Any:
+        row = self.indexes["dossiers"].rows.get((number,))
+        return row[1].get(self.maps["dossiers"].col_ids[col_key]) if row else None
+

@@ -1,0 +1,143 @@
+"""A lab for whole syncs without a browser: the fake DS over real HTTP, Grist's own engine as the
+document, the real sync core between them. Used by the engine scenario and model-based tests.
+
+    with Lab(dossiers=30) as lab:
+        lab.sync()                       # a SyncResult (raises the OTPError a sync raises)
+        lab.store.update_champ(...)      # DS events
+        lab.agent_edit(...)              # an agent's cell
+        lab.assert_copy_exact()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from py_core.ds_client import DSClient
+from py_core.sync import SyncParams, parse_params, synchronise
+from py_core.transport import UrllibTransport
+from tests.grist_engine import EngineSink
+
+TOKEN = "jeton-du-labo"
+NUMBER = 4242
+
+
+def run(coroutine):
+    """Run in a thread of its own: the browser tests' Playwright keeps an event loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+class Lab:
+    def __init__(self, dossiers: int = 30, seed: int = 3, number: int = NUMBER, timeout: float = 5.0):
+        self.number = number
+        self.store = FakeDSStore([sample_procedure(number=number, dossier_count=dossiers, seed=seed)])
+        self.server = FakeDSServer(self.store, tokens={TOKEN: "all"})
+        self.sink = EngineSink("Europe/Paris")
+        self.timeout = timeout
+        self.events: list[dict[str, Any]] = []
+        self.holder = "labo/onglet"
+
+    def __enter__(self) -> Lab:
+        self.server.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.server.stop()
+
+    def params(self, **extra: Any) -> SyncParams:
+        return parse_params({"demarche": str(self.number), "token": TOKEN, "endpoint": self.server.url,
+                             "holder": self.holder, **extra})
+
+    def client(self, **options: Any) -> DSClient:
+        options = {"sleep": no_sleep, "retry_base": 0.01, **options}
+        return DSClient(self.server.url, TOKEN, UrllibTransport(timeout=self.timeout), **options)
+
+    def sync(self, *, sink=None, should_cancel=None, clock=None, client=None, **extra: Any):
+        kwargs = {"should_cancel": should_cancel}
+        if clock is not None:
+            kwargs["clock"] = clock
+        return run(synchronise(self.params(**extra), client or self.client(), sink or self.sink,
+                               self.events.append, **kwargs))
+
+    # -- the document -------------------------------------------------------------------------
+    def table(self, key: str) -> str:
+        """Grist table id of a part of the procedure (registry lookup by key)."""
+        tables = {r["Cle"]: r["Table_ref"] for r in self.sink.records("OTP_Tables") if r["Demarche"] == self.number}
+        refs = dict(zip(self.sink.table("_grist_Tables")["id"], self.sink.table("_grist_Tables")["tableId"]))
+        return refs[tables[key]]
+
+    def rows(self, key: str) -> list[dict[str, Any]]:
+        return self.sink.records(self.table(key))
+
+    def dossier_numbers(self) -> list[int]:
+        return sorted(r["Numero"] for r in self.rows("dossiers"))
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.sink.records("OTP_Historique")
+
+    def agent_column(self, key: str = "dossiers", col_id: str = "Note_agent") -> str:
+        table = self.table(key)
+        columns = self.sink.table("_grist_Tables_column")
+        table_ref = self.sink.table("_grist_Tables")["id"][self.sink.table("_grist_Tables")["tableId"].index(table)]
+        if not any(p == table_ref and c == col_id for p, c in zip(columns["parentId"], columns["colId"])):
+            self.sink.apply_now([["AddColumn", table, col_id, {"type": "Text", "isFormula": False}]])
+        return col_id
+
+    def agent_edit(self, number: int, text: str, col_id: str = "Note_agent") -> None:
+        col = self.agent_column("dossiers", col_id)
+        row = next(r for r in self.rows("dossiers") if r["Numero"] == number)
+        self.sink.apply_now([["UpdateRecord", self.table("dossiers"), row["id"], {col: text}]])
+
+    def agent_cells(self, col_id: str = "Note_agent") -> dict[int, Any]:
+        return {r["Numero"]: r.get(col_id) for r in self.rows("dossiers") if r.get(col_id)}
+
+    # -- DS, as the copy should be ----------------------------------------------------------
+    def ds_numbers(self) -> list[int]:
+        procedure = self.store.procedure(self.number)
+        return sorted([*procedure.dossiers, *procedure.binned])
+
+    def assert_copy_exact(self) -> None:
+        """Every dossier DS has (listed or in its bin) exactly once, with its modification date
+        and state; the bin flagged exactly; no duplicate row in any table."""
+        procedure = self.store.procedure(self.number)
+        rows = self.rows("dossiers")
+        numbers = [r["Numero"] for r in rows]
+        assert sorted(numbers) == self.ds_numbers(), "dossiers differ from DS"
+        assert len(set(numbers)) == len(numbers), "duplicate dossier rows"
+        from py_core.grist_values import datetime_cell
+
+        for row in rows:
+            dossier = procedure.dossiers.get(row["Numero"]) or procedure.binned[row["Numero"]]
+            assert row["Date_derniere_modification"] == datetime_cell(dossier["dateDerniereModification"]), row["Numero"]
+            assert bool(row["Dans_la_corbeille_DS_depuis"]) == (row["Numero"] in procedure.binned), row["Numero"]
+        for key in self.child_keys():
+            table_rows = self.rows(key)
+            spec_keys = self._row_key_columns(key)
+            keys = [tuple(r[c] for c in spec_keys) for r in table_rows]
+            assert len(set(keys)) == len(keys), f"duplicate rows in {key}"
+            live = {r["id"] for r in rows}
+            assert all(r["Dossier"] in live for r in table_rows), f"orphan rows in {key}"
+
+    def child_keys(self) -> list[str]:
+        return [r["Cle"] for r in self.sink.records("OTP_Tables") if r["Demarche"] == self.number and r["Cle"] != "dossiers"]
+
+    def _row_key_columns(self, key: str) -> list[str]:
+        if key in ("champs", "annotations"):
+            return ["Dossier"]
+        if key == "avis":
+            return ["Dossier", "Avis_id"]
+        if key == "fichiers":
+            return ["Dossier", "Champ_id", "Numero_fichier"]
+        return ["Dossier", "Ligne"]
+
+    def snapshot(self) -> str:
+        """Everything the document holds, as text (for "unchanged" checks)."""
+        return json.dumps({t: self.sink.table(t) for t in self.sink.table_ids()}, sort_keys=True, default=str)
