@@ -11,6 +11,15 @@ Fixtures
     host              function open_host() with no parameters, widget ready
     widget            function the widget's Frame of `host`, ready
 
+grist-core (a real Grist server, grist_core.py)
+    grist_core        session  the kit's build.sh (once per machine), then run.sh on a free port
+                               with a temp data dir; stopped at session end. Kit absent: skip
+                               with the reason (fail when CI=true).
+    core_doc          function a new grist-core document with the widget on a page (full access)
+    open_core_host    function factory like open_host, on core_doc -> grist_core.CoreHost
+    open_grist        function parametrized over both: open_host (grist-static) and
+                               open_core_host (grist-core); tests written once run on both
+
 Chromium missing: the tests are skipped, unless CI=true (then they fail).
 """
 from __future__ import annotations
@@ -115,6 +124,46 @@ def open_host(page, otp_server, request):
             host.wait_widget_ready()
         return host
     return _open
+
+
+@pytest.fixture(scope="session")
+def grist_core(otp_manifest, tmp_path_factory):
+    import grist_core as core
+    kit = core.find_kit()
+    if kit is None:
+        pytest.fail(f"CI=true and {core.kit_missing()}") if IN_CI else pytest.skip(core.kit_missing())
+    _, seconds = core.build(kit)  # outside any test's time: minutes once per machine, then 0.01 s
+    print(f"\ngrist-core: build.sh {seconds:.1f} s", flush=True)
+    server = core.GristCoreServer(kit, tmp_path_factory.mktemp("grist-core-data")).start()
+    print(f"grist-core: ready in {server.started_in:.1f} s at {server.url}", flush=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def core_doc(grist_core, otp_server):
+    return grist_core.new_doc(f"{otp_server.url}/widget/index.html")
+
+
+@pytest.fixture
+def open_core_host(page, grist_core, core_doc, request):
+    import grist_core as core
+
+    def _open(demarche=None, endpoint=None, token=None, wait_ready=True, email=core.OWNER_EMAIL,
+              on_page=None, **extra) -> "core.CoreHost":
+        host = core.CoreHost(on_page or page, grist_core, core_doc, email=email)
+        request.node._otp_host = host
+        host.open(demarche=demarche, endpoint=endpoint, token=token, **extra)
+        if wait_ready:
+            host.wait_widget_ready()
+        return host
+    return _open
+
+
+@pytest.fixture(params=["grist-static", "grist-core"])
+def open_grist(request):
+    """open_host or open_core_host: the same scenario on grist-static and on grist-core."""
+    return request.getfixturevalue("open_host" if request.param == "grist-static" else "open_core_host")
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ def ds(store):
 
 
 @pytest.fixture
-def synced(open_host, ds):
-    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+def synced(open_grist, ds):
+    """A first sync, on grist-static and on grist-core (open_grist is parametrized)."""
+    host = open_grist(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     first = host.sync()
     assert first["state"] == "done", first
     return host, first
