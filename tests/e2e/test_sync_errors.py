@@ -1,4 +1,5 @@
-"""Bad input and DS refusals: a French message saying what to do, and the document unchanged."""
+"""Bad input and DS refusals: a French message saying what to do, and the document unchanged
+(on grist-static and on grist-core: open_grist is parametrized)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("case,values,fragments", CASES, ids=[c[0] for c in CASES])
-def test_ds_refusals_explain_what_to_do_and_change_nothing(open_host, ds, case, values, fragments):
-    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+def test_ds_refusals_explain_what_to_do_and_change_nothing(open_grist, ds, case, values, fragments):
+    host = open_grist(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     before = host.snapshot()
     result = host.sync(**values)
     assert result["state"] == "error" and result["error"], result
@@ -59,8 +60,8 @@ def test_ds_refusals_explain_what_to_do_and_change_nothing(open_host, ds, case, 
     assert result["enabled"], "the button is usable again"
 
 
-def test_cors_block_points_to_the_relay(open_host, ds_without_cors):
-    host = open_host(demarche=NUMBER, endpoint=ds_without_cors.url, token=TOKEN)
+def test_cors_block_points_to_the_relay(open_grist, ds_without_cors):
+    host = open_grist(demarche=NUMBER, endpoint=ds_without_cors.url, token=TOKEN)
     before = host.snapshot()
     result = host.sync()
     assert result["state"] == "error"
@@ -80,8 +81,8 @@ def test_unreachable_api_says_so(open_host):
 
 
 @pytest.mark.parametrize("demarche,fragment", [("", "numéro de démarche"), ("12a", "nombre entier")])
-def test_bad_procedure_number_is_refused_before_any_request(open_host, ds, demarche, fragment):
-    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+def test_bad_procedure_number_is_refused_before_any_request(open_grist, ds, demarche, fragment):
+    host = open_grist(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     before = host.snapshot()
     requests = len(ds.requests)
     result = host.sync(demarche=demarche)
@@ -90,8 +91,8 @@ def test_bad_procedure_number_is_refused_before_any_request(open_host, ds, demar
     assert host.snapshot() == before
 
 
-def test_empty_token_is_refused(open_host, ds):
-    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+def test_empty_token_is_refused(open_grist, ds):
+    host = open_grist(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     before = host.snapshot()
     result = host.sync(token="")
     assert result["state"] == "error" and "jeton" in result["text"].lower()
