@@ -8,6 +8,11 @@ URL prefixes are mapped to directories (longest prefix wins):
     /widget/  -> widget/dist                      (the built widget: python3 build.py)
     /         -> demo/host                        (host page: Grist + the widget)
 
+plus one generated file, ``/widget/otp-config.json`` = ``{"demo": true}``: it tells the widget
+that it runs in the local demo, where its URL may carry ``?token=`` (and ``?endpoint=`` counts as
+typed by the agent). A deployed widget has no such file (or the relay's, without ``demo``), so it
+never reads a token from its URL.
+
 From Python::
 
     server = StaticServer(default_root_map(), port=0).start()   # background thread
@@ -51,6 +56,12 @@ MIME_TYPES = {
 }
 
 
+# Generated files served before the directories (exact paths).
+DEMO_FILES: dict[str, tuple[bytes, str]] = {
+    "/widget/otp-config.json": (b'{"demo": true}\n', "application/json"),
+}
+
+
 def default_root_map() -> dict[str, Path]:
     return {
         "/grist/": ROOT / "node_modules" / "grist-static" / "dist",
@@ -63,6 +74,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "OTPStatic/1.0"
     protocol_version = "HTTP/1.1"
     root_map: list[tuple[str, Path]] = []   # set per server, longest prefix first
+    files: dict[str, tuple[bytes, str]] = {}  # exact path -> (body, content type)
     quiet = True
 
     def log_message(self, fmt, *args):  # noqa: D401
@@ -110,6 +122,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+        if raw_path in self.files:
+            body, ctype = self.files[raw_path]
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+            return
         target = self._resolve()
         if target is None or not target.is_file():
             body = b"404 Not Found\n"
@@ -152,11 +174,14 @@ class StaticServer:
     """ThreadingHTTPServer on 127.0.0.1 serving a {url prefix: directory} map."""
 
     def __init__(self, root_map: dict[str, Path | str] | None = None, port: int = 0,
-                 host: str = "127.0.0.1", quiet: bool = True):
+                 host: str = "127.0.0.1", quiet: bool = True,
+                 files: dict[str, tuple[bytes, str]] | None = None):
+        """``files``: generated files (exact path -> (body, content type)); default DEMO_FILES."""
         root_map = root_map or default_root_map()
+        files = DEMO_FILES if files is None else files
         items = [(p if p.endswith("/") else p + "/", Path(d)) for p, d in root_map.items()]
         items.sort(key=lambda item: len(item[0]), reverse=True)
-        handler = type("OTPHandler", (_Handler,), {"root_map": items, "quiet": quiet})
+        handler = type("OTPHandler", (_Handler,), {"root_map": items, "quiet": quiet, "files": dict(files)})
         self.httpd = http.server.ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]

@@ -110,9 +110,12 @@ def wait_widget_state(frame, states: str | Iterable[str], timeout: float = DEFAU
 class Host:
     """The host page: grist-static with a document and the OTP widget section."""
 
-    def __init__(self, page, base_url: str):
+    def __init__(self, page, base_url: str, widget_path: str = WIDGET_PATH):
+        """``widget_path``: a string in the widget frame's URL that identifies it (default
+        ``/widget/``; e.g. the relay's origin when the widget is served by the relay)."""
         self.page = page
         self.base_url = base_url.rstrip("/")
+        self.widget_path = widget_path
         self.boot: dict[str, Any] = {}
         self.console: list[str] = []
         page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
@@ -139,11 +142,11 @@ class Host:
     # ---- widget ------------------------------------------------------------------------
     @property
     def widget(self):
-        return find_widget_frame(self.page)
+        return find_widget_frame(self.page, path=self.widget_path)
 
     def wait_widget_ready(self, timeout: float = DEFAULT_TIMEOUT_S):
         """Wait for data-state=ready (Python loaded); return the widget Frame."""
-        frame = find_widget_frame(self.page, timeout)
+        frame = find_widget_frame(self.page, timeout, path=self.widget_path)
         state = wait_widget_state(frame, ("ready", "error"), timeout)
         if state != "ready":
             raise AssertionError("widget failed to load: " + frame.evaluate(
@@ -153,7 +156,7 @@ class Host:
     def status(self) -> dict:
         """{'state': body data-state, 'text': status line, 'error': bool, 'button': text,
         'enabled': bool} of the widget."""
-        return find_widget_frame(self.page).evaluate("""() => {
+        return find_widget_frame(self.page, path=self.widget_path).evaluate("""() => {
             const s = document.getElementById('status'), b = document.getElementById('sync');
             return {state: document.body.dataset.state, text: s.textContent,
                     error: s.classList.contains('error'), button: b.textContent, enabled: !b.disabled};
@@ -163,7 +166,7 @@ class Host:
              endpoint: str | None = None, timeout: float = 120.0) -> dict:
         """Fill the given fields (others keep their value), click « Synchroniser », wait
         for done/error. Returns status() plus 'result' (the core's summary, when done)."""
-        frame = self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page)
+        frame = self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page, path=self.widget_path)
         if endpoint is not None:
             frame.evaluate("document.getElementById('advanced').open = true")
         for selector, value in (("#demarche", demarche), ("#token", token), ("#endpoint", endpoint)):
@@ -171,7 +174,8 @@ class Host:
                 frame.fill(selector, str(value))
         frame.evaluate("document.body.dataset.state = 'submitting'")
         frame.click("#sync")
-        wait_widget_state(frame, ("done", "error"), timeout)
+        # 'confirm': the widget asks before sending the token to an address from the document.
+        wait_widget_state(frame, ("done", "error", "confirm"), timeout)
         out = self.status()
         out["result"] = frame.evaluate("otpWidget.lastResult") if out["state"] == "done" else None
         return out
@@ -212,7 +216,7 @@ class Host:
 
     def reload_widget(self, timeout: float = DEFAULT_TIMEOUT_S):
         """Reload the widget iframe (a fresh widget, same document); wait until ready."""
-        frame = find_widget_frame(self.page, timeout)
+        frame = find_widget_frame(self.page, timeout, path=self.widget_path)
         frame.evaluate("window.__otpOld = true; location.reload()")
         frame.wait_for_function("() => !window.__otpOld && document.body", timeout=timeout * 1000)
         return self.wait_widget_ready(timeout)

@@ -2,6 +2,16 @@
 // Plain JS, no framework. The Python side lives in worker.js.
 
 const DEFAULT_ENDPOINT = 'https://demarche.numerique.gouv.fr/api/v2/graphql';
+// DS's own sites: the token may go there without asking (over https).
+const DS_HOSTS = ['demarche.numerique.gouv.fr', 'www.demarches-simplifiees.fr'];
+// Plain http is allowed only to this machine (tests, the local demo).
+const LOCAL_HOSTNAMES = ['localhost', '127.0.0.1', '[::1]'];
+// Written by the server that hosts the widget, next to index.html: the relay
+// (relay/nginx/default.conf.template) serves {"endpoint": "/api/v2/graphql", "dsSite": DS origin};
+// the local demo's server (demo/serve.py) serves {"demo": true}. Absent (404) on a plain static host.
+const CONFIG_URL = new URL('./otp-config.json', import.meta.url);
+// localStorage key prefix: hosts this browser's agent agreed to send the token to.
+const CONFIRMED_KEY = 'otp.jeton.hote-confirme:';
 const MSG = {
   loadingPython: 'Chargement de Python…',
   sync: 'Synchroniser',
@@ -11,6 +21,11 @@ const MSG = {
     + "dans son profil, rubrique « Jetons d'API ».",
   badEndpoint: "L'adresse de l'API doit être une adresse web complète, par exemple " + DEFAULT_ENDPOINT + '.',
   notInGrist: "Ce widget doit être ouvert dans Grist, comme vue personnalisée avec l'accès complet au document.",
+  httpsOnly: (host) => `Le jeton ne peut être envoyé qu'en https : l'adresse de l'API doit commencer par https:// `
+    + `(http:// n'est accepté que vers cet ordinateur : localhost, 127.0.0.1). Le jeton n'a pas été envoyé à ${host}.`,
+  cancelled: "Synchronisation annulée : le jeton n'a pas été envoyé.",
+  destination: 'Le jeton sera envoyé à : ',
+  badDestination: '(adresse de l\'API invalide)',
   done: 'Synchronisation terminée.',
 };
 
@@ -52,17 +67,119 @@ function markInvalid(input, invalid) {
   else input.removeAttribute('aria-invalid');
 }
 
-// ---- prefill: URL query (demo/tests) and saved widget options ---------------------
+// ---- where the token goes --------------------------------------------------------
+// The API address can come from the agent (typed in the field), from the widget's
+// defaults, or from the document (widget options, or the widget URL's ?endpoint=,
+// which anyone who can edit the document can change). The token follows an address
+// from the document only after the agent confirmed it once in this browser.
+let defaultEndpoint = DEFAULT_ENDPOINT;   // the relay's own endpoint when served by a relay
+let dsSite = '';                          // DS's site (links to dossiers), from the relay's config
+let demoMode = false;
+let endpointSource = 'default';           // 'default' | 'document' | 'agent'
+const confirmedInMemory = new Set();      // when localStorage is not available
+
+function parseUrl(value) { try { return new URL(value); } catch (e) { return null; } }
+function isLocalHost(hostname) { return LOCAL_HOSTNAMES.includes(hostname); }
+
+function currentEndpoint() { return endpointInput.value.trim() || defaultEndpoint; }
+
+function updateDestination() {
+  const url = parseUrl(currentEndpoint());
+  $('token-destination').firstChild.textContent = MSG.destination;
+  $('token-host').textContent = url && /^https?:$/.test(url.protocol) ? url.host : MSG.badDestination;
+}
+
+function setEndpoint(value, source) {
+  endpointInput.value = value;
+  endpointSource = source;
+  if (value && value !== defaultEndpoint) $('advanced').open = true;
+  updateDestination();
+}
+
+function isConfirmed(host) {
+  if (confirmedInMemory.has(host)) return true;
+  try { return localStorage.getItem(CONFIRMED_KEY + host) !== null; } catch (e) { return false; }
+}
+
+function rememberConfirmed(host) {
+  confirmedInMemory.add(host);
+  try { localStorage.setItem(CONFIRMED_KEY + host, new Date().toISOString()); } catch (e) { /* private mode */ }
+}
+
+// null when the token may go to this URL without asking, else the host to confirm.
+function hostNeedingConfirmation(endpoint) {
+  const url = parseUrl(endpoint);
+  if (!url) return null;                                   // refused by validate()
+  if (url.origin === location.origin) return null;         // the relay that serves this widget
+  if (url.protocol === 'https:' && DS_HOSTS.includes(url.host)) return null;
+  const site = parseUrl(dsSite);
+  if (site && site.origin === url.origin) return null;     // the DS instance the relay serves
+  if (endpointSource === 'agent' || isConfirmed(url.host)) return null;
+  return url.host;
+}
+
+// French message when the token must not be sent to this URL (plain http elsewhere than here).
+function transportError(endpoint) {
+  const url = parseUrl(endpoint);
+  if (!url || url.protocol === 'https:') return null;
+  if (url.protocol === 'http:' && isLocalHost(url.hostname)) return null;
+  return MSG.httpsOnly(url.host);
+}
+
+// ---- prefill: URL query and saved widget options ----------------------------------
 const query = new URLSearchParams(location.search);
 const edited = { demarche: false, endpoint: false };
 if (query.get('demarche')) { demarcheInput.value = query.get('demarche'); edited.demarche = true; }
-if (query.get('endpoint')) { endpointInput.value = query.get('endpoint'); edited.endpoint = true; }
-// The token from the URL only fills the field; it is never stored anywhere.
-if (query.get('token')) tokenInput.value = query.get('token');
-if (endpointInput.value && endpointInput.value !== DEFAULT_ENDPOINT) $('advanced').open = true;
+if (query.get('endpoint')) { setEndpoint(query.get('endpoint'), 'document'); edited.endpoint = true; }
+updateDestination();
+
+// The server hosting the widget says whether it is a relay (then the API address
+// defaults to the relay's own) or the local demo (then ?token= and ?endpoint= of the
+// URL count as typed by the agent). Never from the URL, which the document controls.
+async function loadConfig() {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 5000);
+  try {
+    const response = await fetch(CONFIG_URL, { cache: 'no-cache', signal: controller.signal });
+    if (!response.ok) return {};
+    const config = await response.json();
+    return config && typeof config === 'object' ? config : {};
+  } catch (e) {
+    return {};
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const configReady = loadConfig().then((config) => {
+  if (typeof config.endpoint === 'string' && config.endpoint) {
+    const url = parseUrl(new URL(config.endpoint, location.href).href);
+    if (url && /^https?:$/.test(url.protocol)) {
+      defaultEndpoint = url.href;
+      if (endpointSource === 'default') setEndpoint(defaultEndpoint, 'default');
+    }
+  }
+  const site = typeof config.dsSite === 'string' ? parseUrl(config.dsSite) : null;
+  if (site && /^https?:$/.test(site.protocol)) dsSite = site.origin;
+  // Demo only: a deployed widget never reads a token from its URL.
+  demoMode = config.demo === true && isLocalHost(location.hostname);
+  if (demoMode) {
+    if (endpointSource === 'document' && query.get('endpoint') === endpointInput.value) endpointSource = 'agent';
+    // The token from the URL only fills the field; it is never stored anywhere.
+    if (query.get('token') && !tokenInput.value) tokenInput.value = query.get('token');
+  }
+  updateDestination();
+  return config;
+});
 
 demarcheInput.addEventListener('input', () => { edited.demarche = true; markInvalid(demarcheInput, false); });
-endpointInput.addEventListener('input', () => { edited.endpoint = true; markInvalid(endpointInput, false); });
+endpointInput.addEventListener('input', () => {
+  edited.endpoint = true;
+  endpointSource = 'agent';
+  markInvalid(endpointInput, false);
+  updateDestination();
+  hideConfirmation();
+});
 tokenInput.addEventListener('input', () => markInvalid(tokenInput, false));
 
 // ---- Grist --------------------------------------------------------------------------
@@ -75,10 +192,7 @@ if (hasGrist) {
   grist.onOptions((options) => {
     savedOptions = options || {};
     if (!edited.demarche && savedOptions.demarche) demarcheInput.value = String(savedOptions.demarche);
-    if (!edited.endpoint && savedOptions.endpoint) {
-      endpointInput.value = savedOptions.endpoint;
-      if (savedOptions.endpoint !== DEFAULT_ENDPOINT) $('advanced').open = true;
-    }
+    if (!edited.endpoint && savedOptions.endpoint) setEndpoint(String(savedOptions.endpoint), 'document');
     if (!fallbackTried && !demarcheInput.value) {
       fallbackTried = true;
       prefillFromDocument();
@@ -131,12 +245,12 @@ function validEndpoint(value) {
 // Remember the number as soon as it is valid, not only when syncing.
 demarcheInput.addEventListener('change', () => {
   const demarche = demarcheInput.value.trim();
-  const endpoint = endpointInput.value.trim() || DEFAULT_ENDPOINT;
+  const endpoint = currentEndpoint();
   if (validDemarche(demarche) && validEndpoint(endpoint)) saveOptions({ demarche, endpoint });
 });
 endpointInput.addEventListener('change', () => {
   const demarche = demarcheInput.value.trim();
-  const endpoint = endpointInput.value.trim() || DEFAULT_ENDPOINT;
+  const endpoint = currentEndpoint();
   if (validDemarche(demarche) && validEndpoint(endpoint)) saveOptions({ demarche, endpoint });
 });
 
@@ -248,20 +362,65 @@ worker.onerror = (ev) => {
 function validate() {
   const demarche = demarcheInput.value.trim();
   const token = tokenInput.value.trim();
-  const endpoint = endpointInput.value.trim() || DEFAULT_ENDPOINT;
+  const endpoint = currentEndpoint();
   if (!validDemarche(demarche)) return { error: MSG.badDemarche, field: demarcheInput };
   if (!token) return { error: MSG.noToken, field: tokenInput };
   if (!validEndpoint(endpoint)) {
     $('advanced').open = true;
     return { error: MSG.badEndpoint, field: endpointInput };
   }
+  const refused = transportError(endpoint);
+  if (refused) {
+    $('advanced').open = true;
+    return { error: refused, field: endpointInput };
+  }
   const keep_deleted = $('keep-deleted').checked;
-  return { params: { demarche, token, endpoint, keep_deleted } };
+  const params = { demarche, token, endpoint, keep_deleted };
+  // Links to dossiers point at DS's site, never at the relay.
+  const relay = parseUrl(defaultEndpoint);
+  if (dsSite && relay && parseUrl(endpoint).origin === relay.origin && defaultEndpoint !== DEFAULT_ENDPOINT) {
+    params.ds_site = dsSite;
+  }
+  return { params };
 }
 
-form.addEventListener('submit', (ev) => {
+// ---- confirmation before the token goes to an address from the document -----------------
+let pendingConfirmation = null;
+
+function hideConfirmation() {
+  $('confirm').hidden = true;
+  pendingConfirmation = null;
+}
+
+function askConfirmation(host, endpoint, onYes) {
+  $('confirm-host').textContent = host;
+  $('confirm-url').textContent = endpoint;
+  $('confirm').hidden = false;
+  pendingConfirmation = { host, endpoint, onYes };
+  setStatus('');
+  setState('confirm');
+  $('confirm-no').focus();
+}
+
+$('confirm-yes').addEventListener('click', () => {
+  const pending = pendingConfirmation;
+  hideConfirmation();
+  if (!pending || currentEndpoint() !== pending.endpoint) return;
+  rememberConfirmed(pending.host);
+  pending.onYes();
+});
+
+$('confirm-no').addEventListener('click', () => {
+  hideConfirmation();
+  setStatus(MSG.cancelled);
+  setState('ready');
+});
+
+form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   if (!pythonReady || running) return;
+  await configReady;
+  hideConfirmation();
   [demarcheInput, tokenInput, endpointInput].forEach((i) => markInvalid(i, false));
   const { error, field, params } = validate();
   if (error) {
@@ -271,6 +430,17 @@ form.addEventListener('submit', (ev) => {
     field.focus();
     return;
   }
+  const host = hostNeedingConfirmation(params.endpoint);
+  if (host) {
+    askConfirmation(host, params.endpoint, () => startSync(params));
+    return;
+  }
+  if (endpointSource === 'agent') rememberConfirmed(parseUrl(params.endpoint).host);
+  startSync(params);
+});
+
+function startSync(params) {
+  if (!pythonReady || running) return;
   saveOptions(params);
   window.otpWidget.lastResult = null;
   running = true;
@@ -280,13 +450,14 @@ form.addEventListener('submit', (ev) => {
   setStatus('Connexion à Démarches Simplifiées…');
   setState('syncing');
   worker.postMessage({ type: 'sync', params });
-});
+}
 
 // ---- hooks for tests and debugging -------------------------------------------------------------
 window.otpWidget = {
   worker,
   timings,
   lastResult: null,
+  configReady,
   // Runs plain Python in the worker that writes a table through the whole
   // worker -> main thread -> Grist path, and reads it back.
   selftest() {
