@@ -67,7 +67,7 @@ def same_cell(old: Any, new: Any) -> bool:
     if old in ("", None) and new in ("", None):
         return True
     if isinstance(old, bool) or isinstance(new, bool):
-        return bool(old) == bool(new)
+        return old is new  # False is an answer, None is none (rows give Bool columns False)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
         return math.isclose(old, new, rel_tol=0, abs_tol=1e-6)
     if isinstance(old, str) and isinstance(new, int) and not isinstance(new, bool):

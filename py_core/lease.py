@@ -4,14 +4,17 @@
 actions atomically and refuses an update of a row that no longer exists; OTP builds its mutual
 exclusion on exactly that:
 
-- taking the lease over from a sync that is gone (expired, or the same browser: a reloaded tab)
-  is one bundle « update its row, remove it, add mine »: if another sync removed that row
-  first, the bundle fails whole and this sync backs off;
-- two syncs that both add a row on a fresh procedure compare row ids: the lowest wins, the
-  other removes its row before writing anything;
 - every write of a sync (`FencedSink.apply`) carries an update of its own row (renewing the
   expiry, and storing the checkpoint in the same bundle as the data it describes). A sync whose
-  row was taken over cannot write anything more: no duplicate, even if two ever run at once.
+  row was removed cannot write anything more: no duplicate, even if two ever run at once;
+- taking the lease over from a sync that is gone (expired, or the same browser: a reloaded tab)
+  is one bundle « add mine, update its row, remove it »: if another sync removed that row
+  first, the bundle fails whole and this sync backs off;
+- two syncs that both add a row at once compare row ids: the lowest wins, the other removes its
+  row before writing anything;
+- Grist gives a new row the highest id + 1, so a removed row's id could come back and let a
+  stale sync write again: rows are only ever removed in a bundle that first adds a higher one,
+  and a sync that ends keeps its row (expired, no checkpoint) until the next sync removes it.
 
 The checkpoint (`Reprise`, JSON) says where the dossier pages stopped (`since`, `after`, the
 newest modification date copied, counts); a failed or cancelled sync frees its lease but keeps
@@ -60,15 +63,14 @@ async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Leas
     if live:
         raise errors.sync_busy(number, _ago(now - (live[0].get("Debut") or now)))
     carried = _latest_checkpoint(rows)
-    actions: list[list[Any]] = []
-    for row in rows:  # take over: fails whole if another sync removed one of them first
-        actions += [["UpdateRecord", TABLE, row["id"], {"Expire": row.get("Expire") or 0}], ["RemoveRecord", TABLE, row["id"]]]
-    actions.append(["AddRecord", TABLE, None, {
+    actions: list[list[Any]] = [["AddRecord", TABLE, None, {
         "Demarche": number, "Detenteur": holder, "Debut": now, "Expire": now + LEASE_S,
         "Reprise": json.dumps(carried) if carried else "",
-    }])
+    }]]
+    for row in rows:  # take over: fails whole if another sync removed one of them first
+        actions += [["UpdateRecord", TABLE, row["id"], {"Expire": row.get("Expire") or 0}], ["RemoveRecord", TABLE, row["id"]]]
     try:
-        row_id = (await sink.apply(actions))[-1]
+        row_id = (await sink.apply(actions))[0]
     except errors.GristWriteError:
         if await _rows(sink, number) != rows:
             raise errors.sync_busy(number, _ago(0)) from None
@@ -117,8 +119,10 @@ class FencedSink:
         await self._fenced([self._renewal(None)])
 
     async def finish(self, actions: list[list[Any]]) -> list[Any]:
-        """The last bundle of a sync that ended well: its results, and the lease given back."""
-        return (await self._fenced([*actions, self._renewal(None), ["RemoveRecord", TABLE, self.lease.row_id]]))[: len(actions)]
+        """The last bundle of a sync that ended well: its results, and the lease given back
+        (the row stays, expired and without checkpoint: see the module's docstring)."""
+        done = ["UpdateRecord", TABLE, self.lease.row_id, {"Expire": 0, "Reprise": ""}]
+        return (await self._fenced([*actions, done]))[: len(actions)]
 
     async def release(self, checkpoint: dict[str, Any]) -> None:
         """A sync that stops early frees the lease and leaves its checkpoint for the next one."""

@@ -50,7 +50,8 @@ def _champ_row(table: TableSpec, by_descriptor: dict[str, Any], number: int) -> 
         descriptor_id = column.key.split("/", 1)[0]
         champ = by_descriptor.get(descriptor_id)
         # A champ the dossier's conditions hide is absent: an empty cell, never a shifted one.
-        row[column.key] = column.read(champ) if champ is not None else None
+        value = column.read(champ) if champ is not None else None
+        row[column.key] = bool(value) if column.type == "Bool" else value  # Grist's Bool has no empty
     return row
 
 

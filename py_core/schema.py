@@ -196,7 +196,7 @@ def _avis_columns(timezone: str) -> list[ColumnSpec]:
         col("question", "Question", "Text", lambda a: text_cell(a.get("question")), "Question"),
         col("reponse", "Réponse", "Text", lambda a: text_cell(a.get("reponse")), "Reponse"),
         col("question_oui_non", "Question oui/non", "Text", lambda a: text_cell(a.get("questionLabel")), "Question_oui_non"),
-        col("reponse_oui_non", "Réponse oui/non", "Bool", lambda a: a.get("questionAnswer"), "Reponse_oui_non"),
+        col("reponse_oui_non", "Réponse oui/non", "Bool", lambda a: bool(a.get("questionAnswer")), "Reponse_oui_non"),
         col("date_question", "Date de la demande", dt, lambda a: datetime_cell(a.get("dateQuestion")), "Date_demande"),
         col("date_reponse", "Date de la réponse", dt, lambda a: datetime_cell(a.get("dateReponse")), "Date_reponse"),
         col("demandeur", "Demandé par", "Text", email("claimant"), "Demande_par"),

@@ -156,12 +156,13 @@ Cancel = Callable[[], bool]
 async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: Emit, *,
                       should_cancel: Cancel | None = None, clock: Callable[[], float] = time.time) -> SyncResult:
     number = params.number
+    ds.emit = emit
     emit({"kind": "phase", "message": f"Lecture de la structure de la démarche n° {number}…"})
     structure = await ds.structure(number)
     state = await _ensure_meta_tables(sink)
     lease = await acquire(sink, number, params.holder, clock())
     run = _Run(params, ds, FencedSink(sink, lease, clock), emit, should_cancel or (lambda: False), clock, lease)
-    ds.emit, ds.on_wait = emit, run.sink.renew
+    ds.on_wait = run.sink.renew
     try:
         return await run.execute(structure, state)
     except BaseException as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class EngineSink:
         self.calls = 0
         self.applies = 0
         self.fail_at: dict[int, BaseException] = {}
+        self.fail_when: list[tuple[Callable[[list[list[Any]]], bool], BaseException]] = []  # (predicate, error)
+        self.before_apply: Callable[[list[list[Any]]], None] | None = None
         self.read_only = False
         if timezone:
             self.apply_now([["AddRecord", "_grist_DocInfo", None, {"timezone": timezone}]])
@@ -72,6 +75,12 @@ class EngineSink:
         if not actions:
             return []
         self._tick()
+        for rule in list(self.fail_when):
+            if rule[0](actions):
+                self.fail_when.remove(rule)
+                raise rule[1]
+        if self.before_apply is not None:
+            self.before_apply(actions)
         if self.read_only:
             raise errors.grist_write_failed("No write access")
         try:

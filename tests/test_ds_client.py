@@ -33,8 +33,8 @@ def run(coroutine):
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def client(url, token=TOKEN):
-    return DSClient(url, token, UrllibTransport(timeout=10))
+def client(url, token=TOKEN, **options):
+    return DSClient(url, token, UrllibTransport(timeout=options.pop("timeout", 10)), retry_base=0.01, **options)
 
 
 async def collect(pages):
@@ -50,7 +50,7 @@ def test_structure_reads_descriptors_and_count(ds, store):
 
 def test_all_dossiers_in_pages_of_100_without_gaps_or_repeats(ds, store):
     ds_client = client(ds.url)
-    pages = run(collect(ds_client.dossier_pages(111, None)))
+    pages = run(collect(ds_client.dossier_pages(111, EPOCH)))
     assert [len(p.nodes) for p in pages] == [100, 100, 50]
     numbers = [d.number for p in pages for d in p.nodes]
     assert sorted(numbers) == sorted(store.procedure(111).dossiers) and len(set(numbers)) == 250
@@ -83,13 +83,47 @@ def test_closed_port_is_unreachable():
     assert caught.value.code == "unreachable"
 
 
-def test_rate_limit_answer_is_explained(ds):
+def test_rate_limit_waits_until_reset_with_a_countdown_then_goes_on(ds):
     import time
 
-    ds.rate_limit_next(int(time.time()) + 30)
+    ds.rate_limit_next(int(time.time()) + 2)
+    events, waited = [], []
+
+    async def sleep(seconds):
+        waited.append(seconds)
+
+    structure = run(client(ds.url, emit=events.append, sleep=sleep).structure(111))
+    assert structure.number == 111
+    countdown = [e["seconds"] for e in events if e["kind"] == "wait"]
+    assert countdown and countdown == sorted(countdown, reverse=True) and countdown[-1] == 1
+    assert "reprise automatique" in events[0]["message"] and 1 <= sum(waited) <= 2
+
+
+def test_server_errors_and_silence_are_retried_with_backoff(ds):
+    ds.fail_next(502, "<html>Bad gateway</html>", "text/html")
+    ds.fail_next(500)
+    ds.delay_next(0.6)
+    events = []
+    ds_client = client(ds.url, emit=events.append, timeout=0.3)
+    assert run(ds_client.structure(111)).number == 111
+    assert ds_client.request_count == 4
+    assert [e["message"].split(" :")[0] for e in events if e["kind"] == "wait"][:3] == [
+        "DS a répondu par une erreur 502", "DS a répondu par une erreur 500", "DS ne répond pas (délai dépassé)"]
+
+
+def test_retries_are_bounded_then_the_agent_is_told(ds):
+    ds.fail_next(503, count=5)
     with pytest.raises(errors.DSError) as caught:
-        run(client(ds.url).structure(111))
-    assert caught.value.code == "rate_limited" and "secondes" in caught.value.message_fr
+        run(client(ds.url, max_retries=2).structure(111))
+    assert caught.value.code == "server_error"
+    ds._faults.clear()
+
+
+def test_a_request_silent_too_long_is_aborted_and_reported(ds):
+    ds.delay_next(1.0, count=3)
+    with pytest.raises(errors.DSError) as caught:
+        run(client(ds.url, max_retries=1, timeout=0.3).structure(111))
+    assert caught.value.code == "timeout" and "ne répond plus" in caught.value.message_fr
 
 
 def test_the_token_is_never_in_the_client_repr(ds):

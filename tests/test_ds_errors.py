@@ -28,11 +28,12 @@ def gql_error(message, code):
     (502, b"<html>Bad gateway</html>", "server_error"),
     (429, b"Retry later\n", "rate_limited"),
     (200, b"<html>Not the API</html>", "bad_response"),
-    (200, body({"data": {"demarche": None}, "errors": [{"message": "Timeout", "extensions": {"code": "timeout"}}]}), "timeout"),
+    (200, body({"data": None, "errors": [{"message": "Timeout", "extensions": {"code": "timeout"}}]}), "timeout"),
+    (200, body({"data": {"demarche": None}, "errors": [{"message": "Demarche not found", "path": ["demarche"], "extensions": {"code": "not_found"}}]}), "not_found"),
 ])
 def test_errors_become_french_messages(status, payload, code):
     with pytest.raises(errors.DSError) as caught:
-        interpret(status, payload, None, 12345)
+        interpret(status, payload, 12345)
     assert caught.value.code == code
     message = caught.value.message_fr
     assert message and message[0].isupper() and message.endswith((".", ")"))
@@ -40,7 +41,27 @@ def test_errors_become_french_messages(status, payload, code):
 
 
 def test_data_is_returned_when_present():
-    assert interpret(200, body({"data": {"demarche": {"number": 1}}}), None, 1) == {"demarche": {"number": 1}}
+    answer = interpret(200, body({"data": {"demarche": {"number": 1}}}), 1)
+    assert answer.data == {"demarche": {"number": 1}} and answer.errors == []
+
+
+def test_a_partial_answer_comes_with_its_errors_never_as_complete():
+    nested = {"message": "Dossier not found", "path": ["demarche", "dossiers", "nodes", 3, "champs", 0, "dossier"],
+              "extensions": {"code": "not_found"}}
+    answer = interpret(200, body({"data": {"demarche": {"dossiers": {"nodes": []}}}, "errors": [nested]}), 7)
+    assert answer.errors == [nested] and answer.error_codes() == {"not_found"}, \
+        "a nested « not found » is not an unknown procedure"
+
+
+@pytest.mark.parametrize("reset,retry_after,expected", [
+    ("1000010", None, 10.0),   # RateLimit-Reset: epoch seconds
+    (None, "7", 7.0),          # Retry-After: seconds
+    ("999990", None, 1.0),     # already past: a second
+    (None, None, 60.0),        # nothing said: DS's window
+])
+def test_rate_limit_wait_follows_the_headers(reset, retry_after, expected):
+    from py_core.ds_client import rate_limit_wait
+    assert rate_limit_wait(reset, retry_after, now=1_000_000) == expected
 
 
 @pytest.mark.parametrize("raw,code", [

@@ -62,7 +62,9 @@ def state_after_first_sync(schema):
             ref += 1
             options = json.loads(col.get("widgetOptions") or "{}")
             columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], options, False)
-            meta_columns.append({"id": ref, "Demarche": 42, "Table_ref": table_ref, "Cle": keys[col["id"]], "Col_ref": ref, "Dans_le_formulaire": True})
+            meta_columns.append({"id": ref, "Demarche": 42, "Table_ref": table_ref, "Cle": keys[col["id"]], "Col_ref": ref,
+                                 "Dans_le_formulaire": True, "Libelle_DS": col["label"], "Type_Grist": col["type"],
+                                 "Options_DS": json.dumps(options)})
     return DocState(tables, columns, "Europe/Paris", {"OTP_Tables": meta_tables, "OTP_Colonnes": meta_columns})
 
 
@@ -78,6 +80,32 @@ def test_schema_evolution_renames_labels_adds_columns_and_keeps_the_rest():
     assert ["ModifyColumn", "D42_Champs", "Nom", {"label": "Nom de famille", "untieColIdFromLabel": True}] in champs_actions
     assert ["AddColumn", "D42_Champs", "Nouveau", {"type": "Text", "label": "Nouveau", "isFormula": False, "untieColIdFromLabel": True}] in champs_actions
     assert not any(a[0] in ("RemoveColumn", "RenameColumn") or (len(a) > 2 and a[2] in ("Total", "Ancien_champ")) for a in plan.actions)
+
+
+def test_agents_edits_to_otp_columns_win_until_ds_changes_that_champ():
+    schema = schema_of(desc("A", "Nom"), desc("C", "Choix", "DropDownListChampDescriptor", options=["a", "b"]))
+    state = state_after_first_sync(schema)
+    champs_ref = next(r for r, t in state.tables.items() if t == "D42_Champs")
+    nom = next(c for c in state.columns.values() if c.table_ref == champs_ref and c.col_id == "Nom")
+    choix = next(c for c in state.columns.values() if c.table_ref == champs_ref and c.col_id == "Choix")
+    nom.label, nom.type = "Nom (vérifié)", "Choice"  # an agent's rename and retype
+    choix.widget_options = {"choices": ["a", "b", "c"], "alignment": "center"}  # an agent's choice and format
+    assert plan_schema(state, schema).actions == [], "OTP puts nothing of its own back"
+    changed = schema_of(desc("A", "Nom de naissance"), desc("C", "Choix", "DropDownListChampDescriptor", options=["a", "b", "d"]))
+    actions = [a for a in plan_schema(state, changed).actions if a[1] == "D42_Champs"]
+    assert ["ModifyColumn", "D42_Champs", "Nom", {"label": "Nom de naissance", "untieColIdFromLabel": True}] in actions
+    modify_choix = next(a[3] for a in actions if a[2] == "Choix")
+    assert json.loads(modify_choix["widgetOptions"]) == {"choices": ["a", "b", "d"], "alignment": "center"}
+    assert not any("type" in a[3] for a in actions), "the agent's type stays"
+
+
+def test_an_unregistered_table_from_an_interrupted_first_sync_is_adopted_not_doubled():
+    schema = schema_of(desc("A", "Nom"))
+    state = state_after_first_sync(schema)
+    state.meta = {}  # created, never registered
+    plan = plan_schema(state, schema)
+    assert not any(a[0] == "AddTable" for a in plan.actions)
+    assert plan.maps["champs"].table_id == "D42_Champs" and plan.maps["champs"].col_ids["A"] == "Nom"
 
 
 def test_an_unchanged_schema_plans_nothing():

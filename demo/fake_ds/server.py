@@ -45,6 +45,7 @@ class _Fault:
     remaining: int
     match: "Callable[[RecordedRequest], bool] | None" = None  # only requests it accepts
     delay: float = 0.0  # seconds to wait before answering
+    partial: "Callable[[dict], dict] | None" = None  # rewrites a normal answer (status None)
 
 
 @dataclass
@@ -149,6 +150,22 @@ class FakeDSServer:
         before being answered normally: a slow DS, or time to act in the middle of a sync."""
         with self._lock:
             self._faults.append(_Fault(None, "", "", {}, count, match, seconds))
+
+    def partial_next(self, node: int = 0, code: str = "internal_server_error", count: int = 1,
+                     match: Callable[[RecordedRequest], bool] | None = None) -> None:
+        """The next ``count`` matching dossier pages come back as DS sends a resolver failure:
+        HTTP 200, the champs of node ``node`` (-1: the last) null, and an error with its ``path``."""
+        def corrupt(body: dict) -> dict:
+            nodes = (((body.get("data") or {}).get("demarche") or {}).get("dossiers") or {}).get("nodes") or []
+            index = node % len(nodes) if nodes else 0  # -1: the last one
+            if index < len(nodes) and isinstance(nodes[index], dict):
+                nodes[index]["champs"] = None
+            body.setdefault("errors", []).append({
+                "message": "Internal error while resolving champs", "extensions": {"code": code},
+                "path": ["demarche", "dossiers", "nodes", index, "champs"]})
+            return body
+        with self._lock:
+            self._faults.append(_Fault(None, "", "", {}, count, match, partial=corrupt))
 
     def rate_limit_next(self, reset_epoch: int, count: int = 1) -> None:
         """Next requests get DS's 429: plain-text body, RateLimit-* headers, no Retry-After."""
@@ -293,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         token = _bearer_token(self.headers.get("Authorization"))
         try:
             status, payload = self.fake.handle_graphql(token, body, record)
+            if fault is not None and fault.partial is not None and status == 200:
+                payload = fault.partial(payload)
         except Exception as exc:  # noqa: BLE001 - report like DS does in production
             status, payload = 500, graphql_error_body(f"Internal Server Error: {exc}", "internal_server_error")
         record.status = status
