@@ -5,6 +5,7 @@ Fixtures
     otp_server        session  StaticServer on 127.0.0.1 (random port): /grist/, /widget/, /
     browser_context   session  one Chromium (persistent profile in a temp dir: disk HTTP cache)
     chromium_browser  session  its Browser object
+    other_browser     session  a second Chromium (another agent), launched on demand
     page              function a fresh page
     open_host         function factory: open_host(demarche=None, endpoint=None, token=None,
                                wait_ready=True) -> Host  (query params are passed to the widget)
@@ -32,7 +33,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import CHROMIUM, Host, StaticServer, ensure_built, launch_chromium_persistent  # noqa: E402
+from harness import (CHROMIUM, Host, StaticServer, ensure_built, launch_chromium,  # noqa: E402
+                     launch_chromium_persistent)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -81,16 +83,30 @@ def otp_server(otp_manifest):
 
 
 @pytest.fixture(scope="session")
-def browser_context(otp_manifest, tmp_path_factory):
+def playwright_driver(otp_manifest):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser_context(playwright_driver, tmp_path_factory):
     """One Chromium for the session, with an on-disk profile: like a real browser, its
     HTTP cache keeps pyodide.asm.wasm (9.6 MB, too big for Playwright's in-memory
     cache), so every page after the first loads faster. Each test gets its own page."""
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        context = launch_chromium_persistent(pw, tmp_path_factory.mktemp("chromium-profile"),
-                                             locale="fr-FR", viewport={"width": 1280, "height": 900})
-        yield context
-        context.close()
+    context = launch_chromium_persistent(playwright_driver, tmp_path_factory.mktemp("chromium-profile"),
+                                         locale="fr-FR", viewport={"width": 1280, "height": 900})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def other_browser(playwright_driver):
+    """A second Chromium (another agent's browser: its own cookies and storage), launched
+    when a test asks for it; use other_browser.new_context()."""
+    browser = launch_chromium(playwright_driver)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import DEFAULT_TIMEOUT_S, ROOT, Host, find_widget_frame
+from harness import DEFAULT_TIMEOUT_S, ROOT, Host, find_widget_frame, wait_widget_state
 
 BOOT_KEY = "otp-e2e-boot-key"
 OWNER_EMAIL = "proprietaire@example.com"
@@ -302,12 +302,40 @@ class CoreHost(Host):
     def reload_widget(self, timeout: float = DEFAULT_TIMEOUT_S):
         return self.reload(timeout)
 
-    def sync(self, demarche=None, token=None, endpoint=None, timeout: float = 120.0) -> dict:
+    def _frame(self):
+        """The widget frame, once Python is loaded (any state after that)."""
+        return self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page)
+
+    def _token_to_type(self, token):
         if token is None and self.token is not None:
-            frame = self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page)
-            if not frame.input_value("#token"):
-                token = self.token
-        return super().sync(demarche=demarche, token=token, endpoint=endpoint, timeout=timeout)
+            if not self._frame().input_value("#token"):
+                return self.token
+        return token
+
+    def sync(self, demarche=None, token=None, endpoint=None, timeout: float = 120.0) -> dict:
+        return super().sync(demarche=demarche, token=self._token_to_type(token), endpoint=endpoint,
+                            timeout=timeout)
+
+    def start_sync(self, demarche=None, token=None, endpoint=None):
+        """Fill the fields and click « Synchroniser » without waiting; returns the frame."""
+        frame = self._frame()
+        token = self._token_to_type(token)
+        if endpoint is not None:
+            frame.evaluate("document.getElementById('advanced').open = true")
+        for selector, value in (("#demarche", demarche), ("#token", token), ("#endpoint", endpoint)):
+            if value is not None:
+                frame.fill(selector, str(value))
+        frame.evaluate("document.body.dataset.state = 'submitting'")
+        frame.click("#sync")
+        return frame
+
+    def wait_sync_end(self, timeout: float = 180.0) -> dict:
+        """After start_sync: wait for done/error; status() plus 'result'."""
+        frame = find_widget_frame(self.page)
+        wait_widget_state(frame, ("done", "error", "confirm"), timeout)
+        out = self.status()
+        out["result"] = frame.evaluate("otpWidget.lastResult") if out["state"] == "done" else None
+        return out
 
     # ---- document, through the REST API ---------------------------------------------------
     def fetch_table(self, table_id: str) -> dict[str, list]:

@@ -27,7 +27,12 @@ const MSG = {
   destination: 'Le jeton sera envoyé à : ',
   badDestination: '(adresse de l\'API invalide)',
   done: 'Synchronisation terminée.',
+  readOnly: "Ce document est en lecture seule pour vous : la synchronisation n'a pas été lancée et rien n'a été "
+    + "écrit dans le document. Pour synchroniser, demandez à un propriétaire du document l'accès en modification "
+    + '(« Éditeur » ou « Propriétaire »).',
 };
+// localStorage key: this browser's id, the first half of the sync lease's holder.
+const BROWSER_ID_KEY = 'otp.navigateur';
 
 const $ = (id) => document.getElementById(id);
 const form = $('form');
@@ -128,6 +133,8 @@ function transportError(endpoint) {
 
 // ---- prefill: URL query and saved widget options ----------------------------------
 const query = new URLSearchParams(location.search);
+// Grist adds readonly=true to a widget's URL when this user cannot edit the document (a viewer).
+const readOnly = query.get('readonly') === 'true';
 const edited = { demarche: false, endpoint: false };
 if (query.get('demarche')) { demarcheInput.value = query.get('demarche'); edited.demarche = true; }
 if (query.get('endpoint')) { setEndpoint(query.get('endpoint'), 'document'); edited.endpoint = true; }
@@ -193,7 +200,7 @@ if (hasGrist) {
     savedOptions = options || {};
     if (!edited.demarche && savedOptions.demarche) demarcheInput.value = String(savedOptions.demarche);
     if (!edited.endpoint && savedOptions.endpoint) setEndpoint(String(savedOptions.endpoint), 'document');
-    if (!fallbackTried && !demarcheInput.value) {
+    if (!fallbackTried && (!demarcheInput.value || (!edited.endpoint && endpointSource === 'default'))) {
       fallbackTried = true;
       prefillFromDocument();
     }
@@ -202,8 +209,10 @@ if (hasGrist) {
 
 // Grist keeps options set by a widget as an unsaved draft until someone clicks
 // « Save » on the section: after reopening the document they may be gone. The
-// core records every synchronised démarche in the table OTP_Demarches, so use
-// the most recently synchronised one when nothing else gave a number.
+// core records every synchronised démarche in the table OTP_Demarches, with the
+// API address of its last sync (Adresse_API): use the most recently synchronised
+// one when nothing else gave a number, and its address when nothing else gave one
+// (an address from the document: confirmed once per browser like the options').
 async function prefillFromDocument() {
   try {
     const tables = await grist.docApi.listTables();
@@ -216,6 +225,11 @@ async function prefillFromDocument() {
       if (n && (best < 0 || (times[i] || 0) > (times[best] || 0))) best = i;
     });
     if (best >= 0 && !edited.demarche && !demarcheInput.value) demarcheInput.value = String(numbers[best]);
+    const row = numbers.findIndex((n) => n && String(n) === demarcheInput.value.trim());
+    const address = row >= 0 && data.Adresse_API ? String(data.Adresse_API[row] || '').trim() : '';
+    if (address && validEndpoint(address) && !edited.endpoint && endpointSource === 'default') {
+      setEndpoint(address, 'document');
+    }
   } catch (err) {
     console.warn('OTP: lecture de OTP_Demarches impossible', err);
   }
@@ -375,7 +389,7 @@ function validate() {
     return { error: refused, field: endpointInput };
   }
   const keep_deleted = $('keep-deleted').checked;
-  const params = { demarche, token, endpoint, keep_deleted };
+  const params = { demarche, token, endpoint, keep_deleted, holder: leaseHolder() };
   // Links to dossiers point at DS's site, never at the relay.
   const relay = parseUrl(defaultEndpoint);
   if (dsSite && relay && parseUrl(endpoint).origin === relay.origin && defaultEndpoint !== DEFAULT_ENDPOINT) {
@@ -416,9 +430,35 @@ $('confirm-no').addEventListener('click', () => {
   setState('ready');
 });
 
+// Who holds a sync's lease (py_core/lease.py): "<browser id>/<tab id>". The browser id stays
+// in localStorage, so a reloaded tab takes over its own interrupted sync at once; another
+// browser waits until that sync ends or its lease expires.
+const tabId = randomId(4);
+let browserIdInMemory = '';
+
+function randomId(bytes) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function leaseHolder() {
+  let id = '';
+  try {
+    id = localStorage.getItem(BROWSER_ID_KEY) || '';
+    if (!/^[0-9a-f]{12}$/.test(id)) { id = randomId(6); localStorage.setItem(BROWSER_ID_KEY, id); }
+  } catch (e) {
+    id = browserIdInMemory || (browserIdInMemory = randomId(6));   // storage unavailable
+  }
+  return `${id}/${tabId}`;
+}
+
 form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   if (!pythonReady || running) return;
+  if (readOnly) {   // before anything: no call to DS, no write attempted
+    setStatus(MSG.readOnly, 'error');
+    setState('error');
+    return;
+  }
   await configReady;
   hideConfirmation();
   [demarcheInput, tokenInput, endpointInput].forEach((i) => markInvalid(i, false));

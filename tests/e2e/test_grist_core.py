@@ -1,0 +1,197 @@
+"""What only a real Grist server shows (grist-core): settings kept with the document across a
+reload, a reload in the middle of a sync, two pages syncing the same document, a viewer.
+
+Expected values come from the fake DS's store; the document is read back through grist-core's
+REST API. Skipped with the reason when the grist-core kit is absent (see grist_core.py).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from grist_core import CoreHost, GristError
+
+TOKEN = "jeton-grist-core"
+NUMBER = 24680
+DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
+VIEWER = "lecteur@example.com"
+BUSY = re.compile(r"Une synchronisation (de la démarche n° \d+ )?est déjà en cours")
+
+
+@pytest.fixture
+def store():
+    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=12, seed=5)])
+
+
+@pytest.fixture
+def big_store():
+    """250 dossiers: three pages of 100."""
+    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=250, seed=6)])
+
+
+@pytest.fixture
+def ds(store):
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield server
+
+
+@pytest.fixture
+def big_ds(big_store):
+    with FakeDSServer(big_store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield server
+
+
+@pytest.fixture
+def other_page(browser_context):
+    page = browser_context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    page.close()
+
+
+def dossier_pages(request) -> bool:
+    return request.operation_name == "otpDossiers"
+
+
+def later_page(request) -> bool:
+    return request.operation_name == "otpDossiers" and bool((request.variables or {}).get("after"))
+
+
+def assert_exact_copy(host, store):
+    """Every dossier of the store exactly once, in every per-dossier table; no duplicate key
+    in the child tables."""
+    expected = sorted(store.procedure(NUMBER).dossiers)
+    numbers = [r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")]
+    duplicated = sorted(n for n, k in Counter(numbers).items() if k > 1)
+    assert not duplicated, f"dossiers copied twice: {duplicated[:10]} ({len(numbers)} rows)"
+    assert sorted(numbers) == expected
+    for table in ("Champs", "Annotations"):
+        refs = [r["Dossier"] for r in host.records(f"D{NUMBER}_{table}")]
+        assert len(refs) == len(expected) == len(set(refs)), table
+    keys = {"Avis": ("Dossier", "Avis_id"), "Fichiers": ("Dossier", "Champ_id", "Numero_fichier")}
+    for table in host.table_ids():
+        if table.startswith(f"D{NUMBER}_Bloc_"):
+            keys[table.removeprefix(f"D{NUMBER}_")] = ("Dossier", "Ligne")
+    for table, key in keys.items():
+        rows = [tuple(r[k] for k in key) for r in host.records(f"D{NUMBER}_{table}")]
+        assert len(rows) == len(set(rows)), (table, [k for k, n in Counter(rows).items() if n > 1][:5])
+    demarches = [r for r in host.records("OTP_Demarches") if r["Numero"] == NUMBER]
+    assert len(demarches) == 1
+
+
+# ---- settings kept with the document ------------------------------------------------------------
+
+def test_api_address_and_number_come_back_after_a_reload(open_core_host, ds, grist_core):
+    """grist.setOptions only makes an unsaved draft on a server: after a reload the widget
+    reads the procedure and the API address of the last sync from OTP_Demarches."""
+    host = open_core_host(token=TOKEN)   # nothing in the widget's URL: an agent types it all
+    frame = host.wait_widget_ready()
+    assert frame.input_value("#endpoint") in ("", DEFAULT_ENDPOINT)
+    first = host.sync(demarche=NUMBER, endpoint=ds.url)
+    assert first["state"] == "done", first
+    demarche = next(r for r in host.records("OTP_Demarches") if r["Numero"] == NUMBER)
+    assert "Adresse_API" in demarche, "the core records the API address of the last sync"
+    assert demarche["Adresse_API"] == ds.url
+
+    frame = host.reload()
+    assert host.widget_options() is None, "grist-core kept the widget's options as an unsaved draft"
+    assert frame.input_value("#demarche") == str(NUMBER)
+    assert frame.input_value("#endpoint") == ds.url
+    assert frame.evaluate("document.getElementById('advanced').open"), "a non-default address is shown"
+
+    requests = len(ds.requests)
+    again = host.sync()              # only the token typed again
+    assert again["state"] == "done", again
+    assert again["text"].startswith("Synchronisation terminée")
+    assert len(ds.requests) > requests, "the sync went to the address read back"
+
+
+# ---- a reload in the middle of a sync -------------------------------------------------------------
+
+def test_a_reload_in_the_middle_of_a_sync_loses_and_duplicates_nothing(open_core_host, big_ds, big_store):
+    host = open_core_host(demarche=NUMBER, endpoint=big_ds.url, token=TOKEN)
+    big_ds.delay_next(6.0, match=later_page)       # the second page comes late: reload meanwhile
+    host.start_sync()
+    table = f"D{NUMBER}_Dossiers"
+    for _ in range(300):
+        try:
+            if len(host.fetch_table(table)["id"]) >= 100:
+                break
+        except GristError:  # not created yet
+            pass
+        host.page.wait_for_timeout(100)
+    else:
+        raise AssertionError(f"the first page was not written: {host.status()}")
+    assert host.status()["state"] == "syncing"
+    host.reload()
+    partial = len(host.fetch_table(table)["id"])
+    assert 100 <= partial < 250, partial
+
+    again = host.sync()
+    assert again["state"] == "done", again["text"]
+    assert again["text"].startswith("Synchronisation terminée : 250 dossiers"), again["text"]
+    assert_exact_copy(host, big_store)
+    demarche = next(r for r in host.records("OTP_Demarches") if r["Numero"] == NUMBER)
+    newest = max(d["dateDerniereModification"] for d in big_store.procedure(NUMBER).dossiers.values())
+    assert demarche["Curseur"] and demarche["Curseur"].startswith(newest[:19]), (demarche["Curseur"], newest)
+
+
+# ---- two pages on one document ------------------------------------------------------------------------
+
+@pytest.fixture
+def colleague_page(other_browser):
+    """A page in another browser: a colleague's, with its own storage."""
+    context = other_browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def test_two_pages_syncing_the_same_document_duplicate_nothing(open_core_host, colleague_page, big_ds, big_store,
+                                                               grist_core, core_doc):
+    first = open_core_host(demarche=NUMBER, endpoint=big_ds.url, token=TOKEN)
+    second = CoreHost(colleague_page, grist_core, core_doc).open(demarche=NUMBER, endpoint=big_ds.url, token=TOKEN)
+    second.wait_widget_ready()
+    big_ds.delay_next(0.7, count=20, match=dossier_pages)   # pages slow enough for the syncs to overlap
+    first.start_sync()
+    second.start_sync()
+    results = [first.wait_sync_end(), second.wait_sync_end()]
+    states = sorted(r["state"] for r in results)
+    assert "done" in states, results
+    for result in results:
+        if result["state"] == "error":
+            assert BUSY.search(result["text"]), result["text"]
+            assert result["enabled"], "the refused page can sync again later"
+    assert_exact_copy(first, big_store)
+
+    # both pages can sync again now: still one copy
+    for host in (second, first):
+        again = host.sync()
+        assert again["state"] == "done", again["text"]
+    assert_exact_copy(first, big_store)
+
+
+# ---- a viewer --------------------------------------------------------------------------------------------
+
+def test_a_viewer_is_told_the_document_is_read_only_and_nothing_is_written(open_core_host, other_page, ds,
+                                                                           grist_core, core_doc):
+    owner = open_core_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert owner.sync()["state"] == "done"
+    ds.store.add_dossier(procedure_number=NUMBER)           # something new the viewer would copy
+    grist_core.share(core_doc.doc_id, VIEWER, "viewers")
+    before = owner.snapshot()
+    requests = len(ds.requests)
+
+    viewer = CoreHost(other_page, grist_core, core_doc, email=VIEWER).open(
+        demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    frame = viewer.wait_widget_ready()
+    assert "readonly=true" in frame.evaluate("location.search")
+    result = viewer.sync()
+    assert result["state"] == "error" and result["error"], result
+    assert "lecture seule" in result["text"] and "rien n'a été écrit" in result["text"], result["text"]
+    assert len(ds.requests) == requests, "no call to DS for a document that cannot be written"
+    assert owner.snapshot() == before
