@@ -431,10 +431,22 @@ $('confirm-no').addEventListener('click', () => {
 });
 
 // Who holds a sync's lease (py_core/lease.py): "<browser id>/<tab id>". The browser id stays
-// in localStorage, so a reloaded tab takes over its own interrupted sync at once; another
-// browser waits until that sync ends or its lease expires.
-const tabId = randomId(4);
+// in localStorage, the tab id in sessionStorage (kept when the tab reloads, not shared with
+// other tabs): a reloaded tab takes over its own interrupted sync at once; another browser
+// waits until that sync ends or its lease expires.
+const TAB_ID_KEY = 'otp.onglet';
 let browserIdInMemory = '';
+let tabIdInMemory = '';
+
+function tabId() {
+  try {
+    let id = sessionStorage.getItem(TAB_ID_KEY) || '';
+    if (!/^[0-9a-f]{8}$/.test(id)) { id = randomId(4); sessionStorage.setItem(TAB_ID_KEY, id); }
+    return id;
+  } catch (e) {
+    return tabIdInMemory || (tabIdInMemory = randomId(4));
+  }
+}
 
 function randomId(bytes) {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
@@ -448,7 +460,7 @@ function leaseHolder() {
   } catch (e) {
     id = browserIdInMemory || (browserIdInMemory = randomId(6));   // storage unavailable
   }
-  return `${id}/${tabId}`;
+  return `${id}/${tabId()}`;
 }
 
 form.addEventListener('submit', async (ev) => {
