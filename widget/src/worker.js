@@ -6,7 +6,8 @@
 // the grist-plugin API) by messages.
 //
 // Main thread -> worker:
-//   {type:'sync',  params:{demarche, token, endpoint}}
+//   {type:'sync',  params:{demarche, token, endpoint, keep_deleted, ds_site?}}
+//                                          (ds_site: DS's site when the API is the relay)
 //   {type:'check', params:{...}}
 //   {type:'selftest'}                      (test hook, no py_core needed)
 //   {type:'grist-result', id, ok, result}  / {type:'grist-result', id, ok:false, message}
