@@ -199,3 +199,19 @@ def test_plain_http_to_another_host_is_refused(open_relay_host, ds_on_another_ma
         assert "127.0.0.2" in result["text"] and TOKEN not in result["text"]
     assert ds_on_another_machine.requests == []
     assert host.snapshot() == before
+
+
+def test_a_widget_on_a_plain_static_host_never_reads_a_token_from_its_url(page, otp_server, request):
+    """Deployed on any static host (no otp-config.json), or on the relay (tested above), the
+    widget leaves ?token= alone: only the local demo's server enables it."""
+    from harness import StaticServer
+    with StaticServer(files={}) as plain:   # the same files, without the demo's otp-config.json
+        host = Host(page, otp_server.url, widget_path=plain.url + "/widget/")
+        request.node._otp_host = host
+        host.open(widget=f"{plain.url}/widget/index.html", demarche=NUMBER, token="jeton-dans-l-url")
+        frame = host.widget   # no need to wait for Python: the form is filled before
+        frame.wait_for_function("() => window.otpWidget && otpWidget.configReady")
+        frame.evaluate("otpWidget.configReady.then(() => true)")
+        assert frame.input_value("#token") == ""
+        assert frame.input_value("#endpoint") == "https://demarche.numerique.gouv.fr/api/v2/graphql"
+        assert destination(frame) == "Le jeton sera envoyé à : demarche.numerique.gouv.fr"
