@@ -252,3 +252,58 @@ def test_the_template_never_names_the_authorization_header():
     for variable in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$http_referer",
                      "$http_cookie"):
         assert variable not in log_format, variable
+
+
+def test_the_template_uses_exactly_the_three_variables(fake):
+    """The official image substitutes every defined environment variable: the template must not
+    name any other upper-case $VARIABLE (nginx's own are lower-case), and once rendered nothing
+    is left to substitute."""
+    import re
+
+    from tests.relay_nginx import TEMPLATE, render_template
+    template = TEMPLATE.read_text()
+    assert set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", template)) == {"OTP_PORT", "OTP_WIDGET_DIR", "DS_ORIGIN"}
+    rendered = render_template("8080", "/srv/otp/widget", "https://demarche.numerique.gouv.fr")
+    assert "${" not in rendered and "$OTP" not in rendered and "$DS_ORIGIN" not in rendered
+    assert "listen 8080;" in rendered and "root /srv/otp/widget;" in rendered
+    assert "proxy_pass https://demarche.numerique.gouv.fr/api/v2/graphql;" in rendered
+    assert '"dsSite": "https://demarche.numerique.gouv.fr"' in rendered
+
+
+@pytest.fixture(scope="module")
+def untrusted_tls_ds(tmp_path_factory):
+    """An https "DS" on localhost with a self-signed certificate: records the TLS server names
+    it is asked for, and every HTTP request that gets through."""
+    import shutil
+    import ssl
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert_dir = tmp_path_factory.mktemp("tls")
+    cert, key = cert_dir / "cert.pem", cert_dir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    names: list = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    handler = type("TLSRecorder", (_Recorder,), {"seen": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], names, handler.seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_the_token_is_not_sent_to_a_ds_whose_certificate_does_not_verify(widget_dir, untrusted_tls_ds):
+    port, names, seen = untrusted_tls_ds
+    with NginxRelay(widget_dir, f"https://localhost:{port}") as relay_tls:
+        status, _ = post(relay_tls)
+        error_log = relay_tls.error_log()
+    assert status == 502
+    assert "localhost" in names          # TLS server name (SNI) is DS's host
+    assert seen == []                    # no HTTP request, hence no token, went through
+    assert "certificate verify" in error_log or "certificate" in error_log.lower(), error_log[-1500:]
+    assert TOKEN not in error_log
