@@ -142,16 +142,23 @@ def open_host(page, otp_server, request):
     return _open
 
 
+def _say(config, text: str) -> None:
+    """A line on the terminal even while pytest captures output."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(text, flush=True)
+
+
 @pytest.fixture(scope="session")
-def grist_core(otp_manifest, tmp_path_factory):
+def grist_core(otp_manifest, tmp_path_factory, request):
     import grist_core as core
     kit = core.find_kit()
     if kit is None:
         pytest.fail(f"CI=true and {core.kit_missing()}") if IN_CI else pytest.skip(core.kit_missing())
-    _, seconds = core.build(kit)  # outside any test's time: minutes once per machine, then 0.01 s
-    print(f"\ngrist-core: build.sh {seconds:.1f} s", flush=True)
+    _say(request.config, f"\ngrist-core: build.sh (kit {kit}; minutes the first time on a machine)…")
+    _, seconds = core.build(kit)  # in a session fixture: outside any test's own time
     server = core.GristCoreServer(kit, tmp_path_factory.mktemp("grist-core-data")).start()
-    print(f"grist-core: ready in {server.started_in:.1f} s at {server.url}", flush=True)
+    _say(request.config, f"grist-core: built in {seconds:.1f} s, server ready in {server.started_in:.1f} s at {server.url}")
     yield server
     server.stop()
 

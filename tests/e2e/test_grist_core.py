@@ -13,7 +13,6 @@ import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from grist_core import CoreHost, GristError
-from harness import wait_widget_state
 
 TOKEN = "jeton-grist-core"
 NUMBER = 24680
@@ -164,7 +163,9 @@ def test_two_pages_syncing_the_same_document_duplicate_nothing(where, open_core_
     second.wait_widget_ready()
     big_ds.delay_next(0.7, count=20, match=dossier_pages)   # 3 pages: each sync lasts > 2 s
     first.start_sync()
-    wait_widget_state(first.widget, "syncing")
+    # the first sync holds the document (it reads dossier pages) when the second one starts
+    first.widget.wait_for_function("() => / \\/ 250 dossiers/.test(document.getElementById('status').textContent)",
+                                   timeout=60_000, polling=50)
     second.start_sync()
     results = [first.wait_sync_end(), second.wait_sync_end()]
     print("two pages:", [(r["state"], r["text"][:90]) for r in results])
