@@ -80,6 +80,7 @@ def assert_exact_copy(host, store):
         assert len(rows) == len(set(rows)), (table, [k for k, n in Counter(rows).items() if n > 1][:5])
     demarches = [r for r in host.records("OTP_Demarches") if r["Numero"] == NUMBER]
     assert len(demarches) == 1
+    assert demarches[0]["Nb_dossiers"] == len(expected)
 
 
 # ---- settings kept with the document ------------------------------------------------------------
