@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import DEFAULT_TIMEOUT_S, ROOT, Host, find_widget_frame, wait_widget_state
+from harness import DEFAULT_TIMEOUT_S, ROOT, WIDGET_PATH, Host, find_widget_frame, wait_widget_state
 
 BOOT_KEY = "otp-e2e-boot-key"
 OWNER_EMAIL = "proprietaire@example.com"
@@ -252,8 +252,9 @@ class CoreHost(Host):
 
     The token is typed into the form (as an agent does), never put in the widget's URL."""
 
-    def __init__(self, page, server: GristCoreServer, doc: CoreDoc, email: str = OWNER_EMAIL):
-        super().__init__(page, server.url)
+    def __init__(self, page, server: GristCoreServer, doc: CoreDoc, email: str = OWNER_EMAIL,
+                 widget_path: str = WIDGET_PATH):
+        super().__init__(page, server.url, widget_path=widget_path)
         self.server = server
         self.doc = doc
         self.email = email
@@ -274,7 +275,7 @@ class CoreHost(Host):
         self.page.goto(self.server.login_url(self.email, self.server.doc_url(self.doc)))
         if "/test/login" in self.page.url:  # no redirect: the login was refused
             raise AssertionError(f"grist-core did not sign {self.email} in: {self.page.url}")
-        find_widget_frame(self.page, timeout)
+        find_widget_frame(self.page, timeout, path=self.widget_path)
         return self
 
     def current_widget_url(self) -> str:
@@ -283,12 +284,12 @@ class CoreHost(Host):
     def reload(self, timeout: float = DEFAULT_TIMEOUT_S):
         """Reload the whole Grist page (the document comes back from the server); wait for
         the widget, ready. Returns the widget frame."""
-        old = find_widget_frame(self.page, timeout)
+        old = find_widget_frame(self.page, timeout, path=self.widget_path)
         old.evaluate("window.__otpOld = true")
         self.page.reload()
         deadline = time.monotonic() + timeout
         while True:
-            frame = find_widget_frame(self.page, timeout)
+            frame = find_widget_frame(self.page, timeout, path=self.widget_path)
             try:
                 if not frame.evaluate("!!window.__otpOld"):
                     break
@@ -304,7 +305,7 @@ class CoreHost(Host):
 
     def _frame(self):
         """The widget frame, once Python is loaded (any state after that)."""
-        return self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page)
+        return self.wait_widget_ready() if self.status()["state"] == "loading" else find_widget_frame(self.page, path=self.widget_path)
 
     def _token_to_type(self, token):
         if token is None and self.token is not None:
@@ -331,7 +332,7 @@ class CoreHost(Host):
 
     def wait_sync_end(self, timeout: float = 180.0) -> dict:
         """After start_sync: wait for done/error; status() plus 'result'."""
-        frame = find_widget_frame(self.page)
+        frame = find_widget_frame(self.page, path=self.widget_path)
         wait_widget_state(frame, ("done", "error", "confirm"), timeout)
         out = self.status()
         out["result"] = frame.evaluate("otpWidget.lastResult") if out["state"] == "done" else None

@@ -1,5 +1,6 @@
 """What only a real Grist server shows (grist-core): settings kept with the document across a
-reload, a reload in the middle of a sync, two pages syncing the same document, a viewer.
+reload, a reload in the middle of a sync, two pages syncing the same document, a viewer; and the
+production path (the widget served by the nginx relay) in a grist-core document.
 
 Expected values come from the fake DS's store; the document is read back through grist-core's
 REST API. Skipped with the reason when the grist-core kit is absent (see grist_core.py).
@@ -13,6 +14,8 @@ import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from grist_core import CoreHost, GristError
+from harness import ROOT
+from tests.relay_nginx import IN_CI, NginxRelay, missing_nginx
 
 TOKEN = "jeton-grist-core"
 NUMBER = 24680
@@ -205,3 +208,41 @@ def test_a_viewer_is_told_the_document_is_read_only_and_nothing_is_written(open_
     assert "lecture seule" in result["text"] and "rien n'a été écrit" in result["text"], result["text"]
     assert len(ds.requests) == requests, "no call to DS for a document that cannot be written"
     assert owner.snapshot() == before
+
+
+# ---- the production path: the widget served by the relay, in grist-core ----------------------------------
+
+def test_full_sync_and_resync_through_the_relay(grist_core, page, otp_manifest):
+    """Widget and API on the relay's origin (real nginx, the fake DS without CORS behind it),
+    the widget in a grist-core document: a first sync, then a re-sync after a change in DS."""
+    missing = missing_nginx()
+    if missing:
+        pytest.fail(f"CI=true and {missing}") if IN_CI else pytest.skip(f"relay test skipped: {missing}")
+    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=25, seed=8)])
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=False) as ds, \
+            NginxRelay(ROOT / "widget" / "dist", ds.base_url) as relay:
+        doc = grist_core.new_doc(f"{relay.url}/index.html")
+        host = CoreHost(page, grist_core, doc, widget_path=relay.url + "/").open(demarche=NUMBER)
+        frame = host.wait_widget_ready()
+        frame.evaluate("otpWidget.configReady.then(() => true)")
+        assert frame.input_value("#endpoint") == relay.endpoint   # the relay's own, no address to type
+        first = host.sync(token=TOKEN)
+        assert first["state"] == "done", first["text"]
+        assert first["result"]["added"] == 25
+        assert_exact_copy(host, store)
+        dossiers = host.fetch_table(f"D{NUMBER}_Dossiers")
+        for number, link in zip(dossiers["Numero"], dossiers["Lien_DS"]):   # DS's site, not the relay
+            assert link.endswith(f" {ds.base_url}/procedures/{NUMBER}/dossiers/{number}"), link
+
+        changed = sorted(store.procedure(NUMBER).dossiers)[2]
+        store.advance(60)
+        store.update_dossier(changed, motivation="Vu au relais, dans grist-core")
+        added = store.add_dossier(procedure_number=NUMBER)
+        second = host.sync(token=TOKEN)
+        assert second["state"] == "done", second["text"]
+        assert (second["result"]["added"], second["result"]["updated"]) == (1, 1), second["result"]
+        assert_exact_copy(host, store)
+        dossiers = host.fetch_table(f"D{NUMBER}_Dossiers")
+        assert dossiers["Motivation"][dossiers["Numero"].index(changed)] == "Vu au relais, dans grist-core"
+        assert added["number"] in dossiers["Numero"]
+        assert TOKEN not in relay.logs()
