@@ -194,15 +194,13 @@ class _Run:
         self.after: str | None = carried.get("after")
         self.newest: str | None = carried.get("newest")
         self.full: bool = bool(carried.get("full"))
-        self.result = SyncResult(params.number, "", resumed=bool(carried))
-        for name in ("fetched", "added", "updated"):
-            setattr(self.result, name, int(carried.get(name) or 0))
+        self.result = SyncResult(params.number, "", resumed=bool(carried))  # counts: this run's own
         self.result.skipped = [int(n) for n in carried.get("skipped") or []]
 
     def checkpoint(self) -> dict[str, Any]:
         r = self.result
         return {"since": self.since, "after": self.after, "newest": self.newest, "full": self.full,
-                "fetched": r.fetched, "added": r.added, "updated": r.updated, "skipped": r.skipped}
+                "skipped": r.skipped}
 
     def _check_cancel(self) -> None:
         if self.should_cancel():
@@ -296,10 +294,7 @@ class _Run:
         result.fetched += len(dossiers)
         result.skipped += [n for n in skipped if n not in result.skipped]
 
-        def checkpoint(added: int, updated: int) -> dict[str, Any]:
-            return {**self.checkpoint(), "added": result.added + added, "updated": result.updated + updated}
-
-        added, updated = await writer.write_page(dossiers, schema, checkpoint)
+        added, updated = await writer.write_page(dossiers, schema, lambda *_counts: self.checkpoint())
         result.added += added
         result.updated += updated
 

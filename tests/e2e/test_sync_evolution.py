@@ -186,7 +186,8 @@ def test_an_interrupted_sync_can_be_run_again_without_loss_or_duplicates(open_ho
     for _ in range(250 - len(dossiers(store))):
         store.add_dossier(procedure_number=NUMBER)
     host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
-    ds.fail_next(500, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
+    # beyond the retries (1 + 2 + 4 + 8 s of backoff, the agent seeing « nouvel essai »)
+    ds.fail_next(500, count=5, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
     failed = host.sync()
     assert failed["state"] == "error" and "DS a répondu par une erreur (code 500)" in failed["text"], failed
     partial = {r["Numero"] for r in grist_rows(host, "Dossiers")}
