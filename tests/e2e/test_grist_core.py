@@ -21,6 +21,7 @@ TOKEN = "jeton-grist-core"
 NUMBER = 24680
 DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
 VIEWER = "lecteur@example.com"
+EDITOR = "editeur@example.com"
 BUSY = re.compile(r"Une synchronisation (de la démarche n° \d+ )?est déjà en cours")
 
 
@@ -207,6 +208,31 @@ def test_a_viewer_is_told_the_document_is_read_only_and_nothing_is_written(open_
     assert result["state"] == "error" and result["error"], result
     assert "lecture seule" in result["text"] and "rien n'a été écrit" in result["text"], result["text"]
     assert len(ds.requests) == requests, "no call to DS for a document that cannot be written"
+    assert owner.snapshot() == before
+
+
+def test_an_editor_whose_access_rules_forbid_writing_is_told_why_and_nothing_is_written(
+        open_core_host, other_page, ds, grist_core, core_doc):
+    """Not read-only for Grist (readonly=false in the widget's URL), but the document's access
+    rules refuse this editor's writes: the refusal is explained in French, nothing is written."""
+    owner = open_core_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert owner.sync()["state"] == "done"
+    grist_core.share(core_doc.doc_id, EDITOR, "editors")
+    grist_core.apply(core_doc.doc_id, [
+        ["AddRecord", "_grist_ACLResources", -1, {"tableId": "*", "colIds": "*"}],
+        ["AddRecord", "_grist_ACLRules", None, {"resource": -1, "aclFormula": f"user.Email == '{EDITOR}'",
+                                                 "permissionsText": "-CUD", "memo": "lecture seule"}],
+    ])
+    ds.store.add_dossier(procedure_number=NUMBER)
+    before = owner.snapshot()
+
+    editor = CoreHost(other_page, grist_core, core_doc, email=EDITOR).open(demarche=NUMBER, endpoint=ds.url)
+    assert "readonly=false" in editor.wait_widget_ready().evaluate("location.search")
+    result = editor.sync(token=TOKEN)
+    assert result["state"] == "error" and result["error"], result
+    assert "Grist a refusé l'écriture" in result["text"], result["text"]
+    assert "vos droits sur ce document ne permettent pas cette modification" in result["text"], result["text"]
+    assert "règles d'accès" in result["text"] and TOKEN not in result["text"]
     assert owner.snapshot() == before
 
 

@@ -27,10 +27,14 @@ const MSG = {
   destination: 'Le jeton sera envoyé à : ',
   badDestination: '(adresse de l\'API invalide)',
   done: 'Synchronisation terminée.',
+  accessDenied: (detail) => "vos droits sur ce document ne permettent pas cette modification (document en lecture "
+    + `seule pour vous, ou règles d'accès du document ; demandez à un propriétaire) [Grist : ${detail}]`,
   readOnly: "Ce document est en lecture seule pour vous : la synchronisation n'a pas été lancée et rien n'a été "
     + "écrit dans le document. Pour synchroniser, demandez à un propriétaire du document l'accès en modification "
     + '(« Éditeur » ou « Propriétaire »).',
 };
+// Grist's refusals for lack of rights (a viewer, or the document's access rules).
+const ACCESS_DENIED = /No write access|Blocked by [a-z ]*access rules|ACL ?Deny/i;
 // localStorage key: this browser's id, the first half of the sync lease's holder.
 const BROWSER_ID_KEY = 'otp.navigateur';
 
@@ -324,7 +328,8 @@ worker.onmessage = async (ev) => {
         const detail = (err && err.message) || '';
         reply = {
           type: 'grist-result', id: msg.id, ok: false,
-          message: detail || `Grist a refusé l'opération ${msg.method} (sans autre détail).`,
+          message: ACCESS_DENIED.test(detail) ? MSG.accessDenied(detail)
+            : detail || `Grist a refusé l'opération ${msg.method} (sans autre détail).`,
         };
       }
       worker.postMessage(reply);
@@ -335,6 +340,7 @@ worker.onmessage = async (ev) => {
       break;
     case 'done': {
       running = false;
+      showCancel(false);
       const result = msg.result || {};
       if (!progress.hidden && progress.hasAttribute('max')) progress.value = progress.max;
       else progress.hidden = true;
@@ -346,6 +352,7 @@ worker.onmessage = async (ev) => {
     }
     case 'error':
       running = false;
+      showCancel(false);
       progress.hidden = true;
       setStatus(msg.message || 'Erreur inattendue.', 'error');
       if (msg.fatal) {
@@ -491,8 +498,21 @@ form.addEventListener('submit', async (ev) => {
   startSync(params);
 });
 
+const cancelButton = $('cancel');
+cancelButton.addEventListener('click', () => {
+  if (!running) return;
+  cancelButton.disabled = true;
+  worker.postMessage({ type: 'cancel' });
+});
+
+function showCancel(visible) {
+  cancelButton.hidden = !visible;
+  cancelButton.disabled = false;
+}
+
 function startSync(params) {
   if (!pythonReady || running) return;
+  showCancel(true);
   saveOptions(params);
   window.otpWidget.lastResult = null;
   running = true;
