@@ -340,7 +340,6 @@ worker.onmessage = async (ev) => {
       break;
     case 'done': {
       running = false;
-      showCancel(false);
       const result = msg.result || {};
       if (!progress.hidden && progress.hasAttribute('max')) progress.value = progress.max;
       else progress.hidden = true;
@@ -352,7 +351,6 @@ worker.onmessage = async (ev) => {
     }
     case 'error':
       running = false;
-      showCancel(false);
       progress.hidden = true;
       setStatus(msg.message || 'Erreur inattendue.', 'error');
       if (msg.fatal) {
@@ -498,21 +496,8 @@ form.addEventListener('submit', async (ev) => {
   startSync(params);
 });
 
-const cancelButton = $('cancel');
-cancelButton.addEventListener('click', () => {
-  if (!running) return;
-  cancelButton.disabled = true;
-  worker.postMessage({ type: 'cancel' });
-});
-
-function showCancel(visible) {
-  cancelButton.hidden = !visible;
-  cancelButton.disabled = false;
-}
-
 function startSync(params) {
   if (!pythonReady || running) return;
-  showCancel(true);
   saveOptions(params);
   window.otpWidget.lastResult = null;
   running = true;
