@@ -15,14 +15,15 @@ from .sync import parse_params, synchronise
 from .transport import PyfetchTransport
 
 
-async def sync_from_widget(params_json: str, grist_call: Any, emit: Any) -> str:
+async def sync_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any = None) -> str:
     params = parse_params(json.loads(params_json))
     ds = DSClient(params.endpoint, params.token, PyfetchTransport())
-    result = await synchronise(params, ds, BridgeSink(grist_call), lambda event: emit(json.dumps(event)))
+    result = await synchronise(params, ds, BridgeSink(grist_call), lambda event: emit(json.dumps(event)),
+                               should_cancel=(lambda: bool(should_cancel())) if should_cancel else None)
     return json.dumps(result.to_dict(), ensure_ascii=False)
 
 
-async def check_from_widget(params_json: str, grist_call: Any, emit: Any) -> str:
+async def check_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any = None) -> str:
     """Connection test: validates the input and reads the procedure's structure, writes nothing."""
     params = parse_params(json.loads(params_json))
     ds = DSClient(params.endpoint, params.token, PyfetchTransport())

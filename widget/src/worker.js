@@ -9,6 +9,7 @@
 //   {type:'sync',  params:{demarche, token, endpoint, keep_deleted, ds_site?}}
 //                                          (ds_site: DS's site when the API is the relay)
 //   {type:'check', params:{...}}
+//   {type:'cancel'}                        stop the running sync between two pages
 //   {type:'selftest'}                      (test hook, no py_core needed)
 //   {type:'grist-result', id, ok, result}  / {type:'grist-result', id, ok:false, message}
 // Worker -> main thread:
@@ -57,6 +58,10 @@ function onGristResult(msg) {
   }
 }
 
+// Called from Python between two pages: has the agent clicked « Annuler » ?
+let cancelRequested = false;
+function shouldCancel() { return cancelRequested; }
+
 // Called from Python: emit(event_json)
 function emit(eventJson) {
   let event;
@@ -74,7 +79,7 @@ def _otp_redact(text, secret):
         text = text.replace(secret, "***")
     return text
 
-async def _otp_run(fn_name, params_json, grist_call, emit):
+async def _otp_run(fn_name, params_json, grist_call, emit, should_cancel):
     """Run py_core.widget_entry.<fn_name>; return a JSON envelope, never raise."""
     secret = ""
     try:
@@ -84,7 +89,7 @@ async def _otp_run(fn_name, params_json, grist_call, emit):
     try:
         import py_core.widget_entry as entry
         fn = getattr(entry, fn_name)
-        result = await fn(params_json, grist_call, emit)
+        result = await fn(params_json, grist_call, emit, should_cancel)
         return json.dumps({"ok": True, "result": result})
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the UI
         message = getattr(exc, "message_fr", None)
@@ -183,7 +188,8 @@ async function runOperation(op, fnName, params) {
   const token = params && params.token ? String(params.token) : '';
   try {
     await ready;
-    const envelopeJson = await runner(fnName, JSON.stringify(params || {}), gristCall, emit);
+    cancelRequested = false;
+    const envelopeJson = await runner(fnName, JSON.stringify(params || {}), gristCall, emit, shouldCancel);
     const envelope = JSON.parse(envelopeJson);
     if (envelope.ok) {
       let result = envelope.result;
@@ -222,6 +228,7 @@ self.onmessage = (ev) => {
     case 'grist-result': onGristResult(msg); break;
     case 'sync': runOperation('sync', 'sync_from_widget', msg.params); break;
     case 'check': runOperation('check', 'check_from_widget', msg.params); break;
+    case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: 'Annulation : la synchronisation s’arrête après la page en cours…' } }); } break;
     case 'selftest': runSelftest(); break;
     default: console.warn('OTP worker: message inconnu', msg.type);
   }
