@@ -19,6 +19,10 @@ from .models import Descriptor
 Champ = dict[str, Any]
 DATETIME = "DateTime"  # completed with the document's time zone by the schema builder
 
+# French formats (Grist's widget options; "DD/MM/YYYY" is not one of Grist's presets, hence custom)
+DATE_FORMAT: dict[str, Any] = {"dateFormat": "DD/MM/YYYY", "isCustomDateFormat": True}
+DATETIME_FORMAT: dict[str, Any] = {**DATE_FORMAT, "timeFormat": "HH:mm", "isCustomTimeFormat": False}
+
 
 @dataclass(frozen=True)
 class Part:
@@ -125,8 +129,8 @@ KINDS: dict[str, list[Part]] = {
     "DecimalNumber": [Part("", "", "Numeric", lambda c: float_cell(_first(c, "decimalValue", "stringValue")))],
     "Checkbox": [Part("", "", "Bool", _bool)],
     "YesNo": [Part("", "", "Bool", _bool)],
-    "Date": [Part("", "", "Date", lambda c: date_cell(c.get("date")))],
-    "Datetime": [Part("", "", DATETIME, lambda c: datetime_cell(_first(c, "datetime", "date")))],
+    "Date": [Part("", "", "Date", lambda c: date_cell(c.get("date")), widget=DATE_FORMAT)],
+    "Datetime": [Part("", "", DATETIME, lambda c: datetime_cell(_first(c, "datetime", "date")), widget=DATETIME_FORMAT)],
     "DropDownList": [Part("", "", "Choice", _text, choices=_options)],
     "MultipleDropDownList": [Part("", "", "ChoiceList", lambda c: choice_list_cell(c.get("values")), choices=_options)],
     "LinkedDropDownList": [

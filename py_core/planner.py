@@ -334,11 +334,14 @@ def plan_rows(
     rows: list[dict[str, Any]],
     *,
     owners: set[Any] | None = None,
+    volatile: frozenset[str] = frozenset(),
 ) -> RowPlan:
     """Diff `rows` (by column key, refs resolved) against `index`.
 
     `owners`: for a child table, the dossier row ids the rows cover; rows of those dossiers that
     DS no longer has are removed (a block row deleted in DS disappears in Grist).
+    `volatile`: column keys whose change alone is no change (DS re-signs file URLs at every
+    request): written with a real change of the row, never on their own.
     """
     col_ids = table_map.col_ids
     names = [col_ids[k] for k in col_ids]
@@ -356,7 +359,7 @@ def plan_rows(
             plan.add_keys.append(key)
             for n in names:
                 plan.add[n].append(cells[n])
-        elif any(not same_cell(current[1].get(n), cells[n]) for n in names):
+        elif any(not same_cell(current[1].get(col_ids[k]), cells[col_ids[k]]) for k in col_ids if k not in volatile):
             plan.update_ids.append(current[0])
             plan.update_keys.append(key)
             for n in names:

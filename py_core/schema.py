@@ -175,7 +175,7 @@ def _file_columns() -> list[ColumnSpec]:
         col(FILE_POSITION, "N° du fichier dans le champ", "Int", None, "Numero_fichier"),
         col("champ", "Champ", "Text", None, "Champ"),
         col("nom", "Nom du fichier", "Text", lambda f: text_cell(f.get("filename")), "Nom"),
-        col("lien", "Lien (valable environ une heure après la synchronisation)", "Text", link, "Lien", widget="HyperLink"),
+        col("lien", "Lien (signé par DS : expire environ une heure après la copie du dossier)", "Text", link, "Lien", widget="HyperLink"),
         col("taille", "Taille (octets)", "Int", lambda f: int_cell(f.get("byteSizeBigInt")), "Taille"),
         col("type", "Type", "Text", lambda f: text_cell(f.get("contentType")), "Type"),
     ]

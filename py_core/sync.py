@@ -256,10 +256,9 @@ class _Run:
 
         self._check_cancel()
         if result.incremental or result.resumed:
-            self.emit({"kind": "phase", "message": "Mise à jour des labels et des liens des fichiers…"})
-            listed = set(listed)
+            self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
             async for nodes in ds.refresh_pages(number):
-                result.updated += await writer.refresh(nodes, schema)
+                result.updated += await writer.refresh_labels(nodes)
                 listed.update(n["number"] for n in nodes)
                 self._check_cancel()
         else:

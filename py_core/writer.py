@@ -24,11 +24,12 @@ from .planner import (
     record_written,
     resolve_refs,
 )
-from .rows import dossier_rows, file_rows
+from .rows import dossier_rows
 from .schema import BIN_DATE, DELETED_DATE, Schema
 from .grist_values import choice_list_cell
 
 CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
+VOLATILE = {"fichiers": frozenset({"lien"})}  # DS signs file URLs anew at every request
 
 
 class Writer:
@@ -89,7 +90,8 @@ class Writer:
         number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
         child_plans = [
             (key, plan_rows(self.maps[key], self.indexes[key], resolve_refs(by_table[key], self.dossier_ids),
-                            owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None))
+                            owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None,
+                            volatile=VOLATILE.get(key, frozenset())))
             for key in self.maps if key != "dossiers"
         ]
         for _, plan in child_plans:
@@ -98,22 +100,12 @@ class Writer:
         await self.apply(child_plans, checkpoint(*counts))
         return counts
 
-    async def refresh(self, nodes: list[dict[str, Any]], schema: Schema) -> int:
-        """Labels and file links change without moving the modification date: compare and
-        update them. Returns how many dossiers' labels changed (new file URLs are routine)."""
-        dossiers = self.maps["dossiers"]
+    async def refresh_labels(self, nodes: list[dict[str, Any]]) -> int:
+        """Labels change without moving the modification date: compare and update them.
+        Returns how many dossiers' labels changed."""
         labels = {(n["number"],): choice_list_cell(sorted(l["name"] for l in n.get("labels") or [])) for n in nodes}
-        files = []
-        for node in nodes:
-            if node["number"] in self.dossier_ids:
-                files += file_rows(node["number"], (node.get("champs") or []) + (node.get("annotations") or []), schema.table("fichiers"))
-        owners = {self.dossier_ids[n["number"]] for n in nodes if n["number"] in self.dossier_ids}
-        label_plan = plan_cells(dossiers, self.indexes["dossiers"], "labels", labels)
-        plans = [
-            ("dossiers", label_plan),
-            ("fichiers", plan_rows(self.maps["fichiers"], self.indexes["fichiers"], resolve_refs(files, self.dossier_ids), owners=owners)),
-        ]
-        await self.apply(plans)
+        label_plan = plan_cells(self.maps["dossiers"], self.indexes["dossiers"], "labels", labels)
+        await self.apply([("dossiers", label_plan)])
         return len(label_plan.update_ids)
 
     async def set_flags(self, bin_dates: dict[int, Any], deleted_dates: dict[int, Any]) -> int:

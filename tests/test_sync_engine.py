@@ -347,3 +347,14 @@ def test_500_champs_with_identical_labels_get_distinct_columns():
         row = lab.rows("champs")[0]
         values = sorted(v for k, v in row.items() if isinstance(v, str) and v.startswith("valeur"))
         assert len(values) == 500 and len({k for k in row if k.startswith(("Nom", "Prenom"))}) == 500
+
+
+def test_file_links_re_signed_by_ds_are_no_change_and_no_write(lab):
+    lab.sync()
+    links = {r["id"]: r["Lien"] for r in lab.rows("fichiers")}
+    assert links and all("signature=" in l for l in links.values())
+    applies = lab.sink.applies
+    result = lab.sync()  # DS signs every URL anew, and the lag window fetches a few dossiers again
+    assert result.updated == 0 and {r["id"]: r["Lien"] for r in lab.rows("fichiers")} == links
+    data_writes = lab.sink.applies - applies
+    assert data_writes <= 4, "lease, pages' checkpoints and the end: no data rewritten"

@@ -8,6 +8,7 @@ pagination and its backward-compatible champ typenames.
 from __future__ import annotations
 
 import base64
+import itertools
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -378,8 +379,10 @@ def resolve_repetition_champs(champ, _info):
 
 
 def resolve_file_url(file, info):
+    """Like DS (ActiveStorage): a URL signed anew at every request, valid about an hour."""
     url = file["url"]
-    return _ctx(info)["base_url"] + url if url.startswith("/") else url
+    url = _ctx(info)["base_url"] + url if url.startswith("/") else url
+    return f"{url}?expires_in=3600&signature={_ctx(info)['request_id']}"
 
 
 def resolve_by_typename(obj, _info, _abstract_type):
@@ -433,8 +436,12 @@ def make_schema() -> GraphQLSchema:
     return schema
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 def make_context(store: FakeDSStore, allowed, document: DocumentNode, base_url: str) -> dict:
     return {
+        "request_id": next(_REQUEST_IDS),
         "store": store,
         "allowed": allowed,
         "fragment_types": fragment_type_names(document),
