@@ -10,6 +10,7 @@ Inputs, all pinned by sha256 in the tables below:
 
 * the Pyodide core, copied from ``node_modules/pyodide/`` (``npm install``);
 * ``grist-plugin-api.js`` from ``node_modules/grist-static/dist/``;
+* the few DSFR files the widget uses (CSS, Marianne, icons), from ``node_modules/@gouvfr/dsfr/``;
 * third-party wheels, downloaded from PyPI with ``pip download`` and cached in
   ``.cache/wheels/``;
 * the ``py_core`` wheel, built here from the repository sources with fixed
@@ -22,6 +23,7 @@ Output layout::
     widget/dist/manifest.json          # wheels + sha256 + py_core version
     widget/dist/pyodide/               # pyodide.mjs, pyodide.asm.*, stdlib, lock
     widget/dist/wheels/*.whl
+    widget/dist/dsfr/                  # core + form components CSS, fonts/, icons/ (DSFR)
 
 The Pyodide lock file is written by us and lists no package: the worker loads
 every wheel by absolute URL (``pyodide.loadPackage([...urls])``), so nothing
@@ -74,6 +76,28 @@ PYODIDE_STOCK_LOCK_SHA256 = "5dc2fc119108bc148c7457dc86e7675b5c87e1cafd420b9c34c
 
 GRIST_STATIC_VERSION = "0.1.6"
 GRIST_PLUGIN_API_SHA256 = "875d594e5281fe8adc3798faad8c0d6f4a2555d63587a71f0cdeb70230022e03"
+
+# The State's design system (DSFR), node_modules/@gouvfr/dsfr/: only what the widget uses
+# (core, the dark scheme's colours, the form components, three weights of Marianne, the four status icons), copied to
+# widget/dist/dsfr/ with the same relative paths so the url(...) inside the CSS resolve.
+DSFR_VERSION = "1.14.4"
+DSFR_FILES = {
+    "dist/core/core.main.min.css": "c9734c4f39e093b024d2bea0c78f996dcd3582189d5a3632a878391d65335abf",
+    "dist/scheme/scheme.min.css": "57845eeab043ab8c953f34831bee386c224f669dd0af3702836549c41cdd6b8e",
+    "dist/component/button/button.main.min.css": "4f2f6bb7f37ac464fc6ced91a8fb3b7640b169c1c081d808f819f442aa8f08e1",
+    "dist/component/form/form.main.min.css": "508d28a683b251d066140d4f6d65ec34fac524cf2fbab875c272b62484b6632f",
+    "dist/component/input/input.main.min.css": "1c78a9cd0d6cb52bc4a0af771379deb1b6179d685b142d422ec880d708a89630",
+    "dist/component/checkbox/checkbox.main.min.css": "9b7087ea8e97c87b7cf33285070a955d1757b7c438e572ca1900deee227a3b9d",
+    "dist/component/select/select.main.min.css": "a69d46a2d01722ce460ccda0dbf6f86ed3ba28694adf0ab2e4b16e56ff10ed18",
+    "dist/fonts/Marianne-Regular.woff2": "7ce61538d829ac928d226e371c99066f6f697338a4a587d71236e86e39dbb821",
+    "dist/fonts/Marianne-Medium.woff2": "bc750a156d8c73e0564197f87d01f6093dfe646a7402bcaed1f6e1e0f5d6c5ab",
+    "dist/fonts/Marianne-Bold.woff2": "3f585632ed9bc498bc9fc995f1e7f8851b64ac667b8f8692662fe472bc0f6d65",
+    "dist/icons/system/fr--error-fill.svg": "86b989f89f360bca2c58f4dbeab64531af8bea9147a10f590fc3f7171b9579bf",
+    "dist/icons/system/fr--success-fill.svg": "5f95ff9be7ee7e6baf914c9ce63896904a0c9cd7a0e9ee79ad6e1407d9cf305e",
+    "dist/icons/system/fr--info-fill.svg": "5cbeb3f6f593c75522d66f52a09b55c531fc48028d18aa13563c9bb574570004",
+    "dist/icons/system/fr--warning-fill.svg": "ad92b318a907668848ffb334b356248e00ae3c81d246e8a43901ba3d71aabc5d",
+    "LICENSE.md": "7871fed250b86ba4f68cf73b8b859fb5e723bfb4378bafb36b6237c0ccbc2c7f",
+}
 
 # Third-party wheels: (requirement, file name, sha256, pip platform args)
 _EMSCRIPTEN = ["--platform", PYODIDE_PLATFORM, "--python-version", "3.14",
@@ -237,6 +261,23 @@ def step_grist_plugin_api(dist: Dist) -> None:
     dist.copy("grist-plugin-api.js", src, GRIST_PLUGIN_API_SHA256)
 
 
+def step_dsfr(dist: Dist) -> None:
+    base = NODE_MODULES / "@gouvfr" / "dsfr"
+    pkg = base / "package.json"
+    if not pkg.is_file():
+        raise BuildError(f"{base} is missing: run `npm ci` at the repository root first.")
+    version = json.loads(pkg.read_text())["version"]
+    if version != DSFR_VERSION:
+        raise BuildError(f"node_modules/@gouvfr/dsfr is version {version}, build.py pins {DSFR_VERSION}.")
+    hint = "node_modules/@gouvfr/dsfr does not match the pinned release: run `npm ci` again."
+    for rel, sha in DSFR_FILES.items():
+        src = base / rel
+        if not src.is_file():
+            raise BuildError(f"missing {src}: {hint}")
+        check_sha(src, sha, f"@gouvfr/dsfr/{rel}", hint)
+        dist.copy("dsfr/" + rel.removeprefix("dist/"), src, sha)
+
+
 def _pip_download(requirement: str, platform_args: list[str], dest: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--quiet", *platform_args, "-d", str(dest), requirement]
@@ -392,6 +433,7 @@ def build(check_only: bool = False, overlay: Path | None = None) -> dict:
     log(f"OTP build -> {DIST.relative_to(ROOT)}{' (check only)' if check_only else ''}")
     step_pyodide(dist)
     step_grist_plugin_api(dist)
+    step_dsfr(dist)
     wheels = step_third_party_wheels(dist)
     core_entry, core_version = step_py_core(dist, overlay)
     step_widget_sources(dist)
@@ -400,6 +442,7 @@ def build(check_only: bool = False, overlay: Path | None = None) -> dict:
         "py_core_wheel": core_entry["file"],
         "pyodide_version": PYODIDE_VERSION,
         "grist_static_version": GRIST_STATIC_VERSION,
+        "dsfr_version": DSFR_VERSION,
         # load order does not matter for loadPackage; py_core last for readability
         "wheels": wheels + [core_entry],
     }
@@ -422,6 +465,8 @@ def print_hashes() -> None:
     for name in PYODIDE_FILES:
         print(f"pyodide/{name} {sha256_file(NODE_MODULES / 'pyodide' / name)}")
     print(f"grist-plugin-api.js {sha256_file(NODE_MODULES / 'grist-static' / 'dist' / 'grist-plugin-api.js')}")
+    for rel in DSFR_FILES:
+        print(f"@gouvfr/dsfr/{rel} {sha256_file(NODE_MODULES / '@gouvfr' / 'dsfr' / rel)}")
     for _, filename, _, _ in WHEELS:
         cached = CACHE / "wheels" / filename
         print(f"{filename} {sha256_file(cached) if cached.is_file() else '(not cached)'}")

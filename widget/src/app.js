@@ -32,7 +32,41 @@ const MSG = {
   readOnly: "Ce document est en lecture seule pour vous : la synchronisation n'a pas été lancée et rien n'a été "
     + "écrit dans le document. Pour synchroniser, demandez à un propriétaire du document l'accès en modification "
     + '(« Éditeur » ou « Propriétaire »).',
+  tokenKept: "Jeton conservé dans ce navigateur uniquement (pour ce document et cette démarche), jamais dans le "
+    + 'document.',
+  tokenNotKept: 'Après une connexion réussie, le jeton est conservé dans ce navigateur uniquement, jamais dans le '
+    + 'document.',
+  tokenForgotten: "Jeton oublié : il n'est plus conservé dans ce navigateur.",
+  tokenDropped: ' Le jeton conservé dans ce navigateur a été oublié : saisissez un nouveau jeton.',
+  checking: 'Test de la connexion à Démarches Simplifiées…',
+  checkOk: (r) => `Connexion réussie : démarche n° ${r.number} « ${r.title} »`
+    + (r.state ? `, ${STATE_LABELS[r.state] || r.state}` : '')
+    + (r.dossiers_count !== null && r.dossiers_count !== undefined
+      ? `, ${formatCount(r.dossiers_count)} dossier${Number(r.dossiers_count) > 1 ? 's' : ''}` : '')
+    + ". Rien n'a été écrit dans le document.",
+  stopping: 'Annulation demandée : la synchronisation s’arrête après la page en cours…',
+  autoSync: (age) => `Synchronisation automatique à l'ouverture (dernière synchronisation ${age})…`,
+  rate: (perSecond) => `${perSecond < 10 ? perSecond.toLocaleString('fr-FR', { maximumFractionDigits: 1 })
+    : formatCount(Math.round(perSecond))} dossiers/s`,
+  remaining: (seconds) => `environ ${formatDuration(seconds)} restante${Math.round(seconds) > 1 ? 's' : ''}`,
 };
+// DS's procedure states (demarcheDescriptor.state), as DS shows them.
+const STATE_LABELS = {
+  brouillon: 'en test (brouillon)', publiee: 'publiée', close: 'close', depubliee: 'dépubliée',
+};
+// Core error codes for a token DS rejects (py_core/errors.py): it is forgotten in this browser.
+const REJECTED_TOKEN_CODES = ['token_expired', 'token_rejected', 'forbidden_network'];
+
+function formatCount(n) { return Number(n).toLocaleString('fr-FR'); }
+
+function formatDuration(seconds) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return `${h} h ${String(m % 60).padStart(2, '0')}`;
+}
 // Grist's refusals for lack of rights (a viewer, or the document's access rules).
 const ACCESS_DENIED = /No write access|Blocked by [a-z ]*access rules|ACL ?Deny/i;
 // localStorage key: this browser's id, the first half of the sync lease's holder.
@@ -44,29 +78,46 @@ const demarcheInput = $('demarche');
 const tokenInput = $('token');
 const endpointInput = $('endpoint');
 const button = $('sync');
+const checkButton = $('check');
 const progress = $('progress');
 const statusLine = $('status');
+const detailLine = $('progress-detail');
 
 // ---- UI helpers ---------------------------------------------------------------
 let pythonReady = false;
-let running = false;
+let running = false;       // a sync or a connection test is under way
+let runningOp = null;      // 'sync' | 'check'
+let fatalError = false;
 
 function setState(state) { document.body.dataset.state = state; }
 
+// kind: '' (plain), 'error', 'success', 'info' (neutral: a cancelled sync), 'waiting'.
 function setStatus(text, kind = '') {
   statusLine.textContent = text || '';
   statusLine.className = kind;
 }
 
+function setDetail(text) {
+  detailLine.textContent = text || '';
+  detailLine.hidden = !text;
+}
+
 function updateButton(loadingMessage) {
-  if (!pythonReady) {
+  if (fatalError) {
     button.disabled = true;
+    checkButton.disabled = true;
+    button.textContent = MSG.sync;
+  } else if (!pythonReady) {
+    button.disabled = true;
+    checkButton.disabled = true;
     button.textContent = loadingMessage || button.textContent || MSG.loadingPython;
   } else if (running) {
     button.disabled = true;
-    button.textContent = MSG.syncing;
+    checkButton.disabled = true;
+    button.textContent = runningOp === 'check' ? MSG.sync : MSG.syncing;
   } else {
     button.disabled = false;
+    checkButton.disabled = false;
     button.textContent = MSG.sync;
   }
 }
@@ -206,8 +257,9 @@ if (hasGrist) {
     if (!edited.endpoint && savedOptions.endpoint) setEndpoint(String(savedOptions.endpoint), 'document');
     if (!fallbackTried && (!demarcheInput.value || (!edited.endpoint && endpointSource === 'default'))) {
       fallbackTried = true;
-      prefillFromDocument();
+      prefillDone = prefillFromDocument();
     }
+    prefillDone.then(() => { optionsSeen = true; recallForProcedure(); });
   });
 }
 
@@ -265,7 +317,176 @@ demarcheInput.addEventListener('change', () => {
   const demarche = demarcheInput.value.trim();
   const endpoint = currentEndpoint();
   if (validDemarche(demarche) && validEndpoint(endpoint)) saveOptions({ demarche, endpoint });
+  recallForProcedure();
 });
+
+// ---- this browser's memory: the token and « Synchroniser à l'ouverture » ----------------
+// Kept in the widget origin's localStorage only, one item per document and procedure:
+// "otp.demarche:<document>:<number>" -> {"jeton": ..., "auto": bool, "delai": hours}.
+// Never in the document, its options, the history, the logs or a URL. The token is stored
+// only once DS accepted it (a sync or a connection test that succeeded), and forgotten when
+// DS rejects it (expired, revoked, from a forbidden network) or on « Oublier le jeton ».
+// The document's id comes from the access token Grist gives a full-access widget (its
+// baseUrl ends with /api/docs/<docId>); else the document's name.
+const MEMORY_PREFIX = 'otp.demarche:';
+const memoryFallback = new Map();       // when localStorage is not available
+const forgetButton = $('forget-token');
+const autoInput = $('auto-sync');
+const delayInput = $('auto-delay');
+let rememberedToken = '';               // the token the field was filled with from memory
+
+async function resolveDocKey() {
+  if (!hasGrist) return 'hors-grist';
+  const withTimeout = (promise) => Promise.race([promise, new Promise((resolve) => setTimeout(resolve, 3000))]);
+  try {
+    const access = await withTimeout(grist.docApi.getAccessToken({ readOnly: true }));
+    const match = /\/docs\/([^/?#]+)/.exec((access && access.baseUrl) || '');
+    if (match) return `doc:${decodeURIComponent(match[1])}`;
+  } catch (e) { /* grist-static has no REST API */ }
+  try {
+    const name = await withTimeout(grist.docApi.getDocName());
+    if (name) return `nom:${name}`;
+  } catch (e) { /* ignore */ }
+  return 'document';
+}
+const docKeyReady = resolveDocKey();
+let docKey = null;
+docKeyReady.then((key) => { docKey = key; recallForProcedure(); });
+
+function memoryKey(demarche) {
+  return docKey && validDemarche(demarche) ? `${MEMORY_PREFIX}${docKey}:${demarche}` : null;
+}
+
+function readMemory(demarche) {
+  const key = memoryKey(demarche);
+  if (!key) return {};
+  let raw = memoryFallback.get(key) || null;
+  try { raw = localStorage.getItem(key); } catch (e) { /* private mode: the in-memory copy */ }
+  try { const value = JSON.parse(raw || '{}'); return value && typeof value === 'object' ? value : {}; } catch (e) { return {}; }
+}
+
+function writeMemory(demarche, changes) {
+  const key = memoryKey(demarche);
+  if (!key) return;
+  const next = { ...readMemory(demarche), ...changes };
+  Object.keys(next).forEach((k) => (next[k] === undefined || next[k] === '') && delete next[k]);
+  const empty = !next.jeton && !next.auto;
+  if (empty) memoryFallback.delete(key); else memoryFallback.set(key, JSON.stringify(next));
+  try {
+    if (empty) localStorage.removeItem(key); else localStorage.setItem(key, JSON.stringify(next));
+  } catch (e) { /* kept in memory only */ }
+}
+
+function showTokenMemory(kept) {
+  forgetButton.hidden = !kept;
+  $('token-hint').textContent = kept ? MSG.tokenKept : MSG.tokenNotKept;
+}
+
+// The number changed (typed, options, OTP_Demarches): fill the token and the auto-sync
+// settings remembered for this document and procedure.
+function recallForProcedure() {
+  const demarche = demarcheInput.value.trim();
+  const memory = readMemory(demarche);
+  const typed = tokenInput.value.trim() && tokenInput.value !== rememberedToken;
+  if (!typed) {
+    tokenInput.value = memory.jeton || (rememberedToken ? '' : tokenInput.value);
+    rememberedToken = memory.jeton || '';
+  }
+  showTokenMemory(Boolean(memory.jeton));
+  autoInput.checked = Boolean(memory.auto);
+  if ([1, 6, 24].includes(Number(memory.delai))) delayInput.value = String(memory.delai);
+  $('auto-delay-group').hidden = !autoInput.checked;
+  maybeAutoSync();
+}
+
+function rememberToken(demarche, token) {
+  writeMemory(demarche, { jeton: token });
+  if (demarcheInput.value.trim() === demarche) {
+    rememberedToken = token;
+    showTokenMemory(true);
+  }
+}
+
+// Returns true when a remembered token was dropped.
+function forgetToken(demarche) {
+  const had = Boolean(readMemory(demarche).jeton);
+  writeMemory(demarche, { jeton: undefined });
+  if (demarcheInput.value.trim() === demarche) {
+    if (rememberedToken && tokenInput.value === rememberedToken) tokenInput.value = '';
+    rememberedToken = '';
+    showTokenMemory(false);
+  }
+  return had;
+}
+
+forgetButton.addEventListener('click', () => {
+  forgetToken(demarcheInput.value.trim());
+  tokenInput.value = '';
+  setStatus(MSG.tokenForgotten, 'info');
+  tokenInput.focus();
+});
+
+function saveAutoSettings() {
+  $('auto-delay-group').hidden = !autoInput.checked;
+  writeMemory(demarcheInput.value.trim(), { auto: autoInput.checked || undefined, delai: Number(delayInput.value) });
+}
+autoInput.addEventListener('change', saveAutoSettings);
+delayInput.addEventListener('change', saveAutoSettings);
+
+// « Synchroniser à l'ouverture »: once per opening, when Python is ready, the document's
+// procedure and its remembered token are known, and OTP_Demarches.Derniere_synchro of that
+// procedure is older than the chosen delay (or absent).
+let autoSyncTried = false;
+let optionsSeen = !hasGrist;
+let prefillDone = Promise.resolve();
+
+async function maybeAutoSync() {
+  if (autoSyncTried || !pythonReady || running || !docKey || !optionsSeen || readOnly) return;
+  const demarche = demarcheInput.value.trim();
+  const memory = readMemory(demarche);
+  if (!memory.auto || !memory.jeton || tokenInput.value !== memory.jeton) return;
+  autoSyncTried = true;
+  await prefillDone;
+  const delayHours = [1, 6, 24].includes(Number(memory.delai)) ? Number(memory.delai) : 24;
+  let last = 0;
+  try {
+    const tables = await grist.docApi.listTables();
+    if (tables.includes('OTP_Demarches')) {
+      const data = await grist.docApi.fetchTable('OTP_Demarches');
+      const row = (data.Numero || []).findIndex((n) => String(n) === demarche);
+      if (row >= 0) last = Number((data.Derniere_synchro || [])[row]) || 0;
+    }
+  } catch (err) {
+    console.warn('OTP: lecture de OTP_Demarches impossible', err);
+    return;
+  }
+  const ageSeconds = Date.now() / 1000 - last;
+  window.otpWidget.autoSync = { demarche, last, delayHours, ageSeconds, started: false };
+  if (last && ageSeconds < delayHours * 3600) return;
+  await configReady;
+  const { error, params } = validate();
+  if (error || hostNeedingConfirmation(params.endpoint)) return;   // never asks on its own
+  window.otpWidget.autoSync.started = true;
+  startSync(params, MSG.autoSync(last ? `il y a ${formatDuration(ageSeconds)}` : 'jamais faite'));
+}
+
+// ---- Grist's theme (light / dark): DSFR follows data-fr-theme on <html> ------------------
+let gristTheme = false;
+function applyTheme(appearance) {
+  document.documentElement.dataset.frTheme = appearance === 'dark' ? 'dark' : 'light';
+}
+const darkScheme = window.matchMedia ? window.matchMedia('(prefers-color-scheme: dark)') : null;
+if (darkScheme) {
+  applyTheme(darkScheme.matches ? 'dark' : 'light');
+  darkScheme.addEventListener('change', (e) => { if (!gristTheme) applyTheme(e.matches ? 'dark' : 'light'); });
+}
+if (hasGrist && typeof grist.onThemeChange === 'function') {
+  grist.onThemeChange((theme) => {
+    if (!theme || !theme.appearance) return;
+    gristTheme = true;
+    applyTheme(theme.appearance);
+  });
+}
 endpointInput.addEventListener('change', () => {
   const demarche = demarcheInput.value.trim();
   const endpoint = currentEndpoint();
@@ -284,23 +505,59 @@ const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'modu
 const timings = { start: performance.now() };
 let selftestWaiters = [];
 
+// The operation under way: what was sent, and what the rate estimate starts from.
+let current = null;   // {op, params, base: {done, t} | null, stopping}
+
 function onProgressEvent(event) {
   if (!event || typeof event !== 'object') return;
+  if (current && current.stopping && event.kind !== 'wait') {
+    if (event.kind === 'phase' && event.message) setStatus(event.message, 'info');
+    return;   // keep saying it is stopping
+  }
   if (event.kind === 'progress') {
     progress.hidden = false;
-    if (event.total === null || event.total === undefined) {
+    const done = Number(event.done) || 0;
+    const known = event.total !== null && event.total !== undefined;
+    if (!known) {
       progress.removeAttribute('value');                    // indeterminate
       progress.removeAttribute('max');
     } else {
       progress.max = Math.max(Number(event.total), 1);
-      progress.value = Math.min(Number(event.done) || 0, progress.max);
+      progress.value = Math.min(done, progress.max);
     }
-    if (event.message) setStatus(event.message);
-  } else if (event.kind === 'phase') {
-    if (event.message) setStatus(event.message);
+    if (known) setStatus(`${formatCount(done)} / ${formatCount(event.total)} dossiers`);
+    else if (event.message) setStatus(event.message);
+    setDetail(rateText(done, known ? Number(event.total) : null));
+  } else if (event.kind === 'wait') {
+    if (event.message) setStatus(event.message, 'waiting');
   } else if (event.message) {
     setStatus(event.message);
   }
+}
+
+// « Lecture des dossiers · 35 dossiers/s · environ 2 min restantes », from the progress
+// events of this sync (the first one is the reference point).
+function rateText(done, total) {
+  if (!current) return '';
+  const now = performance.now();
+  if (!current.base || done < current.base.done) current.base = { done, t: now };
+  const parts = ['Lecture des dossiers'];
+  const seconds = (now - current.base.t) / 1000;
+  const read = done - current.base.done;
+  if (seconds >= 0.5 && read > 0) {
+    const perSecond = read / seconds;
+    current.rate = perSecond;
+    parts.push(MSG.rate(perSecond));
+    if (total !== null && total > done) parts.push(MSG.remaining((total - done) / perSecond));
+  }
+  return parts.join(' · ');
+}
+
+function endOperation() {
+  running = false;
+  runningOp = null;
+  showCancel(false);
+  updateButton();
 }
 
 worker.onmessage = async (ev) => {
@@ -317,6 +574,7 @@ worker.onmessage = async (ev) => {
       updateButton();
       setStatus('');
       setState('ready');
+      maybeAutoSync();
       break;
     case 'grist': {
       let reply;
@@ -339,28 +597,49 @@ worker.onmessage = async (ev) => {
       onProgressEvent(msg.event);
       break;
     case 'done': {
-      running = false;
+      const op = current;
+      current = null;
+      endOperation();
       const result = msg.result || {};
+      if (op && op.params && op.params.token) rememberToken(op.params.demarche, op.params.token);
+      if (msg.op === 'check') {
+        progress.hidden = true;
+        setDetail('');
+        setStatus(MSG.checkOk(result), 'success');
+        setState('checked');
+        window.otpWidget.lastCheck = result;
+        break;
+      }
       if (!progress.hidden && progress.hasAttribute('max')) progress.value = progress.max;
       else progress.hidden = true;
+      setDetail(op && op.rate ? MSG.rate(op.rate) : '');
       setStatus(result.message || MSG.done, 'success');
-      updateButton();
       setState('done');
       window.otpWidget.lastResult = result;
       break;
     }
-    case 'error':
-      running = false;
+    case 'error': {
+      const op = current;
+      current = null;
+      if (msg.fatal) fatalError = true;
+      endOperation();
       progress.hidden = true;
-      setStatus(msg.message || 'Erreur inattendue.', 'error');
-      if (msg.fatal) {
-        button.disabled = true;
-        button.textContent = MSG.sync;
-      } else {
-        updateButton();
+      setDetail('');
+      window.otpWidget.lastError = { code: msg.code || null, op: msg.op };
+      if (msg.code === 'cancelled') {            // the agent's choice: neutral, not an error
+        setStatus(msg.message, 'info');
+        setState('cancelled');
+        break;
       }
+      let text = msg.message || 'Erreur inattendue.';
+      if (op && REJECTED_TOKEN_CODES.includes(msg.code) && forgetToken(op.params.demarche)) {
+        text += MSG.tokenDropped;
+        tokenInput.value = '';
+      }
+      setStatus(text, 'error');
       setState('error');
       break;
+    }
     case 'selftest-result': {
       const waiters = selftestWaiters;
       selftestWaiters = [];
@@ -468,10 +747,11 @@ function leaseHolder() {
   return `${id}/${tabId()}`;
 }
 
-form.addEventListener('submit', async (ev) => {
-  ev.preventDefault();
+// Validate the form, then run `op` ('sync' or 'check'), after the confirmation when the
+// token would go to an address from the document.
+async function submit(op) {
   if (!pythonReady || running) return;
-  if (readOnly) {   // before anything: no call to DS, no write attempted
+  if (readOnly && op === 'sync') {   // before anything: no call to DS, no write attempted
     setStatus(MSG.readOnly, 'error');
     setState('error');
     return;
@@ -483,30 +763,71 @@ form.addEventListener('submit', async (ev) => {
   if (error) {
     markInvalid(field, true);
     setStatus(error, 'error');
+    setDetail('');
     setState('error');
     field.focus();
     return;
   }
+  const run = () => (op === 'check' ? startCheck(params) : startSync(params));
   const host = hostNeedingConfirmation(params.endpoint);
   if (host) {
-    askConfirmation(host, params.endpoint, () => startSync(params));
+    askConfirmation(host, params.endpoint, run);
     return;
   }
   if (endpointSource === 'agent') rememberConfirmed(parseUrl(params.endpoint).host);
-  startSync(params);
+  run();
+}
+
+form.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  submit('sync');
+});
+checkButton.addEventListener('click', () => submit('check'));
+
+const cancelButton = $('cancel');
+cancelButton.addEventListener('click', () => {
+  if (!running || runningOp !== 'sync' || !current) return;
+  cancelButton.disabled = true;
+  current.stopping = true;
+  setStatus(MSG.stopping, 'info');
+  worker.postMessage({ type: 'cancel' });
 });
 
-function startSync(params) {
+function showCancel(visible) {
+  cancelButton.hidden = !visible;
+  cancelButton.disabled = false;
+}
+
+function startSync(params, message) {
   if (!pythonReady || running) return;
+  current = { op: 'sync', params, base: null, stopping: false };
+  showCancel(true);
   saveOptions(params);
   window.otpWidget.lastResult = null;
   running = true;
+  runningOp = 'sync';
   updateButton();
   progress.hidden = false;
   progress.removeAttribute('value');
-  setStatus('Connexion à Démarches Simplifiées…');
+  setDetail('');
+  setStatus(message || 'Connexion à Démarches Simplifiées…');
   setState('syncing');
   worker.postMessage({ type: 'sync', params });
+}
+
+// « Tester la connexion »: the core reads the procedure's structure and writes nothing.
+function startCheck(params) {
+  if (!pythonReady || running) return;
+  current = { op: 'check', params, base: null, stopping: false };
+  window.otpWidget.lastCheck = null;
+  running = true;
+  runningOp = 'check';
+  updateButton();
+  progress.hidden = true;
+  setDetail('');
+  setStatus(MSG.checking);
+  setState('checking');
+  worker.postMessage({ type: 'check', params });
 }
 
 // ---- hooks for tests and debugging -------------------------------------------------------------
@@ -524,7 +845,12 @@ window.otpWidget = {
     });
   },
   check(params) { worker.postMessage({ type: 'check', params }); },
+  lastCheck: null,
+  lastError: null,
+  autoSync: null,
 };
 
 setStatus(MSG.loadingPython);
 updateButton(MSG.loadingPython);
+// The form is in place and listening: the agent can type (Python is still loading).
+timings.formReady = performance.now();

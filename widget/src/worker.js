@@ -18,7 +18,8 @@
 //   {type:'grist', id, method, args}       call grist.docApi[method](...args)
 //   {type:'event', event}                  progress events from Python
 //   {type:'done', op, result}              result: parsed summary object
-//   {type:'error', op, message, fatal?}    French message, never the token
+//   {type:'error', op, message, code?, fatal?}  French message, never the token; code: the
+//                                          core's OTPError code (token_expired, cancelled, …)
 //   {type:'selftest-result', ok, result|message}
 
 import { loadPyodide } from './pyodide/pyodide.mjs';
@@ -98,7 +99,9 @@ async def _otp_run(fn_name, params_json, grist_call, emit, should_cancel):
             message = f"Erreur inattendue : {detail}"
         import traceback
         tb = _otp_redact("".join(traceback.format_exception(exc)), secret)
-        return json.dumps({"ok": False, "message": _otp_redact(message, secret), "traceback": tb})
+        code = getattr(exc, "code", None)
+        return json.dumps({"ok": False, "message": _otp_redact(message, secret), "traceback": tb,
+                           "code": code if isinstance(code, str) else None})
 `;
 
 const SELFTEST = `
@@ -199,7 +202,7 @@ async function runOperation(op, fnName, params) {
       post({ type: 'done', op, result: result ?? {} });
     } else {
       if (envelope.traceback) console.warn(envelope.traceback);
-      post({ type: 'error', op, message: envelope.message });
+      post({ type: 'error', op, message: envelope.message, code: envelope.code || null });
     }
   } catch (err) {
     let message = `Erreur inattendue : ${(err && err.message) || err}`;
