@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .champ_types import DATETIME, Part, column_key, parts_for
+from .champ_types import DATETIME, DATETIME_FORMAT, Part, column_key, parts_for
 from .grist_values import choice_list_cell, datetime_cell, int_cell, text_cell
 from .models import Descriptor, Dossier, Structure
 
@@ -21,6 +21,15 @@ STATE_LABELS = {
     "accepte": "Accepté",
     "refuse": "Refusé",
     "sans_suite": "Classé sans suite",
+}
+
+# The states in DS's own colours (DSFR badges: grey-blue, blue, green, red, grey)
+STATE_COLOURS = {
+    "En construction": {"fillColor": "#E3E3FD", "textColor": "#000091"},
+    "En instruction": {"fillColor": "#E8EDFF", "textColor": "#0063CB"},
+    "Accepté": {"fillColor": "#B8FEC9", "textColor": "#18753C"},
+    "Refusé": {"fillColor": "#FFE9E9", "textColor": "#CE0500"},
+    "Classé sans suite": {"fillColor": "#EEEEEE", "textColor": "#3A3A3A"},
 }
 
 DOSSIER_KEY = "numero"
@@ -69,6 +78,8 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
     dt = f"{DATETIME}:{timezone}"
 
     def col(key: str, label: str, type_: str, read, id_hint: str, **options) -> ColumnSpec:
+        if type_.startswith(DATETIME):
+            options = {**DATETIME_FORMAT, **options}
         return ColumnSpec(key, label, type_, id_hint, options, "otp", read)
 
     def when(name: str):
@@ -88,7 +99,8 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
 
     return [
         col(DOSSIER_KEY, "Numéro", "Int", lambda d: d.number, "Numero"),
-        col("etat", "État", "Choice", lambda d: STATE_LABELS.get(d.state, d.state), "Etat", choices=list(STATE_LABELS.values())),
+        col("etat", "État", "Choice", lambda d: STATE_LABELS.get(d.state, d.state), "Etat",
+            choices=list(STATE_LABELS.values()), choiceOptions=STATE_COLOURS),
         col("date_depot", "Date de dépôt", dt, when("dateDepot"), "Date_depot"),
         col("date_construction", "Date de passage en construction", dt, when("datePassageEnConstruction"), "Date_passage_en_construction"),
         col("date_instruction", "Date de passage en instruction", dt, when("datePassageEnInstruction"), "Date_passage_en_instruction"),
@@ -185,7 +197,7 @@ def _avis_columns(timezone: str) -> list[ColumnSpec]:
     dt = f"{DATETIME}:{timezone}"
 
     def col(key, label, type_, read, id_hint):
-        return ColumnSpec(key, label, type_, id_hint, {}, "otp", read)
+        return ColumnSpec(key, label, type_, id_hint, dict(DATETIME_FORMAT) if type_.startswith(DATETIME) else {}, "otp", read)
 
     def email(role):
         return lambda a: text_cell((a.get(role) or {}).get("email"))
