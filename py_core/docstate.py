@@ -2,7 +2,8 @@
 
 OTP keeps small tables in the document (visible, filterable like any other):
 - `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync, the API
-  address last used (widget options may stay an unsaved draft in Grist), dossiers to take again.
+  address last used (widget options may stay an unsaved draft in Grist), dossiers to take again,
+  whether OTP laid out the procedure's pages (`Pages_creees`, see `layout.py`: done once).
 - `OTP_Historique`: one row per sync that ended (done, failed, cancelled; counts, DS requests,
   notes such as champ types OTP does not know yet).
 - `OTP_Etat`: the state of the syncs running now: one row per sync holding the procedure's
@@ -30,6 +31,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Nb_dossiers", "Int", "Nombre de dossiers"),
         ("Adresse_API", "Text", "Adresse de l'API"),
         ("A_reprendre", "Text", "Dossiers à reprendre (réponse incomplète de DS)"),
+        ("Pages_creees", "Bool", "Pages créées par OTP"),  # see layout.py: laid out once
     ],
     "OTP_Historique": [
         ("Demarche", "Int", "Démarche"),
@@ -76,6 +78,9 @@ META_OPTIONS = {
     ("OTP_Historique", "Type"): {"choices": SYNC_KINDS},
     ("OTP_Historique", "Statut"): {"choices": SYNC_STATUSES, "choiceOptions": {
         "Terminée": {"fillColor": "#B8F4B5"}, "Échec": {"fillColor": "#FFC9C9"}, "Annulée": {"fillColor": "#FFE8A1"}}},
+    **{(table, col): {"dateFormat": "DD/MM/YYYY", "isCustomDateFormat": True, "timeFormat": "HH:mm:ss", "isCustomTimeFormat": False}
+       for table, col in [("OTP_Demarches", "Derniere_synchro"), ("OTP_Historique", "Debut"), ("OTP_Historique", "Fin"),
+                          ("OTP_Etat", "Debut"), ("OTP_Etat", "Expire")]},
 }
 
 
@@ -163,6 +168,11 @@ def meta_table_actions(state: DocState) -> list[list[Any]]:
             continue
         have = {c.col_id for c in state.table_columns(table_ref)}
         actions += [["AddColumn", name, c, _meta_column(name, c, t, l)] for c, t, l in columns if c not in have]
+        if name == "OTP_Demarches" and "Pages_creees" not in have:
+            # Procedures synced by an earlier version keep the pages their agents arranged.
+            synced = sorted(r["id"] for r in state.meta.get(name, []) if r.get("Derniere_synchro"))
+            if synced:
+                actions.append(["BulkUpdateRecord", name, synced, {"Pages_creees": [True] * len(synced)}])
     return actions
 
 

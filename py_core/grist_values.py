@@ -40,7 +40,7 @@ def text_cell(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value)
-    return text if text.strip() else None
+    return text if text != "" else None  # DS sends "" for blank; any other text is kept exactly
 
 
 def int_cell(value: Any) -> int | None:

@@ -234,6 +234,7 @@ class _Run:
         self.emit({"kind": "phase", "message": "Lecture de la corbeille DS…"})
         deleted, pending_before = await ds.deletions(number, _shift(cursor, -LAG_S) if cursor else None)
 
+        binned_at_start = {n: writer.cell(n, BIN_DATE) for n in writer.dossier_ids}  # pages clear a restored one
         listed: set[int] = set()
         retry = sorted(set(_numbers(procedure.get("A_reprendre"))) | set(result.skipped))
         result.skipped = []
@@ -266,10 +267,14 @@ class _Run:
 
         self.emit({"kind": "phase", "message": "Dossiers mis à la corbeille ou supprimés dans DS…"})
         _, pending_after = await ds.deletions(number, None, confirmed=False)
-        held = {n: (writer.cell(n, BIN_DATE), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
+        held = {n: (binned_at_start.get(n), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
         membership = plan_membership(
             held, listed, _dates(pending_before), _dates(pending_after), _dates(deleted),
             keep_deleted=params.keep_deleted, now=self.clock())
+        for restored in membership.restored:  # modified before or while in the bin: take it again
+            dossier = await ds.dossier(number, restored)
+            if dossier is not None:
+                await self._write([dossier], [], schema, writer)
         await writer.set_flags(membership.bin_dates, membership.deleted_dates)
         await writer.remove_dossiers(membership.remove)
         result.binned, result.restored = sorted(membership.binned), sorted(membership.restored)

@@ -31,6 +31,7 @@ def test_a_binned_dossier_is_kept_flagged_and_restored_as_the_same_row(lab):
     n = first(lab)
     lab.agent_edit(n, "Relancer le porteur")
     row_id = next(r["id"] for r in lab.rows("dossiers") if r["Numero"] == n)
+    lab.store.update_dossier(n, motivation="modifié juste avant la corbeille")
     lab.store.delete_dossier(n, pending=True)
     result = lab.sync()
     assert result.binned == [n] and result.deleted == 0
@@ -41,6 +42,7 @@ def test_a_binned_dossier_is_kept_flagged_and_restored_as_the_same_row(lab):
     assert result.restored == [n]
     restored = next(r for r in lab.rows("dossiers") if r["Numero"] == n)
     assert restored["id"] == row_id and not restored["Dans_la_corbeille_DS_depuis"]
+    assert restored["Motivation"] == "modifié juste avant la corbeille", "taken again when restored"
     assert lab.agent_cells() == {n: "Relancer le porteur"}
     assert any(r["Dossier"] == row_id for r in lab.rows("champs"))
     lab.assert_copy_exact()

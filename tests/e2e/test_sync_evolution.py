@@ -57,24 +57,66 @@ def test_labels_changed_without_modification_date_are_refreshed(host, store):
     assert result["result"]["updated"] == 1
 
 
-def test_deleted_dossiers_disappear_with_their_rows(host, store):
+def test_deleted_dossiers_disappear_with_their_rows_binned_ones_stay_flagged(host, store):
     block = next(d for d in store.procedure(NUMBER).active_revision["champDescriptors"] if d["label"] == "Membres de l'équipe")
     with_rows = [n for n, d in dossiers(store).items()
                  if any(c["champDescriptorId"] == block["id"] and c["rows"] for c in d["champs"])]
-    gone, pending = with_rows[0], sorted(set(dossiers(store)) - {with_rows[0]})[0]
+    gone, binned = with_rows[0], sorted(set(dossiers(store)) - {with_rows[0]})[0]
     gone_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == gone)
     store.delete_dossier(gone, "user_request")
-    store.delete_dossier(pending, "expired", pending=True)
+    store.delete_dossier(binned, "expired", pending=True)
     result = host.sync()
     assert result["state"] == "done", result
-    assert "2 supprimés" in result["text"]
+    assert "1 supprimés" in result["text"] and "Corbeille DS : 1 dossiers mis" in result["text"]
     last = host.records("OTP_Historique")[-1]
-    assert last["Supprimes"] == 2 and f"n° {min(gone, pending)}, n° {max(gone, pending)}" in last["Notes"]
-    numbers = {r["Numero"] for r in grist_rows(host, "Dossiers")}
-    assert gone not in numbers and pending not in numbers and numbers == set(dossiers(store))
+    assert last["Supprimes"] == 1 and f"n° {gone}" in last["Notes"] and last["Statut"] == "Terminée"
+    rows = {r["Numero"]: r for r in grist_rows(host, "Dossiers")}
+    assert gone not in rows and set(rows) == set(dossiers(store)) | {binned}
+    assert rows[binned]["Dans_la_corbeille_DS_depuis"], "kept, flagged: it may be restored"
     for suffix in ("Champs", "Annotations", "Bloc_Membres_de_l_equipe"):
         assert gone_id not in {r["Dossier"] for r in grist_rows(host, suffix)}
         assert 0 not in {r["Dossier"] for r in grist_rows(host, suffix)}, "no dangling reference"
+
+
+def test_a_dossier_restored_from_the_bin_is_the_same_row_with_the_agents_cells(host, store):
+    number = sorted(dossiers(store))[3]
+    table = f"D{NUMBER}_Dossiers"
+    row_id = next(r["id"] for r in grist_rows(host, "Dossiers") if r["Numero"] == number)
+    host.apply_user_actions([["AddColumn", table, "Suivi", {"type": "Text", "isFormula": False}],
+                             ["UpdateRecord", table, row_id, {"Suivi": "Appeler le porteur lundi"}]])
+    store.delete_dossier(number, pending=True)
+    assert host.sync()["state"] == "done"
+    store.restore_dossier(number)  # DS keeps its modification date
+    result = host.sync()
+    assert result["state"] == "done" and "1 restaurés" in result["text"], result
+    row = next(r for r in grist_rows(host, "Dossiers") if r["Numero"] == number)
+    assert row["id"] == row_id and row["Suivi"] == "Appeler le porteur lundi"
+    assert not row["Dans_la_corbeille_DS_depuis"]
+    assert row_id in {r["Dossier"] for r in grist_rows(host, "Champs")}
+
+
+def test_cancel_stops_between_pages_and_the_next_sync_resumes(open_host, ds, store):
+    for _ in range(250 - len(dossiers(store))):
+        store.add_dossier(procedure_number=NUMBER)
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    ds.delay_next(3.0, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
+    frame = host.wait_widget_ready()
+    frame.click("#sync")
+    frame.wait_for_selector("#cancel:not([hidden])")
+    frame.wait_for_function("document.getElementById('status').textContent.includes('100 / 250 dossiers')")
+    frame.click("#cancel")
+    from harness import wait_widget_state
+    wait_widget_state(frame, ("done", "error"), 60)
+    status = host.status()
+    assert "Synchronisation annulée" in status["text"], status
+    assert len(grist_rows(host, "Dossiers")) == 200, "stopped after the page it was on"
+    last = host.records("OTP_Historique")[-1]
+    assert last["Statut"] == "Annulée"
+    again = host.sync()
+    assert again["state"] == "done" and again["result"]["resumed"], again
+    numbers = [r["Numero"] for r in grist_rows(host, "Dossiers")]
+    assert sorted(numbers) == sorted(dossiers(store)) and len(numbers) == len(set(numbers))
+    assert host.records("OTP_Historique")[-1]["Type"] == "Reprise"
 
 
 def test_block_rows_removed_in_ds_disappear_and_positions_follow(host, store):
@@ -171,14 +213,20 @@ def test_deleted_dossiers_can_be_kept_flagged(host, store):
     assert all(r["Supprime_dans_DS_le"] in (None, 0) for n, r in rows.items() if n != number)
 
 
-def test_file_links_are_refreshed_at_each_sync(host, store, ds):
-    number, file = next((n, f) for n, d in dossiers(store).items() for c in d["champs"] for f in c.get("files") or [])
-    with store.lock:  # DS signs file URLs anew without changing the dossier's modification date
-        file["url"] = file["url"] + "?signature=nouvelle"
-    result = host.sync()
+def test_file_links_follow_their_dossier_and_a_new_signature_alone_is_no_change(host, store, ds):
+    number, champ = next((n, c) for n, d in dossiers(store).items() for c in d["champs"] if c.get("files"))
+    links = {r["id"]: r["Lien"] for r in grist_rows(host, "Fichiers")}
+    assert all("signature=" in link for link in links.values()), "DS signs every URL"
+    result = host.sync()  # DS signs every URL anew: nothing to write, nothing « mis à jour »
     assert result["state"] == "done" and result["text"].endswith("(0 ajoutés, 0 mis à jour)"), result
-    links = [r["Lien"] for r in grist_rows(host, "Fichiers")]
-    assert any(link.endswith("?signature=nouvelle") and link.startswith(file["filename"] + " ") for link in links)
+    assert {r["id"]: r["Lien"] for r in grist_rows(host, "Fichiers")} == links
+    with store.lock:  # the file is replaced: a real change, with a fresh signed link
+        champ["files"][0]["filename"] = "piece-remplacee.pdf"
+    store.update_dossier(number, motivation="Pièce remplacée")
+    result = host.sync()
+    assert result["state"] == "done" and "1 mis à jour" in result["text"], result
+    fresh = [r["Lien"] for r in grist_rows(host, "Fichiers") if r["Nom"] == "piece-remplacee.pdf"]
+    assert len(fresh) == 1 and fresh[0].startswith("piece-remplacee.pdf ") and fresh[0] not in links.values()
 
 
 def test_an_interrupted_sync_can_be_run_again_without_loss_or_duplicates(open_host, ds, store):

@@ -1,0 +1,301 @@
+"""A procedure's pages, laid out once after its tables exist (plans are pure; `lay_out` drives).
+
+Grist gives every table a page of its own. For a procedure OTP makes instead:
+- « Dossiers »: the list of dossiers (a few columns that read well), the selected dossier's card,
+  and linked to it (select-by the dossier) its champs and annotations (cards), its files, avis
+  and the rows of each repeatable block (tables);
+- « Tableau de bord »: charts on summary tables: dossiers by state, deposits per month, time from
+  deposit to decision, dossiers per groupe instructeur. Three formula columns of OTP's own on the
+  dossiers table feed them: `Mois_de_depot`, `Delai_decision_jours`, `Tranche_delai`;
+- the raw pages Grist made for the procedure's tables and for OTP's registry (`OTP_Demarches`,
+  `OTP_Tables`, `OTP_Colonnes`, `OTP_Etat`) are removed (the tables stay, under « Données
+  brutes »), `OTP_Historique`'s page becomes « Historique des synchronisations ». Only pages as
+  Grist made them are removed or renamed: a page an agent renamed or added a widget to stays.
+
+Once: `OTP_Demarches.Pages_creees` is set in the first bundle, and a procedure is laid out only
+when its row is absent or without the flag (the procedures an earlier version synced get the
+flag when the column is added: they keep the pages their agents arranged). Three bundles, because each needs the refs the
+previous one made (formula columns → summary sections → their fields): an interruption between
+them leaves fewer widgets or links, never a page twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .docstate import DocState, load_state
+from .planner import TableMap
+from .schema import AVIS_KEY, DOSSIER_KEY, DOSSIER_REF, FILE_CHAMP, FILE_POSITION, ROW_KEY
+from .sink import GristSink, records
+
+Action = list[Any]
+
+DOSSIERS_PAGE = "Dossiers"
+DASHBOARD_PAGE = "Tableau de bord"
+HISTORY_PAGE = "Historique des synchronisations"
+REGISTRY = ("OTP_Demarches", "OTP_Tables", "OTP_Colonnes", "OTP_Etat")
+HISTORY = "OTP_Historique"
+
+# OTP's formula columns on the dossiers table: (col id, label, type, formula template). The
+# template's {depot} / {traitement} are the col ids of those dates (an agent may rename them).
+HELPERS = [
+    ("Mois_de_depot", "Mois de dépôt", "Text",
+     '${depot}.strftime("%Y-%m") if ${depot} else None'),
+    ("Delai_decision_jours", "Délai de décision (jours)", "Int",
+     "if not ${depot} or not ${traitement}:\n  return None\n"
+     "return int(round((${traitement} - ${depot}).total_seconds() / 86400))"),
+    ("Tranche_delai", "Délai de décision", "Text",
+     "if not ${depot} or not ${traitement}:\n  return None\n"
+     "jours = ${delai}\n"
+     "for limite, nom in [(30, \"0–30 jours\"), (60, \"31–60 jours\"), (90, \"61–90 jours\"), (180, \"91–180 jours\")]:\n"
+     "  if jours <= limite:\n    return nom\n"
+     "return \"> 180 jours\""),
+]
+
+# The dossiers list shows these (the card shows every column); widths in pixels.
+LIST_COLUMNS = ["numero", "etat", "date_depot", "demandeur_nom", "demandeur_prenom", "demandeur_raison_sociale",
+                "groupe_instructeur", "labels", "date_traitement", "lien"]
+HIDDEN_IN_CHILDREN = {DOSSIER_REF, ROW_KEY, AVIS_KEY, FILE_CHAMP, FILE_POSITION}
+WIDTHS = {"Int": 80, "Numeric": 90, "Bool": 70, "Date": 100, "DateTime": 130, "Choice": 140, "ChoiceList": 170,
+          "Ref": 80, "Text": 180}
+KEY_WIDTHS = {DOSSIER_KEY: 80, "lien": 150, "demandeur_raison_sociale": 200, "groupe_instructeur": 170}
+
+# Charts: (group-by column: a dossiers column key or a helper col id, title, chart type, options)
+CHARTS = [
+    ("etat", "Dossiers par état", "pie", {}),
+    ("Mois_de_depot", "Dépôts par mois", "bar", {}),
+    ("Tranche_delai", "Délai entre dépôt et décision (dossiers traités)", "bar", {}),
+    ("groupe_instructeur", "Dossiers par groupe instructeur", "bar", {"orientation": "h"}),
+]
+
+
+@dataclass
+class Layout:
+    """The document's pages as Grist's metadata holds them."""
+
+    tables: dict[int, dict[str, Any]]
+    views: dict[int, dict[str, Any]]
+    sections: dict[int, dict[str, Any]]
+    fields: dict[int, dict[str, Any]]
+    pages: list[dict[str, Any]]
+
+
+async def load_layout(sink: GristSink) -> Layout:
+    async def by_id(table_id: str) -> dict[int, dict[str, Any]]:
+        return {r["id"]: r for r in records(await sink.fetch_table(table_id))}
+
+    return Layout(await by_id("_grist_Tables"), await by_id("_grist_Views"), await by_id("_grist_Views_section"),
+                  await by_id("_grist_Views_section_field"), records(await sink.fetch_table("_grist_Pages")))
+
+
+def wants_layout(state: DocState, number: int) -> bool:
+    """Lay out a procedure's pages only once (`docstate.meta_table_actions` sets the flag of the
+    procedures an earlier version synced: their agents' pages stay as they are)."""
+    row = state.procedure(number)
+    return row is None or not row.get("Pages_creees")
+
+
+def _page_name(base: str, number: int, taken: set[str]) -> str:
+    return base if base not in taken else f"{base} – n° {number}"
+
+
+def plan_layout(state: DocState, number: int, maps: dict[str, TableMap], *, title: str = "",
+                view_names: set[str] = frozenset()) -> list[Action]:
+    """Bundle 1: the formula columns the charts need, the two pages (empty), the flag.
+    `view_names`: the names of the document's pages (to name a second procedure's apart).
+    Nothing when the procedure is laid out already (see `wants_layout`)."""
+    if not wants_layout(state, number):
+        return []
+    dossiers = maps["dossiers"]
+    table_ref = state.table_ref(dossiers.table_id)
+    have = {c.col_id for c in state.table_columns(table_ref)}
+    names = {"depot": dossiers.col_ids["date_depot"], "traitement": dossiers.col_ids["date_traitement"],
+             "delai": "Delai_decision_jours"}
+    actions: list[Action] = []
+    for col_id, label, type_, formula in HELPERS:
+        if col_id not in have:
+            actions.append(["AddColumn", dossiers.table_id, col_id, {
+                "type": type_, "isFormula": True, "formula": _formula(formula, names),
+                "label": label, "untieColIdFromLabel": True}])
+    for base in (DOSSIERS_PAGE, DASHBOARD_PAGE):
+        actions.append(["AddView", dossiers.table_id, "empty", _page_name(base, number, set(view_names))])
+    row = state.procedure(number)
+    if row is None:
+        actions.append(["AddRecord", "OTP_Demarches", None, {"Numero": number, "Titre": title, "Pages_creees": True}])
+    else:
+        actions.append(["UpdateRecord", "OTP_Demarches", row["id"], {"Pages_creees": True}])
+    return actions
+
+
+def _formula(template: str, names: dict[str, str]) -> str:
+    text = template
+    for key, col_id in names.items():
+        text = text.replace("${" + key + "}", "$" + col_id)
+    return text
+
+
+@dataclass
+class Pages:
+    dossiers_view: int
+    dashboard_view: int
+
+
+def plan_sections(state: DocState, maps: dict[str, TableMap], pages: Pages) -> tuple[list[Action], list[str]]:
+    """Bundle 2: the widgets of both pages (`CreateViewSection`; a chart's summary table comes
+    with it). Returns the actions and what each one is (its role, for `plan_arrangement`)."""
+    actions: list[Action] = []
+    roles: list[str] = []
+    dossiers = maps["dossiers"]
+    d_ref = state.table_ref(dossiers.table_id)
+
+    def add(role: str, table_id: str, view: int, kind: str, group_by: list[int] | None = None) -> None:
+        actions.append(["CreateViewSection", state.table_ref(table_id), view, kind, group_by, None])
+        roles.append(role)
+
+    add("list", dossiers.table_id, pages.dossiers_view, "record")
+    add("card", dossiers.table_id, pages.dossiers_view, "single")
+    for key in _child_keys(maps):
+        add(key, maps[key].table_id, pages.dossiers_view, "single" if key in ("champs", "annotations") else "record")
+    for group, *_ in CHARTS:
+        col_id = dossiers.col_ids.get(group, group)
+        col_ref = state.column_ref(dossiers.table_id, col_id)
+        if col_ref is not None and d_ref is not None:
+            add("chart:" + group, dossiers.table_id, pages.dashboard_view, "chart", [col_ref])
+    return actions, roles
+
+
+def _child_keys(maps: dict[str, TableMap]) -> list[str]:
+    order = ["champs", "annotations", "fichiers", "avis"]
+    return [k for k in order if k in maps] + sorted(k for k in maps if k.startswith("bloc:"))
+
+
+SECTION_TITLES = {"list": "Dossiers", "card": "Dossier sélectionné", "champs": "Champs du dossier",
+                  "annotations": "Annotations privées", "fichiers": "Fichiers", "avis": "Avis d'experts"}
+
+
+def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout, pages: Pages,
+                     created: dict[str, int]) -> list[Action]:
+    """Bundle 3 (`created`: role → section ref): titles, links to the selected dossier, chart
+    types, the list's columns and widths, each page's arrangement; Grist's raw pages of the
+    procedure's and the registry's tables removed, the history's renamed."""
+    actions: list[Action] = []
+    dossiers = maps["dossiers"]
+    list_ref = created.get("list")
+    section_updates: dict[int, dict[str, Any]] = {}
+    remove_fields: list[int] = []
+    widths: dict[int, int] = {}
+    filters: list[tuple[int, int]] = []
+
+    def fields_of(section: int) -> list[dict[str, Any]]:
+        return sorted((f for f in layout.fields.values() if f["parentId"] == section), key=lambda f: f["parentPos"])
+
+    for role, section in created.items():
+        if role.startswith("chart:"):
+            group = role.removeprefix("chart:")
+            chart = next(c for c in CHARTS if c[0] == group)
+            table_ref = layout.sections[section]["tableRef"] if section in layout.sections else 0
+            group_col = next((c.ref for c in state.table_columns(table_ref)
+                              if c.col_id == dossiers.col_ids.get(group, group)), None)
+            if group_col:  # no bar for the dossiers without a value (no decision yet…)
+                filters.append((section, group_col))
+            section_updates[section] = {"title": chart[1], "chartType": chart[2],
+                                        "options": json.dumps({"multiseries": False, **chart[3]}),
+                                        "sortColRefs": json.dumps([group_col] if group_col else [])}
+            continue
+        key = "dossiers" if role in ("list", "card") else role
+        table_map = maps[key]
+        update: dict[str, Any] = {"title": SECTION_TITLES.get(role) or "Bloc : " + _block_label(table_map)}
+        if role != "list" and list_ref:
+            update["linkSrcSectionRef"] = list_ref
+            update["linkSrcColRef"] = 0
+            target = 0 if role == "card" else state.column_ref(table_map.table_id, table_map.col_ids[DOSSIER_REF]) or 0
+            update["linkTargetColRef"] = target
+        section_updates[section] = update
+        keys = {col_id: k for k, col_id in table_map.col_ids.items()}
+        for f in fields_of(section):
+            column = state.columns.get(f["colRef"])
+            col_key = keys.get(column.col_id) if column else None
+            if role == "list" and col_key not in LIST_COLUMNS:
+                remove_fields.append(f["id"])
+            elif role not in ("list", "card") and col_key in HIDDEN_IN_CHILDREN:
+                remove_fields.append(f["id"])
+            elif layout.sections.get(section, {}).get("parentKey") == "record" and column is not None:
+                widths[f["id"]] = KEY_WIDTHS.get(col_key or "", WIDTHS.get(column.type.split(":")[0], 120))
+
+    for section, update in section_updates.items():
+        actions.append(["UpdateRecord", "_grist_Views_section", section, update])
+    if filters:
+        actions.append(["BulkAddRecord", "_grist_Filters", [None] * len(filters), {
+            "viewSectionRef": [s for s, _ in filters], "colRef": [c for _, c in filters],
+            "filter": [json.dumps({"excluded": [None, ""]})] * len(filters), "pinned": [False] * len(filters)}])
+    if remove_fields:
+        actions.append(["BulkRemoveRecord", "_grist_Views_section_field", sorted(remove_fields)])
+    if widths:
+        ids = sorted(widths)
+        actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [widths[i] for i in ids]}])
+
+    children = [created[k] for k in _child_keys(maps) if k in created]
+    rows = [[created[k] for k in ("list", "card") if k in created], children[:2], children[2:4]]
+    rows += [children[i:i + 3] for i in range(4, len(children), 3)]
+    actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": _spec(rows)}])
+    charts = [created[r] for r in created if r.startswith("chart:")]
+    actions.append(["UpdateRecord", "_grist_Views", pages.dashboard_view, {"layoutSpec": _spec([charts[:2], charts[2:]])}])
+    actions += plan_raw_pages(state, maps, layout)
+    return actions
+
+
+def _block_label(table_map: TableMap) -> str:
+    return table_map.spec.name.split("_Bloc_", 1)[-1].replace("_", " ")
+
+
+def _spec(rows: list[list[int]]) -> str:
+    return json.dumps({"children": [{"children": [{"leaf": s} for s in row]} for row in rows if row]})
+
+
+def plan_raw_pages(state: DocState, maps: dict[str, TableMap], layout: Layout) -> list[Action]:
+    """Remove the pages Grist made for the procedure's and the registry's tables (as Grist made
+    them: named after the table, its widgets only); rename the history's and put it last."""
+    mine = {m.table_id for m in maps.values()} | set(REGISTRY)
+    remove: list[int] = []
+    actions: list[Action] = []
+    for ref, table in layout.tables.items():
+        view = layout.views.get(table.get("primaryViewId") or 0)
+        if view is None or view.get("name") != table["tableId"]:
+            continue
+        if any(s["parentId"] == view["id"] and s["tableRef"] != ref for s in layout.sections.values()):
+            continue  # an agent put another widget on it: theirs
+        if table["tableId"] in mine:
+            remove.append(view["id"])
+        elif table["tableId"] == HISTORY:
+            actions.append(["UpdateRecord", "_grist_Views", view["id"], {"name": HISTORY_PAGE}])
+            page = next((p for p in layout.pages if p["viewRef"] == view["id"]), None)
+            if page is not None:
+                last = max(p["pagePos"] for p in layout.pages) if layout.pages else 0
+                actions.append(["UpdateRecord", "_grist_Pages", page["id"], {"pagePos": last + 1000}])
+    if remove:
+        actions.insert(0, ["BulkRemoveRecord", "_grist_Views", sorted(remove)])
+    return actions
+
+
+async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str, TableMap], *,
+                  title: str = "") -> DocState:
+    """Lay out procedure `number`'s pages if it was never done (see the module's docstring).
+    `state` must hold the procedure's tables (loaded after the schema was applied); returns the
+    state reloaded when anything was written (its `OTP_Demarches` row may be new), else `state`."""
+    if not wants_layout(state, number):
+        return state
+    layout = await load_layout(sink)
+    first = plan_layout(state, number, maps, title=title, view_names={v.get("name") for v in layout.views.values()})
+    results = await sink.apply(first)
+    views = [r["id"] for a, r in zip(first, results) if a[0] == "AddView"]
+    pages = Pages(*views)
+    state = await load_state(sink)
+    second, roles = plan_sections(state, maps, pages)
+    results = await sink.apply(second)
+    created = {role: r["sectionRef"] for role, r in zip(roles, results)}
+    state = await load_state(sink)
+    layout = await load_layout(sink)
+    await sink.apply(plan_arrangement(state, maps, layout, pages, created))
+    return state
