@@ -1,0 +1,180 @@
+"""The pages OTP lays out once per procedure (py_core/layout.py), in Grist's own engine.
+
+Until the sync calls `lay_out` itself, each test calls it after `lab.sync()` the way the sync's
+hook does (state loaded after the schema, the maps); once hooked, those calls are no-ops and
+the tests hold as they are.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from py_core.docstate import load_state, meta_table_actions
+from py_core.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core.planner import plan_schema, refresh_maps
+from py_core.schema import build_schema
+from tests.grist_engine import engine_missing
+from tests.lab import Lab, run
+
+pytestmark = pytest.mark.skipif(engine_missing() is not None, reason=engine_missing() or "")
+
+
+def lay_out_now(lab: Lab):
+    async def go():
+        structure = await lab.client().structure(lab.number)
+        state = await load_state(lab.sink)
+        schema = build_schema(structure, timezone=state.timezone, ds_base=lab.server.url)
+        plan = plan_schema(state, schema)
+        await lab.sink.apply(plan.actions)
+        state = await load_state(lab.sink)
+        maps = refresh_maps(state, schema, plan.maps)
+        return await lay_out(lab.sink, state, lab.number, maps, title=structure.title)
+
+    return run(go())
+
+
+def pages(sink) -> list[str]:
+    views = {v["id"]: v["name"] for v in sink.records("_grist_Views")}
+    return [views[p["viewRef"]] for p in sorted(sink.records("_grist_Pages"), key=lambda p: p["pagePos"])]
+
+
+def sections(sink, page: str) -> list[dict]:
+    view = next(v["id"] for v in sink.records("_grist_Views") if v["name"] == page)
+    return [s for s in sink.records("_grist_Views_section") if s["parentId"] == view]
+
+
+def layout_snapshot(sink) -> str:
+    return json.dumps({t: sink.table(t) for t in ("_grist_Views", "_grist_Views_section", "_grist_Pages",
+                                                   "_grist_Views_section_field", "_grist_Filters")}, sort_keys=True)
+
+
+def test_first_sync_lays_out_dossiers_dashboard_and_history():
+    with Lab(dossiers=25) as lab:
+        lab.sync()
+        lay_out_now(lab)
+        sink = lab.sink
+        assert pages(sink) == [DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE]
+        assert sink.records("OTP_Demarches")[0]["Pages_creees"] is True
+
+        tables = {t["id"]: t["tableId"] for t in sink.records("_grist_Tables")}
+        on_dossiers = sections(sink, DOSSIERS_PAGE)
+        titles = [s["title"] for s in on_dossiers]
+        assert titles[:6] == ["Dossiers", "Dossier sélectionné", "Champs du dossier", "Annotations privées",
+                              "Fichiers", "Avis d'experts"]
+        assert any(t.startswith("Bloc : ") for t in titles)
+        listing = on_dossiers[0]
+        assert tables[listing["tableRef"]] == lab.table("dossiers") and listing["parentKey"] == "record"
+        columns = {c["id"]: c for c in sink.records("_grist_Tables_column")}
+        for section in on_dossiers[1:]:  # every other widget follows the selected dossier
+            assert section["linkSrcSectionRef"] == listing["id"]
+            if section["title"] != "Dossier sélectionné":
+                assert columns[section["linkTargetColRef"]]["colId"] == "Dossier"
+        layout = json.loads(next(v for v in sink.records("_grist_Views") if v["name"] == DOSSIERS_PAGE)["layoutSpec"])
+        leaves = [box["leaf"] for row in layout["children"] for box in row["children"]]
+        assert sorted(leaves) == sorted(s["id"] for s in on_dossiers)
+
+        # the list shows a few columns, with widths
+        fields = [f for f in sink.records("_grist_Views_section_field") if f["parentId"] == listing["id"]]
+        shown = [columns[f["colRef"]]["colId"] for f in sorted(fields, key=lambda f: f["parentPos"])]
+        assert shown[:3] == ["Numero", "Etat", "Date_depot"] and "Lien_DS" in shown and len(shown) <= 10
+        assert all(f["width"] for f in fields)
+
+        charts = sections(sink, DASHBOARD_PAGE)
+        assert [(s["title"], s["chartType"]) for s in charts] == [
+            ("Dossiers par état", "pie"), ("Dépôts par mois", "bar"),
+            ("Délai entre dépôt et décision (dossiers traités)", "bar"), ("Dossiers par groupe instructeur", "bar")]
+        summaries = {tables[s["tableRef"]] for s in charts}
+        assert summaries == {f"{lab.table('dossiers')}_summary_{c}" for c in
+                             ("Etat", "Mois_de_depot", "Tranche_delai", "Groupe_instructeur")}
+        by_state = sink.records(f"{lab.table('dossiers')}_summary_Etat")
+        assert sum(r["count"] for r in by_state) == 25
+
+        # registry tables and the procedure's raw tables have no page of their own, but stay
+        assert {"OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("champs")} <= set(sink.table_ids())
+        for name in ("OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("dossiers"), lab.table("avis")):
+            assert name not in pages(sink)
+
+
+def test_helper_columns_compute_month_and_delay():
+    with Lab(dossiers=30) as lab:
+        lab.sync()
+        lay_out_now(lab)
+        rows = lab.rows("dossiers")
+        decided = [r for r in rows if r["Date_traitement"]]
+        assert decided and all(r["Delai_decision_jours"] == round((r["Date_traitement"] - r["Date_depot"]) / 86400)
+                               for r in decided)
+        assert all(r["Tranche_delai"] is None for r in rows if not r["Date_traitement"])
+        assert all(len(r["Mois_de_depot"]) == 7 for r in rows if r["Date_depot"])
+        table_ref = next(t["id"] for t in lab.sink.records("_grist_Tables") if t["tableId"] == lab.table("dossiers"))
+        columns = {c["colId"]: c for c in lab.sink.records("_grist_Tables_column") if c["parentId"] == table_ref}
+        assert columns["Mois_de_depot"]["isFormula"] and columns["Tranche_delai"]["isFormula"]
+
+
+def test_laid_out_once_and_agents_arrangement_left_alone():
+    with Lab(dossiers=10) as lab:
+        lab.sync()
+        lay_out_now(lab)
+        before = layout_snapshot(lab.sink)
+        lab.sync()
+        lay_out_now(lab)
+        assert layout_snapshot(lab.sink) == before
+
+        # the agent removes the dashboard, renames « Dossiers », adds a raw page back
+        views = {v["name"]: v["id"] for v in lab.sink.records("_grist_Views")}
+        lab.sink.apply_now([["RemoveRecord", "_grist_Views", views[DASHBOARD_PAGE]],
+                            ["UpdateRecord", "_grist_Views", views[DOSSIERS_PAGE], {"name": "Mes dossiers"}]])
+        tables = {t["tableId"]: t["id"] for t in lab.sink.records("_grist_Tables")}
+        lab.sink.apply_now([["CreateViewSection", tables["OTP_Colonnes"], 0, "record", None, None]])
+        arranged = layout_snapshot(lab.sink)
+        lab.sync()
+        lay_out_now(lab)
+        assert layout_snapshot(lab.sink) == arranged
+        assert DASHBOARD_PAGE not in pages(lab.sink) and "Mes dossiers" in pages(lab.sink)
+
+
+def test_layout_before_the_first_data_keeps_one_procedure_row():
+    """As the sync's hook does it (after the tables phase): the procedure's row is made by the
+    layout, the sync then fills it in; the first sync is a full one."""
+    with Lab(dossiers=12) as lab:
+        async def tables_only():
+            state = await load_state(lab.sink)
+            await lab.sink.apply(meta_table_actions(state))
+
+        run(tables_only())
+        lay_out_now(lab)
+        assert [r["Numero"] for r in lab.sink.records("OTP_Demarches")] == [lab.number]
+        result = lab.sync()
+        assert not result.incremental and result.added == 12
+        rows = lab.sink.records("OTP_Demarches")
+        assert len(rows) == 1 and rows[0]["Pages_creees"] is True and rows[0]["Nb_dossiers"] == 12
+        assert pages(lab.sink) == [DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE]
+        lab.assert_copy_exact()
+
+
+def test_procedure_synced_by_an_earlier_version_keeps_its_pages():
+    with Lab(dossiers=5) as lab:
+        lab.sync()
+        lab.sink.apply_now([["RemoveColumn", "OTP_Demarches", "Pages_creees"]])  # an earlier version's document
+        before = pages(lab.sink)
+        lab.sync()  # adds the column, flagged for the procedure already synced
+        lay_out_now(lab)
+        assert pages(lab.sink) == before
+        assert lab.sink.records("OTP_Demarches")[0]["Pages_creees"] is True
+
+
+def test_columns_read_well():
+    with Lab(dossiers=3) as lab:
+        lab.sync()
+        columns = {(c["parentId"], c["colId"]): c for c in lab.sink.records("_grist_Tables_column")}
+        tables = {t["tableId"]: t["id"] for t in lab.sink.records("_grist_Tables")}
+        dossiers = tables[lab.table("dossiers")]
+        depot = json.loads(columns[(dossiers, "Date_depot")]["widgetOptions"])
+        assert depot["dateFormat"] == "DD/MM/YYYY" and depot["timeFormat"] == "HH:mm"
+        etat = json.loads(columns[(dossiers, "Etat")]["widgetOptions"])
+        assert set(etat["choiceOptions"]) == set(etat["choices"])
+        assert etat["choiceOptions"]["Accepté"]["fillColor"] and etat["choiceOptions"]["Refusé"]["textColor"]
+        dated = [c for c in columns.values() if c["type"].startswith(("Date:", "Date")) and c["parentId"] in
+                 {tables[lab.table(k)] for k in ["dossiers", "champs", "annotations", "avis"]} and not c["isFormula"]]
+        assert dated and all(json.loads(c["widgetOptions"] or "{}").get("dateFormat") == "DD/MM/YYYY" for c in dated)
