@@ -7,7 +7,7 @@ exclusion on exactly that:
 - every write of a sync (`FencedSink.apply`) carries an update of its own row (renewing the
   expiry, and storing the checkpoint in the same bundle as the data it describes). A sync whose
   row was removed cannot write anything more: no duplicate, even if two ever run at once;
-- taking the lease over from a sync that is gone (expired, or the same browser: a reloaded tab)
+- taking the lease over from a sync that is gone (expired, or the same holder: a reloaded tab)
   is one bundle « add mine, update its row, remove it »: if another sync removed that row
   first, the bundle fails whole and this sync backs off;
 - two syncs that both add a row at once compare row ids: the lowest wins, the other removes its
@@ -43,10 +43,6 @@ class Lease:
     checkpoint: dict[str, Any] = field(default_factory=dict)  # carried over from an interrupted sync
 
 
-def _browser(holder: str) -> str:
-    return holder.split("/", 1)[0]
-
-
 def _ago(seconds: float) -> str:
     minutes = int(max(0, seconds) // 60)
     return "à l'instant" if minutes < 1 else f"il y a {minutes} min"
@@ -59,7 +55,7 @@ async def _rows(sink: GristSink, number: int) -> list[dict[str, Any]]:
 async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Lease:
     """Take the procedure's lease, or raise `sync_busy` (nothing written)."""
     rows = await _rows(sink, number)
-    live = [r for r in rows if (r.get("Expire") or 0) > now and _browser(r.get("Detenteur") or "") != _browser(holder)]
+    live = [r for r in rows if (r.get("Expire") or 0) > now and (r.get("Detenteur") or "") != holder]
     if live:
         raise errors.sync_busy(number, _ago(now - (live[0].get("Debut") or now)))
     carried = _latest_checkpoint(rows)

@@ -360,3 +360,18 @@ def test_file_links_re_signed_by_ds_are_no_change_and_no_write(lab):
     assert result.updated == 0 and {r["id"]: r["Lien"] for r in lab.rows("fichiers")} == links
     data_writes = lab.sink.applies - applies
     assert data_writes <= 4, "lease, pages' checkpoints and the end: no data rewritten"
+
+
+def test_a_reloaded_tab_takes_its_own_lease_over_at_once_another_tab_waits(lab):
+    lab.sync()
+    lab.store.update_dossier(first(lab), motivation="après le rechargement")
+    row = lab.sink.records("OTP_Etat")[0]
+    lab.sink.apply_now([["UpdateRecord", "OTP_Etat", row["id"], {"Expire": 1e10, "Reprise": ""}]])  # died mid-sync
+    lab.holder = "labo/autre-onglet"
+    with pytest.raises(errors.OTPError) as caught:
+        lab.sync()
+    assert caught.value.code == "busy"
+    lab.holder = "labo/onglet"  # the same tab, reloaded (its id survives a reload)
+    result = lab.sync()
+    assert result.updated == 1
+    lab.assert_copy_exact()
