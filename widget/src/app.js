@@ -44,7 +44,7 @@ const MSG = {
     + (r.dossiers_count !== null && r.dossiers_count !== undefined
       ? `, ${formatCount(r.dossiers_count)} dossier${Number(r.dossiers_count) > 1 ? 's' : ''}` : '')
     + ". Rien n'a été écrit dans le document.",
-  stopping: 'Annulation demandée : la synchronisation s’arrête après la page en cours…',
+  stopping: 'Annulation : la synchronisation s’arrête après la page en cours…',   // as worker.js says it
   autoSync: (age) => `Synchronisation automatique à l'ouverture (dernière synchronisation ${age})…`,
   rate: (perSecond) => `${perSecond < 10 ? perSecond.toLocaleString('fr-FR', { maximumFractionDigits: 1 })
     : formatCount(Math.round(perSecond))} dossiers/s`,
@@ -259,7 +259,7 @@ if (hasGrist) {
       fallbackTried = true;
       prefillDone = prefillFromDocument();
     }
-    prefillDone.then(() => { optionsSeen = true; recallForProcedure(); });
+    prefillDone.then(() => { optionsSeen = true; askDocKey(); recallForProcedure(); });
   });
 }
 
@@ -349,9 +349,16 @@ async function resolveDocKey() {
   } catch (e) { /* ignore */ }
   return 'document';
 }
-const docKeyReady = resolveDocKey();
+// Asked once Grist has answered grist.ready (its first onOptions message): before that,
+// Grist does not forward the widget's calls yet.
 let docKey = null;
-docKeyReady.then((key) => { docKey = key; recallForProcedure(); });
+let docKeyAsked = false;
+function askDocKey() {
+  if (docKeyAsked) return;
+  docKeyAsked = true;
+  resolveDocKey().then((key) => { docKey = key; recallForProcedure(); });
+}
+if (!hasGrist) askDocKey();
 
 function memoryKey(demarche) {
   return docKey && validDemarche(demarche) ? `${MEMORY_PREFIX}${docKey}:${demarche}` : null;
