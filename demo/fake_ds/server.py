@@ -75,12 +75,15 @@ class FakeDSServer:
 
     ``tokens`` maps a bearer token to the procedure numbers it may read
     (an iterable of ints) or ``"all"``. ``expired_tokens`` answer HTTP 401.
+    ``latency``: seconds every GraphQL request waits before its answer (a DS far away; the
+    wait holds no lock, so concurrent requests overlap as on the real API).
     """
 
     def __init__(self, store: FakeDSStore, tokens: Mapping[str, Iterable[int] | str] | None = None,
                  expired_tokens: Iterable[str] = (), cors: bool = True, port: int = 0,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", latency: float = 0.0):
         self.store = store
+        self.latency = latency  # seconds every GraphQL answer waits (a distant DS); settable
         self.tokens = {t: (v if v == "all" else frozenset(v)) for t, v in (tokens or {}).items()}
         self.expired_tokens = set(expired_tokens)
         self.cors = cors
@@ -300,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         _fill_operation(record, body)
         fault = self.fake._take_fault(record)
+        if self.fake.latency > 0:
+            time.sleep(self.fake.latency)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.status is not None:

@@ -1,0 +1,291 @@
+"""Benchmark of issue 12: OTP against a bare floor widget, same run, one table.
+
+    python3 -m tests.bench_sync [--dossiers 5000] [--wide 1000] [--latency 1.0] [--skip-latency]
+
+Headless Chromium (Debian's), grist-static, the fake DS on 127.0.0.1 (same process, its own
+threads), the built widget driven as an agent would (form filled, « Synchroniser » clicked).
+The floor (`tests/bench/floor/index.html`) pages the same query 100 per request and writes the
+rows untyped, one bundle per page with one BulkAddRecord per table, no diff.
+
+Every scenario runs in a fresh browser (one on-disk profile for the whole run: the first OTP
+load is a cold cache, later ones warm) on a fresh document. Grist calls are counted in the host
+page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
+bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
+answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
+the widget, its Pyodide worker and grist-static's own engine worker live there).
+
+Prints figures; asserts nothing but that syncs end well. Note the load (printed): the machine
+is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from demo.fake_ds import FakeDSServer, FakeDSStore
+from demo.serve import StaticServer, default_root_map
+from py_core.queries import document
+from tests.bench.workloads import sample, wide_procedure
+from tests.e2e.harness import CHROMIUM, CHROMIUM_FLAGS, Host, ensure_built, find_widget_frame
+
+TOKEN = "jeton-benchmark"
+SAMPLE, WIDE = 4242, 5300
+FLOOR_PATH = "/bench/floor/"
+HERE = Path(__file__).resolve().parent
+
+COUNT_CALLS = """() => {
+  const comm = otpHost.gristDoc().docComm;
+  if (comm.__otpBench) return;
+  const stats = {applies: 0, writes: 0, actions: 0, fetches: 0, gristMs: 0, fetchMs: 0};
+  const dataAction = (a) => Array.isArray(a) && typeof a[1] === 'string' && !a[1].startsWith('_grist')
+                            && !a[1].startsWith('OTP_') && /Record|Table|Column/.test(a[0]);
+  const apply = comm.applyUserActions.bind(comm), fetch = comm.fetchTable.bind(comm);
+  comm.applyUserActions = async (actions, ...rest) => {
+    const t = performance.now();
+    stats.applies++; stats.actions += actions.length;
+    if (actions.some(dataAction)) stats.writes++;
+    try { return await apply(actions, ...rest); } finally { stats.gristMs += performance.now() - t; }
+  };
+  comm.fetchTable = async (...args) => {
+    const t = performance.now();
+    stats.fetches++;
+    try { return await fetch(...args); } finally { stats.fetchMs += performance.now() - t; }
+  };
+  comm.__otpBench = stats;
+}"""
+READ_CALLS = "() => { const s = otpHost.gristDoc().docComm.__otpBench; const out = {...s}; " \
+             "for (const k in s) s[k] = 0; return out; }"
+
+
+@dataclass
+class Figure:
+    work: str
+    who: str
+    seconds: float
+    ds_requests: int
+    calls: dict = field(default_factory=dict)
+    note: str = ""
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def renderer_peak_mb(profile: Path) -> float:
+    """Peak RSS of the renderer processes of the Chromium that uses `profile`."""
+    browser = None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(profile).encode() in part for part in cmd) and not any(p.startswith(b"--type=") for p in cmd):
+            browser = int(entry.name)
+            break
+    if browser is None:
+        return float("nan")
+    peak = 0
+    for pid in _descendants(browser):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"--type=renderer" not in cmd:
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.figures: list[Figure] = []
+        self.extra: list[str] = []
+        self.profile = Path(tempfile.mkdtemp(prefix="otp-bench-"))
+
+    # -- one fresh browser + document -----------------------------------------------------------
+    def context(self, pw):
+        return pw.chromium.launch_persistent_context(
+            str(self.profile), executable_path=CHROMIUM, headless=True,
+            args=[*CHROMIUM_FLAGS, "--enable-precise-memory-info"])
+
+    def open(self, ctx, widget: str | None, number: int):
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        host = Host(page, self.pages.url, widget_path=FLOOR_PATH if widget else "/widget/")
+        t0 = time.perf_counter()
+        extra = {"widget": widget} if widget else {}
+        host.open(demarche=number, endpoint=self.ds.url, token=TOKEN, timeout=180, **extra)
+        frame = host.wait_widget_ready(timeout=180) if not widget else find_widget_frame(page, 180, FLOOR_PATH)
+        if widget:
+            frame.wait_for_function("() => window.floorSync && document.body.dataset.state === 'ready'", timeout=60_000)
+        opened = time.perf_counter() - t0
+        page.evaluate(COUNT_CALLS)
+        return host, frame, opened
+
+    def calls(self, host) -> dict:
+        return host.page.evaluate(READ_CALLS)
+
+    def record(self, work, who, seconds, requests, calls, note=""):
+        figure = Figure(work, who, seconds, requests, calls, note)
+        self.figures.append(figure)
+        print(f"  [{load()}] {work} — {who}: {seconds:.1f} s, {requests} DS requests, "
+              f"{calls.get('applies')} bundles ({calls.get('writes')} writing data), {calls.get('fetches')} fetchTable, "
+              f"Grist {calls.get('gristMs', 0) / 1000:.1f} s {note}", flush=True)
+
+    # -- OTP ---------------------------------------------------------------------------------
+    def otp_sync(self, host, work, expect_writes=None):
+        before = len(self.ds.requests)
+        t = time.perf_counter()
+        result = host.sync(timeout=1800)
+        elapsed = time.perf_counter() - t
+        assert result["state"] == "done", result
+        summary = result["result"]
+        self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
+                    f"— {summary['added']} ajoutés, {summary['updated']} mis à jour")
+        return summary
+
+    def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
+        ctx = self.context(pw)
+        try:
+            host, frame, opened = self.open(ctx, None, number)
+            timings = frame.evaluate("otpWidget.timings")
+            worker = timings.get("worker") or {}
+            self.extra.append(
+                f"OTP page {label}{latency_label}: document + widget opened in {opened:.1f} s; Python ready "
+                f"{timings['ready'] / 1000:.2f} s after the widget frame's script start (Pyodide "
+                f"{worker.get('pyodide', 0) / 1000:.2f} s, wheels {worker.get('packages', 0) / 1000:.2f} s, "
+                f"import {worker.get('import', 0) / 1000:.2f} s), form usable at {timings.get('formReady', 0):.0f} ms [{load()}]")
+            self.calls(host)
+            self.otp_sync(host, f"full sync, {label}{latency_label}")
+            if resyncs:
+                self.otp_sync(host, f"re-sync, nothing changed, {label}{latency_label}")
+                if not latency_label:
+                    self.change_one_percent(number)
+                    self.otp_sync(host, f"re-sync, 1% changed, {label}{latency_label}")
+            if not latency_label:
+                t = time.perf_counter()
+                frame = host.reload_widget(timeout=180)
+                warm = frame.evaluate("otpWidget.timings")
+                self.extra.append(f"OTP widget reloaded (warm cache): Python ready {warm['ready'] / 1000:.2f} s "
+                                  f"(reload to ready {time.perf_counter() - t:.2f} s) [{load()}]")
+            peak = renderer_peak_mb(self.profile)
+            heap = host.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null")
+            self.extra.append(f"OTP {label}{latency_label}: renderer peak RSS {peak:.0f} MB "
+                              f"(host page JS heap now {heap or 0:.0f} MB)")
+        finally:
+            ctx.close()
+
+    def change_one_percent(self, number: int) -> None:
+        procedure = self.store.procedure(number)
+        text = next(d for d in procedure.active_revision["champDescriptors"] if d["__typename"] == "TextChampDescriptor")
+        numbers = sorted(procedure.dossiers)
+        step = max(1, len(numbers) // max(1, len(numbers) // 100))
+        for i, n in enumerate(numbers[::step][: max(1, len(numbers) // 100)]):
+            self.store.advance(1)
+            self.store.update_champ(n, text["id"], f"Modifié pour le banc d'essai {i}")
+
+    # -- floor -------------------------------------------------------------------------------
+    def floor_scenario(self, pw, number, label, latency_label=""):
+        ctx = self.context(pw)
+        try:
+            host, frame, _ = self.open(ctx, FLOOR_PATH + "index.html", number)
+            before = len(self.ds.requests)
+            t = time.perf_counter()
+            out = frame.evaluate("(a) => floorSync(a)", {
+                "endpoint": self.ds.url, "token": TOKEN, "number": number,
+                "query": document("dossiers"), "operationName": "otpDossiers"})
+            elapsed = time.perf_counter() - t
+            self.record(f"full sync, {label}{latency_label}", "floor", elapsed, len(self.ds.requests) - before,
+                        self.calls(host), f"— {out['rows']} rows")
+            self.extra.append(f"floor {label}{latency_label}: renderer peak RSS {renderer_peak_mb(self.profile):.0f} MB")
+        finally:
+            ctx.close()
+
+    # -- all -------------------------------------------------------------------------------
+    def run(self) -> None:
+        args = self.args
+        ensure_built()
+        t = time.perf_counter()
+        self.store = FakeDSStore([sample(SAMPLE, args.dossiers), wide_procedure(WIDE, args.wide)])
+        print(f"fake DS data: {args.dossiers} + {args.wide} dossiers in {time.perf_counter() - t:.1f} s [{load()}]")
+        roots = {**default_root_map(), "/bench/floor/": HERE / "floor"}
+        label, wide_label = f"{args.dossiers:,} dossiers", f"300-champ form, {args.wide:,} dossiers"
+        with FakeDSServer(self.store, tokens={TOKEN: "all"}) as ds, StaticServer(roots) as pages, sync_playwright() as pw:
+            self.ds, self.pages = ds, pages
+            self.otp_scenario(pw, SAMPLE, label, resyncs=True)
+            self.floor_scenario(pw, SAMPLE, label)
+            self.otp_scenario(pw, WIDE, wide_label, resyncs=False)
+            self.floor_scenario(pw, WIDE, wide_label)
+            if not args.skip_latency:
+                ds.latency = args.latency
+                ll = f", {args.latency:g} s DS latency"
+                self.otp_scenario(pw, SAMPLE, label, resyncs=True, latency_label=ll)
+                self.floor_scenario(pw, SAMPLE, label, latency_label=ll)
+                ds.latency = 0
+        shutil.rmtree(self.profile, ignore_errors=True)
+        self.table()
+
+    def table(self) -> None:
+        floors = {f.work: f for f in self.figures if f.who == "floor"}
+        print()
+        print(f"Benchmark of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load at the end {load()}")
+        print()
+        print("| work | OTP | DS req. | Grist bundles (data) / fetches | Grist time | floor | DS req. | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for f in self.figures:
+            if f.who != "OTP":
+                continue
+            floor = floors.get(f.work)
+            c = f.calls
+            print(f"| {f.work} | {f.seconds:.1f} s | {f.ds_requests} | {c.get('applies')} ({c.get('writes')}) / "
+                  f"{c.get('fetches')} | {c.get('gristMs', 0) / 1000:.1f} s | "
+                  + (f"{floor.seconds:.1f} s | {floor.ds_requests} | {f.seconds / floor.seconds:.2f}× |" if floor else "— | — | — |"))
+        print()
+        for line in self.extra:
+            print("- " + line)
+        if self.args.json:
+            Path(self.args.json).write_text(json.dumps([f.__dict__ for f in self.figures], indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dossiers", type=int, default=5000)
+    parser.add_argument("--wide", type=int, default=1000, help="dossiers of the 300-champ form")
+    parser.add_argument("--latency", type=float, default=1.0, help="DS latency per request (s) of the latency runs")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--json", help="also write the figures there")
+    Bench(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
