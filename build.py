@@ -21,6 +21,7 @@ Output layout::
 
     widget/dist/index.html app.js worker.js style.css grist-plugin-api.js
     widget/dist/manifest.json          # wheels + sha256 + py_core version
+    widget/dist/widget-list.json       # Grist widget gallery entry (OTP_WIDGET_URL sets its url)
     widget/dist/pyodide/               # pyodide.mjs, pyodide.asm.*, stdlib, lock
     widget/dist/wheels/*.whl
     widget/dist/dsfr/                  # core + form components CSS, fonts/, icons/ (DSFR)
@@ -425,6 +426,22 @@ def step_widget_sources(dist: Dist) -> None:
         dist.write_bytes(name, src.read_bytes())
 
 
+def step_widget_list(dist: Dist) -> None:
+    """widget-list.json (the format of betagouv/grist-custom-widgets-fr-admin, which is also
+    Grist's GRIST_WIDGET_LIST_URL format), from widget/manifest/widget-list.json. OTP_WIDGET_URL
+    (e.g. https://otp.example.gouv.fr/, where widget/dist/ is served) replaces the entry's url."""
+    src = ROOT / "widget" / "manifest" / "widget-list.json"
+    entries = json.loads(src.read_text())
+    url = os.environ.get("OTP_WIDGET_URL", "").strip()
+    if url:
+        if not url.startswith("https://") and not url.startswith("http://127.0.0.1") \
+                and not url.startswith("http://localhost"):
+            raise BuildError(f"OTP_WIDGET_URL must be an https:// address, not {url!r}")
+        for entry in entries:
+            entry["url"] = url
+    dist.write_bytes("widget-list.json", (json.dumps(entries, indent=2, ensure_ascii=False) + "\n").encode())
+
+
 # --------------------------------------------------------------------------
 
 def build(check_only: bool = False, overlay: Path | None = None) -> dict:
@@ -437,6 +454,7 @@ def build(check_only: bool = False, overlay: Path | None = None) -> dict:
     wheels = step_third_party_wheels(dist)
     core_entry, core_version = step_py_core(dist, overlay)
     step_widget_sources(dist)
+    step_widget_list(dist)
     manifest = {
         "py_core_version": core_version,
         "py_core_wheel": core_entry["file"],
