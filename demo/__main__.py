@@ -2,7 +2,8 @@
 
     python3 -m demo [--port 8480] [--ds-port 8484]
 
-Prints the address to open. The widget is prefilled with the demo procedure, the fake DS's
+Prints the address to open: the template document (demo/template/OTP-modele.grist) with its
+widget pointed at this server's. The widget is prefilled with the demo procedure, the fake DS's
 address and a demo token (accepted only by the fake DS), so a newcomer sees a sync at once.
 """
 
@@ -17,6 +18,7 @@ from demo.fake_ds.server import FakeDSServer
 from demo.serve import StaticServer, default_root_map
 
 DEMO_TOKEN = "jeton-de-demonstration"
+TEMPLATE = "/template/OTP-modele.grist"  # the template document (python3 -m demo.make_template)
 
 
 def main() -> None:
@@ -29,7 +31,7 @@ def main() -> None:
     ds = FakeDSServer(store, tokens={DEMO_TOKEN: "all"}, cors=True, port=args.ds_port).start()
     pages = StaticServer(default_root_map(), port=args.port).start()
     number = next(iter(store.procedures))
-    query = urllib.parse.urlencode({"demarche": number, "endpoint": ds.url, "token": DEMO_TOKEN})
+    query = urllib.parse.urlencode({"doc": TEMPLATE, "demarche": number, "endpoint": ds.url, "token": DEMO_TOKEN})
     print("One Trick Pony — démo locale", flush=True)
     print(f"  Ouvrez : {pages.url}/?{query}", flush=True)
     print(f"  DS factice : {ds.url} (démarches {', '.join(map(str, store.procedures))})", flush=True)

@@ -66,6 +66,7 @@ def default_root_map() -> dict[str, Path]:
     return {
         "/grist/": ROOT / "node_modules" / "grist-static" / "dist",
         "/widget/": ROOT / "widget" / "dist",
+        "/template/": ROOT / "demo" / "template",
         "/": ROOT / "demo" / "host",
     }
 

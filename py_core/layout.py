@@ -44,10 +44,10 @@ HELPERS = [
     ("Mois_de_depot", "Mois de dépôt", "Text",
      '${depot}.strftime("%Y-%m") if ${depot} else None'),
     ("Delai_decision_jours", "Délai de décision (jours)", "Int",
-     "if not ${depot} or not ${traitement}:\n  return None\n"
+     "if not ${depot}:\n  return None\nif not ${traitement}:\n  return \"Sans décision\"\n"
      "return int(round((${traitement} - ${depot}).total_seconds() / 86400))"),
     ("Tranche_delai", "Délai de décision", "Text",
-     "if not ${depot} or not ${traitement}:\n  return None\n"
+     "if not ${depot}:\n  return None\nif not ${traitement}:\n  return \"Sans décision\"\n"
      "jours = ${delai}\n"
      "for limite, nom in [(30, \"0–30 jours\"), (60, \"31–60 jours\"), (90, \"61–90 jours\"), (180, \"91–180 jours\")]:\n"
      "  if jours <= limite:\n    return nom\n"
@@ -66,7 +66,7 @@ KEY_WIDTHS = {DOSSIER_KEY: 80, "lien": 150, "demandeur_raison_sociale": 200, "gr
 CHARTS = [
     ("etat", "Dossiers par état", "pie", {}),
     ("Mois_de_depot", "Dépôts par mois", "bar", {}),
-    ("Tranche_delai", "Délai entre dépôt et décision (dossiers traités)", "bar", {}),
+    ("Tranche_delai", "Délai entre dépôt et décision", "bar", {}),
     ("groupe_instructeur", "Dossiers par groupe instructeur", "bar", {"orientation": "h"}),
 ]
 
@@ -171,6 +171,7 @@ def _child_keys(maps: dict[str, TableMap]) -> list[str]:
     return [k for k in order if k in maps] + sorted(k for k in maps if k.startswith("bloc:"))
 
 
+COUNT_LABEL = "Nombre de dossiers"
 SECTION_TITLES = {"list": "Dossiers", "card": "Dossier sélectionné", "champs": "Champs du dossier",
                   "annotations": "Annotations privées", "fichiers": "Fichiers", "avis": "Avis d'experts"}
 
@@ -186,7 +187,7 @@ def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout,
     section_updates: dict[int, dict[str, Any]] = {}
     remove_fields: list[int] = []
     widths: dict[int, int] = {}
-    filters: list[tuple[int, int]] = []
+    relabel: list[Action] = []
 
     def fields_of(section: int) -> list[dict[str, Any]]:
         return sorted((f for f in layout.fields.values() if f["parentId"] == section), key=lambda f: f["parentPos"])
@@ -198,8 +199,13 @@ def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout,
             table_ref = layout.sections[section]["tableRef"] if section in layout.sections else 0
             group_col = next((c.ref for c in state.table_columns(table_ref)
                               if c.col_id == dossiers.col_ids.get(group, group)), None)
-            if group_col:  # no bar for the dossiers without a value (no decision yet…)
-                filters.append((section, group_col))
+            count_col = next((c for c in state.table_columns(table_ref) if c.col_id == "count"), None)
+            for f in fields_of(section):  # the group and its count only (Grist adds sums)
+                if f["colRef"] not in (group_col, count_col.ref if count_col else None):
+                    remove_fields.append(f["id"])
+            if count_col is not None and count_col.label != COUNT_LABEL:
+                relabel.append(["ModifyColumn", state.tables[table_ref], "count",
+                                {"label": COUNT_LABEL, "untieColIdFromLabel": True}])
             section_updates[section] = {"title": chart[1], "chartType": chart[2],
                                         "options": json.dumps({"multiseries": False, **chart[3]}),
                                         "sortColRefs": json.dumps([group_col] if group_col else [])}
@@ -224,22 +230,20 @@ def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout,
             elif layout.sections.get(section, {}).get("parentKey") == "record" and column is not None:
                 widths[f["id"]] = KEY_WIDTHS.get(col_key or "", WIDTHS.get(column.type.split(":")[0], 120))
 
+    actions += relabel
     for section, update in section_updates.items():
         actions.append(["UpdateRecord", "_grist_Views_section", section, update])
-    if filters:
-        actions.append(["BulkAddRecord", "_grist_Filters", [None] * len(filters), {
-            "viewSectionRef": [s for s, _ in filters], "colRef": [c for _, c in filters],
-            "filter": [json.dumps({"excluded": [None, ""]})] * len(filters), "pinned": [False] * len(filters)}])
     if remove_fields:
         actions.append(["BulkRemoveRecord", "_grist_Views_section_field", sorted(remove_fields)])
     if widths:
         ids = sorted(widths)
         actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [widths[i] for i in ids]}])
 
-    children = [created[k] for k in _child_keys(maps) if k in created]
-    rows = [[created[k] for k in ("list", "card") if k in created], children[:2], children[2:4]]
-    rows += [children[i:i + 3] for i in range(4, len(children), 3)]
-    actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": _spec(rows)}])
+    linked = [created[k] for k in ["card", *_child_keys(maps)] if k in created]
+    if list_ref:  # the list on the left, all its height; what follows it in pairs on the right
+        right = [{"children": [{"leaf": s} for s in linked[i:i + 2]]} for i in range(0, len(linked), 2)]
+        spec = {"children": [{"children": [{"leaf": list_ref}, {"children": right}]}]}
+        actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": json.dumps(spec)}])
     charts = [created[r] for r in created if r.startswith("chart:")]
     actions.append(["UpdateRecord", "_grist_Views", pages.dashboard_view, {"layoutSpec": _spec([charts[:2], charts[2:]])}])
     actions += plan_raw_pages(state, maps, layout)

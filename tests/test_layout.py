@@ -72,7 +72,10 @@ def test_first_sync_lays_out_dossiers_dashboard_and_history():
             if section["title"] != "Dossier sélectionné":
                 assert columns[section["linkTargetColRef"]]["colId"] == "Dossier"
         layout = json.loads(next(v for v in sink.records("_grist_Views") if v["name"] == DOSSIERS_PAGE)["layoutSpec"])
-        leaves = [box["leaf"] for row in layout["children"] for box in row["children"]]
+        def leaves_of(box):
+            return [box["leaf"]] if "leaf" in box else [leaf for child in box["children"] for leaf in leaves_of(child)]
+
+        leaves = leaves_of(layout)
         assert sorted(leaves) == sorted(s["id"] for s in on_dossiers)
 
         # the list shows a few columns, with widths
@@ -84,10 +87,15 @@ def test_first_sync_lays_out_dossiers_dashboard_and_history():
         charts = sections(sink, DASHBOARD_PAGE)
         assert [(s["title"], s["chartType"]) for s in charts] == [
             ("Dossiers par état", "pie"), ("Dépôts par mois", "bar"),
-            ("Délai entre dépôt et décision (dossiers traités)", "bar"), ("Dossiers par groupe instructeur", "bar")]
+            ("Délai entre dépôt et décision", "bar"), ("Dossiers par groupe instructeur", "bar")]
         summaries = {tables[s["tableRef"]] for s in charts}
         assert summaries == {f"{lab.table('dossiers')}_summary_{c}" for c in
                              ("Etat", "Mois_de_depot", "Tranche_delai", "Groupe_instructeur")}
+        for chart in charts:  # x: the group, y: the count (not Grist's sums of every number)
+            chart_fields = sorted((f for f in sink.records("_grist_Views_section_field") if f["parentId"] == chart["id"]),
+                                  key=lambda f: f["parentPos"])
+            assert [columns[f["colRef"]]["colId"] for f in chart_fields][1:] == ["count"]
+            assert columns[chart_fields[1]["colRef"]]["label"] == "Nombre de dossiers"
         by_state = sink.records(f"{lab.table('dossiers')}_summary_Etat")
         assert sum(r["count"] for r in by_state) == 25
 
@@ -105,7 +113,8 @@ def test_helper_columns_compute_month_and_delay():
         decided = [r for r in rows if r["Date_traitement"]]
         assert decided and all(r["Delai_decision_jours"] == round((r["Date_traitement"] - r["Date_depot"]) / 86400)
                                for r in decided)
-        assert all(r["Tranche_delai"] is None for r in rows if not r["Date_traitement"])
+        assert all(r["Tranche_delai"] == "Sans décision" for r in rows if r["Date_depot"] and not r["Date_traitement"])
+        assert {r["Tranche_delai"] for r in decided} <= {"0–30 jours", "31–60 jours", "61–90 jours", "91–180 jours", "> 180 jours"}
         assert all(len(r["Mois_de_depot"]) == 7 for r in rows if r["Date_depot"])
         table_ref = next(t["id"] for t in lab.sink.records("_grist_Tables") if t["tableId"] == lab.table("dossiers"))
         columns = {c["colId"]: c for c in lab.sink.records("_grist_Tables_column") if c["parentId"] == table_ref}

@@ -6,6 +6,8 @@
 // Other parameters of this page:
 //   widget=<url>   widget URL (default: /widget/index.html on this server)
 //   nowidget=1     do not add the widget section
+//   doc=<url>      open this .grist document (e.g. /template/OTP-modele.grist, the template)
+//                  instead of a new one; its custom widget is pointed at the widget URL
 //
 // window.otpHost (for tests and the console):
 //   ready: Promise<{gristMs, widgetMs, widgetUrl, sectionRef}>
@@ -152,7 +154,30 @@
     return ref;
   }
 
+  // A document that carries its custom widget (the template): point it at this server's widget.
+  async function adoptWidget(url) {
+    const section = metaRecords('_grist_Views_section').find((s) => s.parentKey === 'custom');
+    if (!section) return addWidget(url);
+    const options = section.options ? JSON.parse(section.options) : {};
+    const custom = typeof options.customView === 'string' ? JSON.parse(options.customView) : {};
+    options.customView = JSON.stringify({ ...custom, mode: 'url', url, access: 'full' });
+    await docData().sendAction(['UpdateRecord', '_grist_Views_section', section.id, { options: JSON.stringify(options) }]);
+    return section.id;
+  }
+
+  async function bootFile(file) {
+    bootstrapGrist({ initialFile: file, name: 'OTP', singlePage: false });
+    await waitFor(() => gristDoc() && gristDoc().docData && metaRecords('_grist_Views_section').length, 'Grist document');
+    timings.grist = performance.now() - timings.start;
+    const url = widgetUrl();
+    widgetSectionRef = await adoptWidget(url);
+    timings.widgetSection = performance.now() - timings.start;
+    return { gristMs: Math.round(timings.grist), widgetUrl: url, sectionRef: widgetSectionRef };
+  }
+
   async function boot() {
+    const file = new URL(location.href).searchParams.get('doc');
+    if (file) return bootFile(file);
     bootstrapGrist({ initialContent: INITIAL_CSV, name: 'OTP démo', singlePage: false });
     await waitFor(() => gristDoc() && gristDoc().docData && metaRecords('_grist_Tables').length, 'Grist document');
     // The CSV import produces a table named after the content; call it « Accueil ».

@@ -1,0 +1,118 @@
+"""End to end: the template document, a first sync, and the pages OTP lays out, seen in Grist.
+
+The template (demo/template/OTP-modele.grist) opens with its widget (pointed at this server's
+by the host page); the widget syncs the fake DS; the pages « Dossiers », « Tableau de bord »,
+« Historique des synchronisations » are in Grist's page list and show their widgets.
+Screenshots of each page go to $OTP_SCREENSHOTS_LAYOUT (default /tmp/otp-screenshots-layout).
+
+Until the sync lays out the pages itself (py_core.layout.lay_out, hooked in the sync), the
+test lays them out through the page's Grist as the hook would; once hooked that is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from py_core.docstate import load_state
+from py_core.ds_client import DSClient
+from py_core.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core.planner import plan_schema, refresh_maps
+from py_core.schema import build_schema
+from py_core.transport import UrllibTransport
+
+TOKEN = "jeton-de-test-pages"
+NUMBER = 24680
+TEMPLATE = "/template/OTP-modele.grist"
+SHOTS = Path(os.environ.get("OTP_SCREENSHOTS_LAYOUT", "/tmp/otp-screenshots-layout"))
+
+
+class PageSink:
+    """The page's Grist as a GristSink (synchronous underneath: see `drive`)."""
+
+    def __init__(self, host):
+        self.host = host
+
+    async def fetch_table(self, table_id):
+        return self.host.fetch_table(table_id)
+
+    async def apply(self, actions):
+        return self.host.apply_user_actions(actions) if actions else []
+
+
+def drive(coroutine):
+    """Run a coroutine that never really waits (Playwright's sync API owns this thread's loop)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("the coroutine waited on something")
+
+
+def lay_out_in_page(host, endpoint):
+    with ThreadPoolExecutor(1) as pool:  # DS read in a thread with its own event loop
+        client = DSClient(endpoint, TOKEN, UrllibTransport(timeout=10))
+        structure = pool.submit(asyncio.run, client.structure(NUMBER)).result()
+    sink = PageSink(host)
+    state = drive(load_state(sink))
+    schema = build_schema(structure, timezone=state.timezone, ds_base=endpoint)
+    plan = plan_schema(state, schema)
+    assert not plan.actions, "the sync made every table and column"
+    drive(lay_out(sink, state, NUMBER, refresh_maps(state, schema, plan.maps), title=structure.title))
+
+
+def page_names(page) -> list[str]:
+    return [t.strip().splitlines()[-1] for t in page.locator(".test-treeview-itemHeader").all_inner_texts()]
+
+
+def open_page(page, name: str) -> None:
+    page.locator(".test-treeview-itemHeader", has_text=name).first.click()
+    page.wait_for_timeout(1500)
+
+
+@pytest.fixture
+def ds():
+    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=40, seed=11)])
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield store, server
+
+
+def test_template_first_sync_pages(open_host, ds):
+    store, server = ds
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    host = open_host(doc=TEMPLATE, demarche=NUMBER, endpoint=server.url, token=TOKEN)
+    page = host.page
+    assert page_names(page)[0] == "One Trick Pony"
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "0-modele.png"))
+
+    done = host.sync()
+    assert done["state"] == "done", done
+    lay_out_in_page(host, server.url)  # no-op once the sync lays out itself
+    page.wait_for_timeout(1000)
+    names = page_names(page)
+    assert names == ["One Trick Pony", DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE], names
+
+    open_page(page, DOSSIERS_PAGE)
+    titles = [t.strip().upper() for t in page.locator(".test-viewsection-title").all_inner_texts()]
+    for title in ("DOSSIERS", "DOSSIER SÉLECTIONNÉ", "CHAMPS DU DOSSIER", "FICHIERS"):
+        assert title in titles, titles
+    page.screenshot(path=str(SHOTS / "1-dossiers.png"))
+    # another dossier selected: the linked widgets follow it
+    page.locator(".gridview_row .record").nth(3).click()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "2-dossiers-autre-dossier.png"))
+
+    open_page(page, DASHBOARD_PAGE)
+    page.wait_for_selector(".test-chart-container, .js-plotly-plot", timeout=20000)
+    assert page.locator(".js-plotly-plot").count() == 4
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "3-tableau-de-bord.png"))
+
+    open_page(page, HISTORY_PAGE)
+    page.screenshot(path=str(SHOTS / "4-historique.png"))
