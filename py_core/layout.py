@@ -172,8 +172,8 @@ def _child_keys(maps: dict[str, TableMap]) -> list[str]:
 
 
 COUNT_LABEL = "Nombre de dossiers"
-SECTION_TITLES = {"list": "Dossiers", "card": "Dossier sélectionné", "champs": "Champs du dossier",
-                  "annotations": "Annotations privées", "fichiers": "Fichiers", "avis": "Avis d'experts"}
+SECTION_TITLES = {"list": "Dossiers", "card": "Dossier sélectionné", "champs": "Champs",
+                  "annotations": "Annotations", "fichiers": "Fichiers", "avis": "Avis d'experts"}
 
 
 def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout, pages: Pages,
@@ -239,9 +239,10 @@ def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout,
         ids = sorted(widths)
         actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [widths[i] for i in ids]}])
 
-    linked = [created[k] for k in ["card", *_child_keys(maps)] if k in created]
-    if list_ref:  # the list on the left, all its height; what follows it in pairs on the right
-        right = [{"children": [{"leaf": s} for s in linked[i:i + 2]]} for i in range(0, len(linked), 2)]
+    linked = [created[k] for k in _child_keys(maps) if k in created]
+    if list_ref:  # the list on the left, all its height; on the right the card, then in pairs
+        pairs = [linked[i:i + 2] for i in range(0, len(linked), 2)]
+        right = [{"children": [{"leaf": s} for s in row]} for row in ([[created["card"]]] if "card" in created else []) + pairs]
         spec = {"children": [{"children": [{"leaf": list_ref}, {"children": right}]}]}
         actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": json.dumps(spec)}])
     charts = [created[r] for r in created if r.startswith("chart:")]

@@ -61,7 +61,7 @@ def test_first_sync_lays_out_dossiers_dashboard_and_history():
         tables = {t["id"]: t["tableId"] for t in sink.records("_grist_Tables")}
         on_dossiers = sections(sink, DOSSIERS_PAGE)
         titles = [s["title"] for s in on_dossiers]
-        assert titles[:6] == ["Dossiers", "Dossier sélectionné", "Champs du dossier", "Annotations privées",
+        assert titles[:6] == ["Dossiers", "Dossier sélectionné", "Champs", "Annotations",
                               "Fichiers", "Avis d'experts"]
         assert any(t.startswith("Bloc : ") for t in titles)
         listing = on_dossiers[0]
