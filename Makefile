@@ -5,7 +5,7 @@
 
 PY ?= python3
 
-.PHONY: setup build demo test bench
+.PHONY: setup build demo test bench template
 
 setup:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -25,3 +25,6 @@ demo: build
 
 test: build
 	$(PY) -m pytest -q
+
+template: build
+	$(PY) -m demo.make_template
