@@ -99,11 +99,11 @@ def test_cancel_stops_between_pages_and_the_next_sync_resumes(open_host, ds, sto
     for _ in range(250 - len(dossiers(store))):
         store.add_dossier(procedure_number=NUMBER)
     host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
-    ds.delay_next(3.0, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
+    ds.delay_next(8.0, match=lambda r: r.operation_name == "otpDossiers" and bool((r.variables or {}).get("after")))
     frame = host.wait_widget_ready()
     frame.click("#sync")
     frame.wait_for_selector("#cancel:not([hidden])")
-    frame.wait_for_function("document.getElementById('status').textContent.includes('100 / 250 dossiers')")
+    frame.wait_for_function("/^[1-9][0-9]* \\/ 250 dossiers/.test(document.getElementById('status').textContent)")
     frame.click("#cancel")
     from harness import wait_widget_state
     wait_widget_state(frame, ("done", "error"), 60)
@@ -203,7 +203,7 @@ def test_deleted_dossiers_can_be_kept_flagged(host, store):
     deleted = store.delete_dossier(number, "instructeur_request")
     frame = host.widget
     frame.evaluate("document.getElementById('advanced').open = true")
-    frame.check("#keep-deleted")
+    frame.check("#keep-deleted", force=True)  # DSFR draws the box on the label
     result = host.sync()
     assert result["state"] == "done" and "1 supprimés" in result["text"], result
     rows = {r["Numero"]: r for r in grist_rows(host, "Dossiers")}

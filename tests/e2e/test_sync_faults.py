@@ -50,3 +50,20 @@ def test_server_errors_are_retried_and_a_partial_answer_is_taken_again(open_host
     assert "Motif retenu" in columns and "Motivation" not in columns, "the agent's label stays"
     row = next(r for r in host.records(table) if r["Numero"] == number)
     assert row[columns["Motif retenu"]] == "Dossier complet"
+
+
+def test_hostile_text_from_ds_is_shown_as_text_and_copied_exactly(open_host, ds, store):
+    hostile = '<img src=x onerror="window.otpPwned=1">=SUM(A1)\x07'
+    store.procedure(NUMBER).title = hostile
+    number = sorted(store.procedure(NUMBER).dossiers)[0]
+    store.update_dossier(number, motivation=hostile)
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert host.sync()["state"] == "done"
+    frame = host.widget()
+    frame.click("#check")  # « Tester la connexion » shows the procedure's title
+    frame.wait_for_function("document.getElementById('status').textContent.includes('Connexion réussie')")
+    assert hostile in frame.evaluate("document.getElementById('status').textContent")
+    assert frame.evaluate("!window.otpPwned && !document.querySelector('main img[src=x]')"), "nothing executes"
+    assert host.records("OTP_Demarches")[0]["Titre"] == hostile
+    row = next(r for r in host.records(f"D{NUMBER}_Dossiers") if r["Numero"] == number)
+    assert row["Motivation"] == hostile

@@ -385,7 +385,11 @@ function writeMemory(demarche, changes) {
 }
 
 function showTokenMemory(kept) {
-  forgetButton.hidden = !kept;
+  // Its place stays reserved: the form must not move under the agent's pointer (changing the
+  // number and clicking « Synchroniser » at once would otherwise lose the click).
+  forgetButton.hidden = false;
+  forgetButton.style.visibility = kept ? '' : 'hidden';
+  forgetButton.disabled = !kept;
   $('token-hint').textContent = kept ? MSG.tokenKept : MSG.tokenNotKept;
 }
 
@@ -396,18 +400,24 @@ function recallForProcedure() {
   const memory = readMemory(demarche);
   const typed = tokenInput.value.trim() && tokenInput.value !== rememberedToken;
   if (!typed) {
-    tokenInput.value = memory.jeton || (rememberedToken ? '' : tokenInput.value);
+    // A DS token usually covers all of an administrator's procedures: keep the one in the
+    // field when this procedure has none of its own (remembered for it once DS accepts it).
+    tokenInput.value = memory.jeton || tokenInput.value;
     rememberedToken = memory.jeton || '';
   }
   showTokenMemory(Boolean(memory.jeton));
-  autoInput.checked = Boolean(memory.auto);
-  if ([1, 6, 24].includes(Number(memory.delai))) delayInput.value = String(memory.delai);
+  if (Object.keys(memory).length) {      // else keep what the agent ticked (saved with the token)
+    autoInput.checked = Boolean(memory.auto);
+    if ([1, 6, 24].includes(Number(memory.delai))) delayInput.value = String(memory.delai);
+  }
   $('auto-delay-group').hidden = !autoInput.checked;
   maybeAutoSync();
 }
 
 function rememberToken(demarche, token) {
-  writeMemory(demarche, { jeton: token });
+  const settings = demarcheInput.value.trim() === demarche && autoInput.checked
+    ? { auto: true, delai: Number(delayInput.value) } : {};
+  writeMemory(demarche, { jeton: token, ...settings });
   if (demarcheInput.value.trim() === demarche) {
     rememberedToken = token;
     showTokenMemory(true);
