@@ -275,12 +275,34 @@ def plan_raw_pages(state: DocState, maps: dict[str, TableMap], layout: Layout) -
             remove.append(view["id"])
         elif table["tableId"] == HISTORY:
             actions.append(["UpdateRecord", "_grist_Views", view["id"], {"name": HISTORY_PAGE}])
+            actions += _history_section(state, layout, ref, view["id"])
             page = next((p for p in layout.pages if p["viewRef"] == view["id"]), None)
             if page is not None:
                 last = max(p["pagePos"] for p in layout.pages) if layout.pages else 0
                 actions.append(["UpdateRecord", "_grist_Pages", page["id"], {"pagePos": last + 1000}])
     if remove:
         actions.insert(0, ["BulkRemoveRecord", "_grist_Views", sorted(remove)])
+    return actions
+
+
+HISTORY_WIDTHS = {"Demarche": 90, "Debut": 150, "Fin": 150, "Type": 120, "Statut": 100, "Message": 420, "Notes": 320}
+
+
+def _history_section(state: DocState, layout: Layout, table_ref: int, view_ref: int) -> list[Action]:
+    """The history's widget: newest sync first, its columns wide enough to read."""
+    actions: list[Action] = []
+    start = next((c.ref for c in state.table_columns(table_ref) if c.col_id == "Debut"), None)
+    for section in layout.sections.values():
+        if section["parentId"] != view_ref or section["tableRef"] != table_ref or section["parentKey"] != "record":
+            continue
+        actions.append(["UpdateRecord", "_grist_Views_section", section["id"], {
+            "title": "Synchronisations", **({"sortColRefs": json.dumps([-start])} if start else {})}])
+        fields = {f["id"]: state.columns[f["colRef"]].col_id for f in layout.fields.values()
+                  if f["parentId"] == section["id"] and f["colRef"] in state.columns}
+        ids = sorted(i for i, col in fields.items() if col in HISTORY_WIDTHS)
+        if ids:
+            actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids,
+                            {"width": [HISTORY_WIDTHS[fields[i]] for i in ids]}])
     return actions
 
 

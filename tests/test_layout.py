@@ -99,6 +99,9 @@ def test_first_sync_lays_out_dossiers_dashboard_and_history():
         by_state = sink.records(f"{lab.table('dossiers')}_summary_Etat")
         assert sum(r["count"] for r in by_state) == 25
 
+        history = sections(sink, HISTORY_PAGE)[0]
+        assert history["title"] == "Synchronisations" and json.loads(history["sortColRefs"])[0] < 0  # newest first
+
         # registry tables and the procedure's raw tables have no page of their own, but stay
         assert {"OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("champs")} <= set(sink.table_ids())
         for name in ("OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("dossiers"), lab.table("avis")):
