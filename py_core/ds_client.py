@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ PAGE_SIZE = 100  # DS silently caps `first` at 100
 EPOCH = "1970-01-01T00:00:00Z"
 PAGE_RETRIES = 2  # a page answered with errors is asked again this many times
 MAX_RATE_WAITS = 30
+RATE_LIMIT = 400  # DS allows 400 requests per minute per token: never send more
+RATE_WINDOW_S = 60.0
 
 Emit = Callable[[dict[str, Any]], None]
 Sleep = Callable[[float], Awaitable[None]]
@@ -69,6 +72,8 @@ class DSClient:
         self.max_retries = max_retries
         self.retry_base = retry_base
         self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
+        self.sent: deque[float] = deque()  # when the requests of the last minute left
+        self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the token
         return f"DSClient({self.endpoint!r})"
@@ -85,6 +90,7 @@ class DSClient:
         }
         failures = rate_waits = 0
         while True:
+            await self._pace()
             self.request_count += 1
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
@@ -112,6 +118,17 @@ class DSClient:
                 continue
             return interpret(response.status, response.body, number)
 
+    async def _pace(self) -> None:
+        """Several streams at once must stay under DS's limit: at most `RATE_LIMIT` requests in
+        any `RATE_WINDOW_S` seconds (waits, with a countdown, until the oldest one is a minute old)."""
+        now = self.clock()
+        while self.sent and self.sent[0] <= now - RATE_WINDOW_S:
+            self.sent.popleft()
+        if len(self.sent) >= RATE_LIMIT:
+            await self._wait(self.sent[0] + RATE_WINDOW_S - now, "Limite de DS (400 requêtes par minute) : reprise")
+            return await self._pace()
+        self.sent.append(now)
+
     def _backoff(self, failures: int) -> float:
         return self.retry_base * 2 ** (failures - 1)
 
@@ -134,13 +151,17 @@ class DSClient:
             raise _query_error(answer)
         return Structure.from_response(answer.data)
 
-    async def dossier_pages(self, number: int, updated_since: str, after: str | None = None) -> AsyncIterator[Page]:
+    async def dossier_pages(self, number: int, updated_since: str, after: str | None = None, *,
+                            state: str | None = None) -> AsyncIterator[Page]:
         """Pages of dossiers modified since `updated_since` (ordered by last modification),
-        from the cursor `after`. A page with errors is asked again; a DS `timeout` asks again
-        with a smaller page; what stays partial is reported in `Page.skipped`."""
+        from the cursor `after`; only those in `state` when given. A page with errors is asked
+        again; a DS `timeout` asks again with a smaller page; what stays partial is reported in
+        `Page.skipped`."""
         size = PAGE_SIZE
         while True:
             variables = {"number": number, "first": size, "after": after, "updatedSince": updated_since}
+            if state is not None:
+                variables["state"] = state
             page = None
             for attempt in range(PAGE_RETRIES + 1):
                 answer = await self.execute("dossiers", variables, number=number)
@@ -157,6 +178,14 @@ class DSClient:
             if not page.page_info.has_next_page or not page.page_info.end_cursor:
                 return
             after = page.page_info.end_cursor
+
+    async def newest_modification(self, number: int) -> str | None:
+        """The newest `dateDerniereModification` of the procedure's dossiers (None: none)."""
+        answer = await self.execute("newest", {"number": number, "updatedSince": EPOCH}, number=number)
+        if answer.errors:
+            raise _query_error(answer)
+        nodes = answer.data["demarche"]["dossiers"]["nodes"] or []
+        return nodes[-1]["dateDerniereModification"] if nodes else None
 
     async def dossier(self, number: int, dossier_number: int) -> Dossier | None:
         """One dossier by number (to take again one DS could not answer in full); None when

@@ -64,6 +64,8 @@ def float_cell(value: Any) -> float | None:
 
 def same_cell(old: Any, new: Any) -> bool:
     """Equality as Grist stores it: blank text is None, numbers compare by value, lists by items."""
+    if type(old) is type(new) and old == new:  # the common case, first
+        return True
     if old in ("", None) and new in ("", None):
         return True
     if isinstance(old, bool) or isinstance(new, bool):

@@ -347,23 +347,25 @@ def plan_rows(
     names = [col_ids[k] for k in col_ids]
     key_keys = table_map.spec.row_key
     plan = RowPlan(table_map.table_id, add={n: [] for n in names}, update={n: [] for n in names})
+    adds = [(k, plan.add[n]) for k, n in col_ids.items()]  # (column key, its cells): no dict per row
+    updates = [(k, plan.update[n]) for k, n in col_ids.items()]
+    compared = [(k, n) for k, n in col_ids.items() if k not in volatile]
     seen: set[Key] = set()
     for row in rows:
         key = tuple(row[k] for k in key_keys)
         if key in seen:
             continue
         seen.add(key)
-        cells = {col_ids[k]: row.get(k) for k in col_ids}
         current = index.rows.get(key)
         if current is None:
             plan.add_keys.append(key)
-            for n in names:
-                plan.add[n].append(cells[n])
-        elif any(not same_cell(current[1].get(col_ids[k]), cells[col_ids[k]]) for k in col_ids if k not in volatile):
+            for k, cells in adds:
+                cells.append(row.get(k))
+        elif any(not same_cell(current[1].get(n), row.get(k)) for k, n in compared):
             plan.update_ids.append(current[0])
             plan.update_keys.append(key)
-            for n in names:
-                plan.update[n].append(cells[n])
+            for k, cells in updates:
+                cells.append(row.get(k))
     for owner in owners or ():
         for key in sorted(index.owned.get(owner, set()) - seen, key=repr):
             plan.remove_ids.append(index.rows[key][0])

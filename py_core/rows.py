@@ -42,16 +42,27 @@ def dossier_rows(dossier: Dossier, schema: Schema) -> dict[str, list[Row]]:
     return out
 
 
+_READERS: dict[int, tuple[TableSpec, list[tuple[str, str, Any, bool]]]] = {}
+
+
+def _readers(table: TableSpec) -> list[tuple[str, str, Any, bool]]:
+    """(column key, descriptor id, reader, is Bool) of a champ table, worked out once per table."""
+    cached = _READERS.get(id(table))
+    if cached is None or cached[0] is not table:
+        readers = [(c.key, c.key.split("/", 1)[0], c.read, c.type == "Bool") for c in table.columns if c.read is not None]
+        if len(_READERS) > 64:
+            _READERS.clear()
+        cached = _READERS[id(table)] = (table, readers)
+    return cached[1]
+
+
 def _champ_row(table: TableSpec, by_descriptor: dict[str, Any], number: int) -> Row:
     row: Row = {DOSSIER_REF: number}
-    for column in table.columns:
-        if column.read is None:
-            continue
-        descriptor_id = column.key.split("/", 1)[0]
+    for key, descriptor_id, read, is_bool in _readers(table):
         champ = by_descriptor.get(descriptor_id)
         # A champ the dossier's conditions hide is absent: an empty cell, never a shifted one.
-        value = column.read(champ) if champ is not None else None
-        row[column.key] = bool(value) if column.type == "Bool" else value  # Grist's Bool has no empty
+        value = read(champ) if champ is not None else None
+        row[key] = bool(value) if is_bool else value  # Grist's Bool has no empty
     return row
 
 

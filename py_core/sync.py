@@ -29,10 +29,11 @@ so a dossier deleted at any time is caught by the next sync at the latest.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -246,22 +247,40 @@ class _Run:
 
         total = structure.dossiers_count if self.full else None
         self.emit(_progress(result.fetched, total))
-        async for page in ds.dossier_pages(number, self.since, self.after):
-            self._check_cancel()
-            self.after = page.page_info.end_cursor or self.after
-            await self._write(page.nodes, page.skipped, schema, writer)
-            result.problems += [p for p in page.problems if p not in result.problems]
-            listed.update(d.number for d in page.nodes)
-            listed.update(page.skipped)
-            self.emit(_progress(result.fetched, total))
+
+        async def take(pages: AsyncIterator[Any], *, checkpointed: bool) -> None:
+            async for page in pages:
+                self._check_cancel()
+                if checkpointed:
+                    self.after = page.page_info.end_cursor or self.after
+                await self._write(page.nodes, page.skipped, schema, writer)
+                result.problems += [p for p in page.problems if p not in result.problems]
+                listed.update(d.number for d in page.nodes)
+                listed.update(page.skipped)
+                self.emit(_progress(min(result.fetched, total) if total is not None else result.fetched, total))
+
+        streams = self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+        if streams:  # see `Streams`: no checkpoint of its own, a resume starts again sequentially
+            newest_at_start = await ds.newest_modification(number)
+            async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
+                await take(pages, checkpointed=False)
+            if newest_at_start:  # a dossier that moved from one stream to another meanwhile
+                async with Prefetch(ds.dossier_pages(number, _shift(newest_at_start, -LAG_S))) as pages:
+                    await take(pages, checkpointed=False)
+        else:
+            async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
+                await take(pages, checkpointed=True)  # page k+1 is on its way while page k is written
 
         self._check_cancel()
-        if result.incremental or result.resumed:
+        # The document held dossiers the streams did not list (a state OTP does not know?): list all.
+        unlisted = streams and any(n not in listed for n in writer.dossier_ids)
+        if result.incremental or result.resumed or unlisted:
             self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
-            async for nodes in ds.refresh_pages(number):
-                result.updated += await writer.refresh_labels(nodes)
-                listed.update(n["number"] for n in nodes)
-                self._check_cancel()
+            async with Prefetch(ds.refresh_pages(number)) as light_pages:
+                async for nodes in light_pages:
+                    result.updated += await writer.refresh_labels(nodes)
+                    listed.update(n["number"] for n in nodes)
+                    self._check_cancel()
         else:
             listed.update(result.skipped)
 
@@ -312,6 +331,112 @@ class _Run:
         except Exception:  # noqa: BLE001 - Grist itself refuses: nothing more to record
             pass
         await self.sink.release(self.checkpoint())
+
+
+STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
+PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once
+
+
+class Streams:
+    """Several DS page streams at once (one per dossier state), merged into one sequence of
+    pages for the caller, who writes them one at a time. DS's cursor makes one stream strictly
+    sequential; five streams cut a full sync's round trips by five (`DSClient` keeps them under
+    DS's rate limit). At most one page per stream waits in memory.
+
+    A dossier that changes state while the streams run may leave a stream before it got there
+    and enter one that is already past it: the sync closes with an `updatedSince` pass from the
+    newest modification DS had when the streams started (minus the lag), which brings every
+    dossier modified since. The streams record no checkpoint (five cursors): an interrupted
+    full sync resumes as one sequential stream from the start, whose diff writes only what is
+    missing."""
+
+    def __init__(self, streams: list[AsyncIterator[Any]]):
+        self.streams = streams
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=len(streams))
+        self.tasks: list[asyncio.Future] = []
+        self.active = len(streams)
+
+    async def _pump(self, stream: AsyncIterator[Any]) -> None:
+        try:
+            async for page in stream:
+                await self.queue.put(("page", page))
+            await self.queue.put(("end", None))
+        except Exception as error:  # noqa: BLE001 - raised to the caller, in order
+            await self.queue.put(("error", error))
+
+    async def __aenter__(self) -> Streams:
+        self.tasks = [asyncio.ensure_future(self._pump(s)) for s in self.streams]
+        return self
+
+    def __aiter__(self) -> Streams:
+        return self
+
+    async def __anext__(self) -> Any:
+        while self.active:
+            kind, value = await self.queue.get()
+            if kind == "page":
+                return value
+            self.active -= 1
+            if kind == "error":
+                self.active = 0
+                raise value
+        raise StopAsyncIteration
+
+    async def __aexit__(self, *_exc) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - cancelled, not wanted any more
+                pass
+        for stream in self.streams:
+            try:
+                await stream.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class Prefetch:
+    """Iterate DS's pages one ahead: while the caller works on page k (rows, diff, Grist), the
+    request for page k+1 is already out (an asyncio task). Pages still come in order and one
+    at a time, so what the caller records (the checkpoint's `after`) only ever moves with the
+    pages it has written. Leaving the block (end, cancel, error) cancels the request in flight
+    and closes the generator; an error of page k+1 surfaces when page k+1 is asked for, after
+    page k was written, as without prefetching."""
+
+    def __init__(self, pages: AsyncIterator[Any]):
+        self.pages = pages
+        self.pending: asyncio.Future | None = None
+
+    async def __aenter__(self) -> Prefetch:
+        return self
+
+    def __aiter__(self) -> Prefetch:
+        return self
+
+    async def __anext__(self) -> Any:
+        pending = self.pending or asyncio.ensure_future(self.pages.__anext__())
+        self.pending = None
+        page = await pending  # StopAsyncIteration ends the loop
+        self.pending = asyncio.ensure_future(self.pages.__anext__())
+        return page
+
+    async def __aexit__(self, *_exc) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            if not pending.done():
+                pending.cancel()
+            try:
+                await pending
+            except (asyncio.CancelledError, StopAsyncIteration, Exception):  # noqa: BLE001 - not wanted any more
+                pass
+        closing = getattr(self.pages, "aclose", None)
+        if closing is not None:
+            try:
+                await closing()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _types(state: DocState, maps: dict[str, TableMap]) -> dict[str, dict[str, str]]:

@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 
 FRAGMENT_FILES = {"DossierFields": "dossier_fields.graphql", "ChampFields": "champ_fields.graphql"}
-QUERY_FILES = ("structure", "dossiers", "dossier", "deleted_dossiers", "refresh")
+QUERY_FILES = ("structure", "dossiers", "dossier", "deleted_dossiers", "refresh", "newest")
 
 
 def _read(filename: str) -> str:

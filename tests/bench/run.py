@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,8 +171,10 @@ class Bench:
         elapsed = time.perf_counter() - t
         assert result["state"] == "done", result
         summary = result["result"]
+        kinds = Counter((r.operation_name or r.method).removeprefix("otp") for r in self.ds.requests[before:])
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
-                    f"— {summary['added']} ajoutés, {summary['updated']} mis à jour")
+                    f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
+                    f"DS: {dict(kinds)}")
         return summary
 
     def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
@@ -226,7 +229,8 @@ class Bench:
                 "query": document("dossiers"), "operationName": "otpDossiers"})
             elapsed = time.perf_counter() - t
             self.record(f"full sync, {label}{latency_label}", "floor", elapsed, len(self.ds.requests) - before,
-                        self.calls(host), f"— {out['rows']} rows")
+                        self.calls(host), f"— {out['rows']} rows; waiting for DS {out['dsMs'] / 1000:.1f} s, "
+                        f"for Grist {out['writeMs'] / 1000:.1f} s")
             self.extra.append(f"floor {label}{latency_label}: renderer peak RSS {renderer_peak_mb(self.profile):.0f} MB")
         finally:
             ctx.close()
