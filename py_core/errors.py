@@ -195,9 +195,10 @@ def ds_bad_response(detail: str) -> DSError:
 
 def grist_write_failed(detail: str) -> GristWriteError:
     return GristWriteError(
-        "Grist a refusé l'écriture des données ; la synchronisation s'est arrêtée sans déplacer son "
-        "point de reprise, vous pouvez la relancer. Vérifiez que le widget a l'accès complet au "
-        f"document. Détail : {detail[:300]}",
+        "Grist a refusé l'écriture des données ; la synchronisation s'est arrêtée là, sans rien "
+        "perdre : relancez-la, elle reprendra où elle en était. Vérifiez que le widget a l'accès "
+        "complet au document et que vos droits (ou les règles d'accès du document) permettent de "
+        f"modifier ses tables. Détail : {detail[:300]}",
         code="grist_write",
         detail=detail,
     )

@@ -19,7 +19,7 @@ CASES = [
     # kind, champ as DS sends it (aliases of champ_fields.graphql), expected cells by part suffix
     ("Text", {"__typename": "TextChamp", "textValue": "Café <b>crème</b> 🚀", "stringValue": "Café <b>crème</b> 🚀"}, {"": "Café <b>crème</b> 🚀"}),
     ("Text", {"__typename": "TextChamp", "textValue": None, "stringValue": ""}, {"": None}),
-    ("Text", {"__typename": "TextChamp", "textValue": "   ", "stringValue": "   "}, {"": None}),
+    ("Text", {"__typename": "TextChamp", "textValue": "   ", "stringValue": "   "}, {"": "   "}),  # exactly as DS has it
     ("Textarea", {"__typename": "TextChamp", "textValue": "ligne 1\nligne 2\n" + "é" * 100_000, "stringValue": "…"}, {"": "ligne 1\nligne 2\n" + "é" * 100_000}),
     ("Email", {"__typename": "TextChamp", "textValue": "agent@exemple.gouv.fr"}, {"": "agent@exemple.gouv.fr"}),
     ("Phone", {"__typename": "TextChamp", "textValue": "01 23 45 67 89"}, {"": "01 23 45 67 89"}),

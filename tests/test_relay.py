@@ -120,7 +120,7 @@ def split_answer(answer: bytes) -> tuple[dict, bytes]:
 EXPECTED_TYPES = {
     ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
     ".json": "application/json", ".wasm": "application/wasm", ".whl": "application/zip",
-    ".zip": "application/zip",
+    ".zip": "application/zip", ".woff2": "font/woff2", ".md": "text/markdown",
 }
 
 
