@@ -190,3 +190,22 @@ def test_columns_read_well():
         dated = [c for c in columns.values() if c["type"].startswith(("Date:", "Date")) and c["parentId"] in
                  {tables[lab.table(k)] for k in ["dossiers", "champs", "annotations", "avis"]} and not c["isFormula"]]
         assert dated and all(json.loads(c["widgetOptions"] or "{}").get("dateFormat") == "DD/MM/YYYY" for c in dated)
+
+
+def test_a_second_procedure_gets_its_own_pages():
+    from demo.fake_ds import sample_procedure
+
+    with Lab(dossiers=6) as lab:
+        lab.sync()
+        lay_out_now(lab)
+        other = 8642
+        procedure = sample_procedure(number=other, dossier_count=4, seed=5)
+        lab.store.add_procedure(procedure)
+        lab.number = other
+        lab.sync()
+        lay_out_now(lab)
+        assert pages(lab.sink) == [DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE,
+                                   f"{DOSSIERS_PAGE} – n° {other}", f"{DASHBOARD_PAGE} – n° {other}"]
+        listing = sections(lab.sink, f"{DOSSIERS_PAGE} – n° {other}")[0]
+        tables = {t["id"]: t["tableId"] for t in lab.sink.records("_grist_Tables")}
+        assert tables[listing["tableRef"]] == f"D{other}_Dossiers"
