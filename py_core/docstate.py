@@ -31,6 +31,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Nb_dossiers", "Int", "Nombre de dossiers"),
         ("Adresse_API", "Text", "Adresse de l'API"),
         ("A_reprendre", "Text", "Dossiers à reprendre (réponse incomplète de DS)"),
+        ("Filtres", "Text", "Filtre des dossiers de la dernière synchronisation"),
         ("Pages_creees", "Bool", "Pages créées par OTP"),  # see layout.py: laid out once
     ],
     "OTP_Historique": [

@@ -73,6 +73,7 @@ class DSClient:
         self.retry_base = retry_base
         self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
         self.sent: deque[float] = deque()  # when the requests of the last minute left
+        self.slowest_s = 0.0  # the longest round trip so far (how far DS is: see `sync.Streams`)
         self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the token
@@ -92,8 +93,10 @@ class DSClient:
         while True:
             await self._pace()
             self.request_count += 1
+            started = time.monotonic()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
+                self.slowest_s = max(self.slowest_s, time.monotonic() - started)
             except NetworkError as error:
                 if error.cors or failures >= self.max_retries:
                     if error.timeout:

@@ -65,6 +65,14 @@ def invalid_endpoint() -> InputError:
     )
 
 
+def invalid_filters(detail: str) -> InputError:
+    return InputError(
+        f"Le filtre des dossiers n'est pas valide ({detail}). Corrigez-le sous « Filtrer les "
+        "dossiers », ou videz-le pour copier tous les dossiers.",
+        code="filters_invalid",
+    )
+
+
 def token_expired() -> DSError:
     return DSError(
         "Le jeton d'API a expiré ou n'est plus valide. Créez un nouveau jeton dans votre profil DS "

@@ -450,6 +450,8 @@ class Membership:
     bin_dates: dict[int, Any] = field(default_factory=dict)  # number → « Dans la corbeille » cell
     deleted_dates: dict[int, Any] = field(default_factory=dict)  # number → « Supprimé dans DS le »
     remove: set[int] = field(default_factory=set)
+    out_of_filter: dict[int, bool] = field(default_factory=dict)  # number → « Hors du filtre » cell
+    filtered_out: list[int] = field(default_factory=list)  # newly outside the agent's filter
     binned: list[int] = field(default_factory=list)  # newly in the bin
     restored: list[int] = field(default_factory=list)  # out of the bin again
     deleted: list[int] = field(default_factory=list)  # newly deleted (removed or flagged)
@@ -457,7 +459,8 @@ class Membership:
 
 def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_before: dict[int, float],
                     pending_after: dict[int, float], deleted: dict[int, float], *, keep_deleted: bool,
-                    now: float) -> Membership:
+                    now: float, excluded: frozenset[int] | set[int] = frozenset(), keep_excluded: bool = False,
+                    out_cells: dict[int, Any] | None = None) -> Membership:
     """`held`: number → (bin cell, deleted cell) as the document has them; `listed`: every dossier
     DS lists now (complete); the bin read before and after that listing; confirmed deletions
     (number → date) for their dates.
@@ -465,11 +468,24 @@ def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_
     A dossier DS lists is alive (a restored one leaves the bin: same row, agents' cells intact —
     DS may not even change its modification date). One in the bin is kept and flagged. One in
     neither list, nor in the bin read before the listing (it may have been restored in between:
-    kept flagged until the next sync), is deleted: removed, or flagged if the agent keeps them."""
+    kept flagged until the next sync), is deleted: removed, or flagged if the agent keeps them.
+    One DS lists but outside the agent's filter (`excluded`) is removed, or kept and marked."""
     out = Membership()
+    out_cells = out_cells or {}
     for number, (bin_cell, deleted_cell) in held.items():
         if deleted_cell and number not in listed:
             continue  # deleted earlier and kept: stays as it is
+        if number in listed and number not in pending_after:
+            if number in excluded:
+                if not out_cells.get(number):
+                    out.filtered_out.append(number)
+                if keep_excluded:
+                    out.out_of_filter[number] = True
+                else:
+                    out.remove.add(number)
+                    continue
+            else:
+                out.out_of_filter[number] = False
         if number in pending_after or (number not in listed and number in pending_before):
             when = pending_after.get(number, pending_before.get(number))
             out.bin_dates[number] = bin_cell or when

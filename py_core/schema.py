@@ -35,6 +35,7 @@ STATE_COLOURS = {
 DOSSIER_KEY = "numero"
 BIN_DATE = "date_corbeille"  # set while the dossier is in DS's bin (restorable)
 DELETED_DATE = "date_suppression_ds"  # set when a deleted dossier is kept (the agent's choice)
+OUT_OF_FILTER = "hors_filtre"  # kept although outside the agent's filter (the agent's choice)
 DOSSIER_REF = "dossier"
 ROW_KEY = "ligne"
 POSITION = "position"
@@ -127,6 +128,7 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
         col("archive", "Archivé", "Bool", lambda d: bool(d.raw("archived")), "Archive"),
         col("date_suppression_ds", "Supprimé dans DS le", dt, lambda d: None, "Supprime_dans_DS_le"),
         col(BIN_DATE, "Dans la corbeille DS depuis le", dt, lambda d: None, "Dans_la_corbeille_DS_depuis"),
+        col(OUT_OF_FILTER, "Hors du filtre", "Bool", lambda d: False, "Hors_du_filtre"),
         col("lien", "Lien vers le dossier", "Text", link, "Lien_DS", widget="HyperLink"),
     ]
 

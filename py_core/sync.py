@@ -45,7 +45,9 @@ from .ds_client import EPOCH, DSClient
 from .grist_values import datetime_cell
 from .lease import FencedSink, Lease, acquire
 from .planner import TableMap, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
-from .schema import BIN_DATE, DELETED_DATE, build_schema
+from .filters import Filters, parse_filters
+from .layout import lay_out
+from .schema import BIN_DATE, DELETED_DATE, OUT_OF_FILTER, build_schema
 from .sink import GristSink
 from .writer import Writer
 
@@ -62,6 +64,7 @@ class SyncParams:
     keep_deleted: bool = False  # flag dossiers deleted in DS instead of removing them
     ds_site: str = ""  # the DS site links point at (scheme://host); default: the API's origin
     holder: str = ""  # who holds the lease: "<browser id>/<tab id>"
+    filters: Filters = field(default_factory=Filters)  # which dossiers the agent wants
 
     def __repr__(self) -> str:  # never show the token
         return f"SyncParams(number={self.number}, endpoint={self.endpoint!r})"
@@ -84,7 +87,8 @@ def parse_params(raw: dict[str, Any]) -> SyncParams:
         raise errors.invalid_endpoint()
     holder = str(raw.get("holder") or "").strip()[:80] or f"{secrets.token_hex(6)}/{secrets.token_hex(4)}"
     return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")),
-                      ds_site=ds_base_url(site) if site else "", holder=holder)
+                      ds_site=ds_base_url(site) if site else "", holder=holder,
+                      filters=parse_filters(raw.get("filters")))
 
 
 @dataclass
@@ -106,6 +110,7 @@ class SyncResult:
     problems: list[str] = field(default_factory=list)
     binned: list[int] = field(default_factory=list)
     restored: list[int] = field(default_factory=list)
+    filtered_out: list[int] = field(default_factory=list)  # left the agent's filter
     repaired: int = 0
 
     @property
@@ -116,6 +121,8 @@ class SyncResult:
             + (f", {self.deleted} supprimés" if self.deleted else "")
             + ")"
         )
+        if self.filtered_out:
+            text += f". {len(self.filtered_out)} dossiers sortis du filtre"
         if self.binned or self.restored:
             text += f". Corbeille DS : {len(self.binned)} dossiers mis, {len(self.restored)} restaurés"
         if self.skipped:
@@ -197,6 +204,7 @@ class _Run:
         self.full: bool = bool(carried.get("full"))
         self.result = SyncResult(params.number, "", resumed=bool(carried))  # counts: this run's own
         self.result.skipped = [int(n) for n in carried.get("skipped") or []]
+        self.excluded: set[int] = set()  # dossiers DS has, outside the agent's filter
 
     def checkpoint(self) -> dict[str, Any]:
         r = self.result
@@ -220,6 +228,7 @@ class _Run:
         state = await load_state(self.sink)
         maps = refresh_maps(state, schema, plan.maps)
         await self.sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
+        state = await lay_out(self.sink, state, number, maps, title=structure.title)  # once per procedure
         writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
         await writer.load()
         result.repaired = writer.repaired
@@ -230,6 +239,9 @@ class _Run:
             self.full = not cursor
             self.since = _shift(cursor, -LAG_S) if cursor else EPOCH
             self.newest = cursor
+        if cursor and params.filters.key() != (procedure.get("Filtres") or ""):
+            # the agent changed the filter: a full sync, so that a widened one lets dossiers in
+            self.since, self.after, self.full, self.newest = EPOCH, None, True, None
         result.incremental = not self.full
 
         self.emit({"kind": "phase", "message": "Lecture de la corbeille DS…"})
@@ -259,7 +271,8 @@ class _Run:
                 listed.update(page.skipped)
                 self.emit(_progress(min(result.fetched, total) if total is not None else result.fetched, total))
 
-        streams = self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+        streams = (self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+                   and ds.slowest_s >= PARALLEL_LATENCY_S)  # a DS next door: one stream is as fast
         if streams:  # see `Streams`: no checkpoint of its own, a resume starts again sequentially
             newest_at_start = await ds.newest_modification(number)
             async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
@@ -278,6 +291,9 @@ class _Run:
             self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
             async with Prefetch(ds.refresh_pages(number)) as light_pages:
                 async for nodes in light_pages:
+                    self.excluded.update(n["number"] for n in nodes if not params.filters.matches(n))
+                    self.excluded.difference_update(n["number"] for n in nodes if params.filters.matches(n))
+                    nodes = [n for n in nodes if n["number"] not in self.excluded]
                     result.updated += await writer.refresh_labels(nodes)
                     listed.update(n["number"] for n in nodes)
                     self._check_cancel()
@@ -289,12 +305,15 @@ class _Run:
         held = {n: (binned_at_start.get(n), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
         membership = plan_membership(
             held, listed, _dates(pending_before), _dates(pending_after), _dates(deleted),
-            keep_deleted=params.keep_deleted, now=self.clock())
+            keep_deleted=params.keep_deleted, now=self.clock(), excluded=self.excluded,
+            keep_excluded=params.filters.keep_out, out_cells={n: writer.cell(n, OUT_OF_FILTER) for n in writer.dossier_ids})
         for restored in membership.restored:  # modified before or while in the bin: take it again
             dossier = await ds.dossier(number, restored)
             if dossier is not None:
                 await self._write([dossier], [], schema, writer)
-        await writer.set_flags(membership.bin_dates, membership.deleted_dates)
+        await writer.set_flags({BIN_DATE: membership.bin_dates, DELETED_DATE: membership.deleted_dates,
+                                OUT_OF_FILTER: membership.out_of_filter})
+        result.filtered_out = sorted(membership.filtered_out)
         await writer.remove_dossiers(membership.remove)
         result.binned, result.restored = sorted(membership.binned), sorted(membership.restored)
         result.deleted_numbers = sorted(membership.deleted)
@@ -304,7 +323,8 @@ class _Run:
         result.cursor = self.newest
         result.ds_requests = ds.request_count
         await self.sink.finish([
-            _procedure_action(state, number, structure.title, self.newest, result.total, params.endpoint, result.skipped),
+            _procedure_action(state, number, structure.title, self.newest, result.total, params.endpoint, result.skipped,
+                              params.filters.key()),
             _history_action(result, self.started, "Terminée"),
         ])
         return result
@@ -315,6 +335,10 @@ class _Run:
                 self.newest = dossier.date_derniere_modification
         result = self.result
         result.fetched += len(dossiers)
+        inside = {d.number: self.params.filters.matches(_node(d)) for d in dossiers}
+        self.excluded.update(n for n, ok in inside.items() if not ok)
+        self.excluded.difference_update(n for n, ok in inside.items() if ok)
+        dossiers = [d for d in dossiers if inside[d.number]]
         result.skipped += [n for n in skipped if n not in result.skipped]
 
         added, updated = await writer.write_page(dossiers, schema, lambda *_counts: self.checkpoint())
@@ -334,14 +358,16 @@ class _Run:
 
 
 STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
-PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once
+PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once,
+PARALLEL_LATENCY_S = 0.25  # when DS is that far (round trip of the requests before the pages)
 
 
 class Streams:
     """Several DS page streams at once (one per dossier state), merged into one sequence of
     pages for the caller, who writes them one at a time. DS's cursor makes one stream strictly
     sequential; five streams cut a full sync's round trips by five (`DSClient` keeps them under
-    DS's rate limit). At most one page per stream waits in memory.
+    DS's rate limit). At most one page per stream waits in memory. Only worth it when DS is far
+    (`PARALLEL_LATENCY_S`): a DS that answers at once is CPU-bound, and so is the widget.
 
     A dossier that changes state while the streams run may leave a stream before it got there
     and enter one that is already past it: the sync closes with an `updatedSince` pass from the
@@ -454,6 +480,12 @@ def _agent_columns(state: DocState, maps: dict[str, TableMap]) -> dict[str, list
     return out
 
 
+def _node(dossier) -> dict[str, Any]:
+    """What the filter looks at, as DS names it."""
+    return {"state": dossier.state, "dateDepot": dossier.raw("dateDepot"), "archived": dossier.raw("archived"),
+            "groupeInstructeur": dossier.raw("groupeInstructeur")}
+
+
 def _numbers(text: Any) -> list[int]:
     return [int(n) for n in str(text or "").replace(",", " ").split() if n.isdigit()]
 
@@ -484,6 +516,8 @@ def _history_action(result: SyncResult, started: float, status: str, message: st
         notes.append("Types de champ inconnus d'OTP, copiés en texte (stringValue) : " + ", ".join(result.unknown_types))
     if result.deleted_numbers:
         notes.append("Dossiers supprimés dans DS : " + ", ".join(f"n° {n}" for n in result.deleted_numbers))
+    if result.filtered_out:
+        notes.append("Dossiers sortis du filtre de la démarche : " + ", ".join(f"n° {n}" for n in result.filtered_out))
     if result.binned:
         notes.append("Dossiers mis à la corbeille DS (conservés, restaurables) : " + ", ".join(f"n° {n}" for n in result.binned))
     if result.restored:
@@ -511,9 +545,9 @@ def _history_action(result: SyncResult, started: float, status: str, message: st
 
 
 def _procedure_action(state: DocState, number: int, title: str, cursor: str | None, count: int,
-                      endpoint: str, skipped: list[int]) -> list[Any]:
+                      endpoint: str, skipped: list[int], filters_key: str) -> list[Any]:
     record = {"Titre": title, "Curseur": cursor or "", "Derniere_synchro": time.time(), "Nb_dossiers": count,
-              "Adresse_API": endpoint, "A_reprendre": " ".join(map(str, skipped))}
+              "Adresse_API": endpoint, "A_reprendre": " ".join(map(str, skipped)), "Filtres": filters_key}
     row = state.procedure(number)
     if row is None:
         return ["AddRecord", "OTP_Demarches", None, {"Numero": number, **record}]

@@ -25,7 +25,7 @@ from .planner import (
     resolve_refs,
 )
 from .rows import dossier_rows
-from .schema import BIN_DATE, DELETED_DATE, Schema
+from .schema import Schema
 from .grist_values import choice_list_cell
 
 CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
@@ -108,13 +108,11 @@ class Writer:
         await self.apply([("dossiers", label_plan)])
         return len(label_plan.update_ids)
 
-    async def set_flags(self, bin_dates: dict[int, Any], deleted_dates: dict[int, Any]) -> int:
-        """Set « Dans la corbeille DS depuis le » / « Supprimé dans DS le » (number → cell);
-        returns how many dossiers changed."""
-        plans = [
-            ("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], BIN_DATE, {(n,): v for n, v in bin_dates.items()})),
-            ("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], DELETED_DATE, {(n,): v for n, v in deleted_dates.items()})),
-        ]
+    async def set_flags(self, flags: dict[str, dict[int, Any]]) -> int:
+        """Set OTP's flag columns (column key → number → cell: « Dans la corbeille DS depuis
+        le », « Supprimé dans DS le », « Hors du filtre »); returns how many dossiers changed."""
+        plans = [("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], col, {(n,): v for n, v in cells.items()}))
+                 for col, cells in flags.items()]
         await self.apply(plans)
         return len({rid for _, p in plans for rid in p.update_ids})
 

@@ -123,7 +123,7 @@ def test_an_interrupted_first_sync_leaves_no_second_set_of_tables(lab):
         lab.sync()
     lab.sync()
     assert not [t for t in lab.sink.table_ids() if t.endswith("_2") or t[-1].isdigit() and t.startswith("OTP")]
-    assert len([t for t in lab.sink.table_ids() if t.startswith("D4242_Dossiers")]) == 1
+    assert len([t for t in lab.sink.table_ids() if t.startswith("D4242_Dossiers") and "_summary_" not in t]) == 1
     lab.assert_copy_exact()
 
 
@@ -133,7 +133,9 @@ def test_duplicates_left_by_an_earlier_version_are_repaired_with_agents_cells_ke
     table = lab.table("dossiers")
     original = next(r for r in lab.rows("dossiers") if r["Numero"] == n)
     col = lab.agent_column()
-    copy = {k: v for k, v in original.items() if k not in ("id", "manualSort")}
+    table_ref = lab.sink.table("_grist_Tables")["id"][lab.sink.table("_grist_Tables")["tableId"].index(table)]
+    formulas = {c["colId"] for c in lab.sink.records("_grist_Tables_column") if c["parentId"] == table_ref and c["isFormula"]}
+    copy = {k: v for k, v in original.items() if k not in ("id", "manualSort") and k not in formulas and not k.startswith("gristHelper")}
     lab.sink.apply_now([["AddRecord", table, None, {**copy, col: "note sur le doublon"}]])
     result = lab.sync()
     assert result.repaired == 1
@@ -375,3 +377,38 @@ def test_a_reloaded_tab_takes_its_own_lease_over_at_once_another_tab_waits(lab):
     result = lab.sync()
     assert result.updated == 1
     lab.assert_copy_exact()
+
+
+def test_a_filter_keeps_only_the_dossiers_wanted_and_follows_changes(lab):
+    procedure = lab.store.procedure(lab.number)
+    states = sorted({d["state"] for d in procedure.dossiers.values()})
+    assert len(states) >= 2, "the sample has several states"
+    kept_state = states[0]
+    wanted = sorted(n for n, d in procedure.dossiers.items() if d["state"] == kept_state)
+    lab.sync(filters={"states": [kept_state]})
+    assert lab.dossier_numbers() == wanted
+    # a dossier that leaves the filter (its state changes) goes; the agent's note on another stays
+    lab.agent_edit(wanted[-1], "à garder")
+    lab.store.update_dossier(wanted[0], state=states[1])
+    result = lab.sync(filters={"states": [kept_state]})
+    assert result.filtered_out == [wanted[0]] and lab.dossier_numbers() == wanted[1:]
+    assert lab.agent_cells() == {wanted[-1]: "à garder"}
+    # widening the filter brings the others in (a full sync); keeping those outside marks them
+    result = lab.sync(filters={"states": [], "keep_out": True})
+    assert not result.incremental and lab.dossier_numbers() == sorted(procedure.dossiers)
+    result = lab.sync(filters={"states": [kept_state], "keep_out": True})
+    marked = sorted(r["Numero"] for r in lab.rows("dossiers") if r["Hors_du_filtre"])
+    assert marked == sorted(n for n, d in procedure.dossiers.items() if d["state"] != kept_state)
+    assert lab.agent_cells() == {wanted[-1]: "à garder"}
+
+
+@pytest.mark.parametrize("raw,detail", [
+    ({"states": ["brouillon"]}, "état inconnu"),
+    ({"deposited_since": "01/02/2026"}, "AAAA-MM-JJ"),
+    ({"archived": "peut-être"}, "archivés"),
+])
+def test_a_filter_that_makes_no_sense_is_refused_in_french(raw, detail):
+    from py_core.filters import parse_filters
+    with pytest.raises(errors.InputError) as caught:
+        parse_filters(raw)
+    assert caught.value.code == "filters_invalid" and detail in caught.value.message_fr

@@ -59,7 +59,7 @@ def test_hostile_text_from_ds_is_shown_as_text_and_copied_exactly(open_host, ds,
     store.update_dossier(number, motivation=hostile)
     host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     assert host.sync()["state"] == "done"
-    frame = host.widget()
+    frame = host.widget
     frame.click("#check")  # « Tester la connexion » shows the procedure's title
     frame.wait_for_function("document.getElementById('status').textContent.includes('Connexion réussie')")
     assert hostile in frame.evaluate("document.getElementById('status').textContent")
@@ -67,3 +67,41 @@ def test_hostile_text_from_ds_is_shown_as_text_and_copied_exactly(open_host, ds,
     assert host.records("OTP_Demarches")[0]["Titre"] == hostile
     row = next(r for r in host.records(f"D{NUMBER}_Dossiers") if r["Numero"] == number)
     assert row["Motivation"] == hostile
+
+
+def test_champs_of_older_revisions_deletions_while_paging_and_an_empty_cursor(open_host, ds, store):
+    procedure = store.procedure(NUMBER)
+    active = procedure.active_revision
+    removed = next(d for d in active["champDescriptors"] if d["__typename"] == "TextChampDescriptor")
+    store.publish_revision([d for d in active["champDescriptors"] if d["id"] != removed["id"]],
+                           active["annotationDescriptors"])
+    for _ in range(120 - len(procedure.dossiers)):
+        store.add_dossier(procedure_number=NUMBER)
+    victim = sorted(procedure.dossiers)[2]
+
+    def delete_during_paging(request):  # DS deletes a dossier while the sync reads its pages
+        if request.operation_name == "otpDossiers" and (request.variables or {}).get("after") and victim in procedure.dossiers:
+            store.delete_dossier(victim)
+        return False
+
+    ds.fail_next(500, match=delete_during_paging)
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert host.sync()["state"] == "done"
+    # the champ left the form before the first sync: its column exists, its values are copied
+    registry = next(r for r in host.records("OTP_Colonnes") if r["Cle"] == removed["id"])
+    assert registry["Dans_le_formulaire"] is False
+    column = next(c for c in host.columns(f"D{NUMBER}_Champs") if c["label"] == removed["label"])
+    holders = [d for d in procedure.dossiers.values() if any(c["champDescriptorId"] == removed["id"] for c in d["champs"])]
+    assert holders and any(r[column["colId"]] for r in host.records(f"D{NUMBER}_Champs"))
+    # the dossier deleted during the first sync's paging goes at the next sync
+    assert host.sync()["state"] == "done"
+    assert victim not in {r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")}
+    # a full sync (the cursor emptied) into a document that holds the dossiers removes those gone
+    gone = sorted(procedure.dossiers)[5]
+    store.delete_dossier(gone)
+    demarche = host.records("OTP_Demarches")[0]
+    host.apply_user_actions([["UpdateRecord", "OTP_Demarches", demarche["id"], {"Curseur": ""}]])
+    full = host.sync()
+    assert full["state"] == "done" and "1 supprimés" in full["text"], full
+    numbers = [r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")]
+    assert sorted(numbers) == sorted(procedure.dossiers) and len(numbers) == len(set(numbers))
