@@ -21,6 +21,15 @@ pytestmark = pytest.mark.skipif(bool(engine_missing()), reason=engine_missing() 
 @pytest.fixture(autouse=True)
 def streams_from_small_procedures(monkeypatch):
     monkeypatch.setattr(sync, "PARALLEL_FROM", 200)
+    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 0.0)
+
+
+def test_a_ds_next_door_is_paged_by_one_stream(monkeypatch):
+    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 30.0)
+    with Lab(dossiers=320) as lab:
+        lab.sync()
+        assert all((r.variables or {}).get("state") is None for r in dossier_requests(lab))
+        lab.assert_copy_exact()
 
 
 def dossier_requests(lab):
@@ -84,17 +93,18 @@ def test_an_interrupted_stream_sync_resumes_as_one_sequential_stream():
         assert lab.sync().added == 0
 
 
-def test_dossiers_a_stream_did_not_list_are_listed_before_anything_is_removed():
+def test_dossiers_a_stream_did_not_list_are_listed_before_anything_is_removed(monkeypatch):
     with Lab(dossiers=320) as lab:
         lab.sync()
-        # A state OTP does not know: no stream lists it. The next full sync must not remove it.
-        lab.sink.apply_now([["UpdateRecord", "OTP_Demarches", lab.sink.records("OTP_Demarches")[0]["id"], {"Curseur": ""}]])
-        procedure = lab.store.procedure(lab.number)
-        odd = next(iter(procedure.dossiers))
-        procedure.dossiers[odd]["state"] = "brouillon_futur"
+        # A state no stream pages (one DS would add): the next full sync must not remove them.
+        monkeypatch.setattr(sync, "STATES", tuple(s for s in sync.STATES if s != "sans_suite"))
+        row = lab.sink.records("OTP_Demarches")[0]
+        lab.sink.apply_now([["UpdateRecord", "OTP_Demarches", row["id"], {"Curseur": ""}]])
+        before = len(lab.server.requests)
         result = lab.sync()
-        assert odd in lab.dossier_numbers() and result.deleted == 0
-        assert any(r.operation_name == "otpRefresh" for r in lab.server.requests)
+        assert result.deleted == 0 and not result.incremental
+        assert any(r.operation_name == "otpRefresh" for r in lab.server.requests[before:])
+        lab.assert_copy_exact()
 
 
 class _Transport:
