@@ -105,3 +105,24 @@ def test_champs_of_older_revisions_deletions_while_paging_and_an_empty_cursor(op
     assert full["state"] == "done" and "1 supprimés" in full["text"], full
     numbers = [r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")]
     assert sorted(numbers) == sorted(procedure.dossiers) and len(numbers) == len(set(numbers))
+
+
+def test_a_filter_chosen_in_the_widget_keeps_only_those_dossiers_and_is_remembered(open_host, ds, store):
+    procedure = store.procedure(NUMBER)
+    state = sorted({d["state"] for d in procedure.dossiers.values()})[0]
+    wanted = sorted(n for n, d in procedure.dossiers.items() if d["state"] == state)
+    host = open_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    frame = host.widget
+    frame.evaluate("document.getElementById('filters').open = true")
+    frame.check(f"#f-{state}", force=True)  # DSFR draws the box on the label
+    result = host.sync()
+    assert result["state"] == "done", result
+    assert sorted(r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")) == wanted
+    assert state in host.records("OTP_Demarches")[0]["Filtres"]
+    frame = host.reload_widget()
+    frame.wait_for_function(f"document.getElementById('f-{state}').checked")
+    assert frame.evaluate("document.getElementById('filters').open")
+    frame.uncheck(f"#f-{state}", force=True)  # widened: a full sync brings the others
+    again = host.sync()
+    assert again["state"] == "done" and not again["result"]["incremental"], again
+    assert sorted(r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")) == sorted(procedure.dossiers)

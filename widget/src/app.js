@@ -294,8 +294,10 @@ async function prefillFromDocument() {
 async function saveOptions(values) {
   // Only the démarche number and the endpoint; NEVER the token.
   if (!hasGrist) return;
-  const next = { demarche: values.demarche, endpoint: values.endpoint };
-  if (savedOptions.demarche === next.demarche && savedOptions.endpoint === next.endpoint) return;
+  const next = { demarche: values.demarche, endpoint: values.endpoint, filters: savedOptions.filters || {} };
+  if (values.filters) next.filters = { ...next.filters, [values.demarche]: values.filters };
+  if (savedOptions.demarche === next.demarche && savedOptions.endpoint === next.endpoint
+      && JSON.stringify(savedOptions.filters || {}) === JSON.stringify(next.filters)) return;
   try {
     await grist.setOptions(next);
     savedOptions = next;
@@ -340,7 +342,7 @@ async function resolveDocKey() {
   const withTimeout = (promise) => Promise.race([promise, new Promise((resolve) => setTimeout(resolve, 3000))]);
   try {
     const access = await withTimeout(grist.docApi.getAccessToken({ readOnly: true }));
-    const match = /\/docs\/([^/?#]+)/.exec((access && access.baseUrl) || '');
+    const match = /\/api\/docs\/([^/?#]+)/.exec((access && access.baseUrl) || '');
     if (match) return `doc:${decodeURIComponent(match[1])}`;
   } catch (e) { /* grist-static has no REST API */ }
   try {
@@ -395,8 +397,25 @@ function showTokenMemory(kept) {
 
 // The number changed (typed, options, OTP_Demarches): fill the token and the auto-sync
 // settings remembered for this document and procedure.
+async function recallFilters(demarche) {
+  const saved = (savedOptions.filters || {})[demarche];
+  if (saved) { showFilters(saved); return; }
+  showFilters({});
+  if (!hasGrist || !demarche) return;
+  try {   // options may be an unsaved draft on a Grist server: what the last sync recorded
+    const tables = await grist.docApi.listTables();
+    if (!tables.includes('OTP_Demarches')) return;
+    const data = await grist.docApi.fetchTable('OTP_Demarches');
+    const row = (data.Numero || []).findIndex((n) => String(n) === demarche);
+    if (row >= 0 && data.Filtres && demarcheInput.value.trim() === demarche) showFilters(filtersFromDocument(data.Filtres[row]));
+  } catch (err) {
+    console.warn('OTP: filtre de la démarche non relu', err);
+  }
+}
+
 function recallForProcedure() {
   const demarche = demarcheInput.value.trim();
+  recallFilters(demarche);
   const memory = readMemory(demarche);
   const typed = tokenInput.value.trim() && tokenInput.value !== rememberedToken;
   if (!typed) {
@@ -690,7 +709,8 @@ function validate() {
     return { error: refused, field: endpointInput };
   }
   const keep_deleted = $('keep-deleted').checked;
-  const params = { demarche, token, endpoint, keep_deleted, holder: leaseHolder() };
+  const filters = readFilters();
+  const params = { demarche, token, endpoint, keep_deleted, filters, holder: leaseHolder() };
   // Links to dossiers point at DS's site, never at the relay.
   const relay = parseUrl(defaultEndpoint);
   if (dsSite && relay && parseUrl(endpoint).origin === relay.origin && defaultEndpoint !== DEFAULT_ENDPOINT) {
@@ -751,6 +771,39 @@ function tabId() {
 
 function randomId(bytes) {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// ---- filters: per procedure, in the widget options and (for what survives a reload on a
+// Grist server, where options may stay an unsaved draft) in OTP_Demarches.Filtres ------------
+const FILTER_STATES = ['en_construction', 'en_instruction', 'accepte', 'refuse', 'sans_suite'];
+
+function readFilters() {
+  return {
+    states: FILTER_STATES.filter((s) => $(`f-${s}`).checked),
+    deposited_since: $('f-depot').value || '',
+    groupes: $('f-groupes').value.split(',').map((g) => g.trim()).filter(Boolean),
+    archived: $('f-archives').value,
+    keep_out: $('f-keep').checked,
+  };
+}
+
+function showFilters(filters) {
+  const f = filters || {};
+  FILTER_STATES.forEach((s) => { $(`f-${s}`).checked = (f.states || []).includes(s); });
+  $('f-depot').value = f.deposited_since || '';
+  $('f-groupes').value = (f.groupes || []).join(', ');
+  $('f-archives').value = ['all', 'exclude', 'only'].includes(f.archived) ? f.archived : 'all';
+  $('f-keep').checked = Boolean(f.keep_out);
+  const active = (f.states || []).length || f.deposited_since || (f.groupes || []).length || (f.archived && f.archived !== 'all');
+  if (active) $('filters').open = true;
+}
+
+// What the core recorded (OTP_Demarches.Filtres, its own key names) → the form's shape.
+function filtersFromDocument(text) {
+  try {
+    const k = JSON.parse(text || '{}');
+    return { states: k.etats || [], deposited_since: k.depot_depuis || '', groupes: k.groupes || [], archived: k.archives || 'all' };
+  } catch (e) { return {}; }
 }
 
 function leaseHolder() {
