@@ -92,7 +92,10 @@ def test_token_kept_in_this_browser_only_forgotten_on_request_and_when_ds_reject
     widget.wait_for_function("(t) => document.getElementById('token').value === t", arg=TOKEN)
     widget.fill("#demarche", str(BIG))
     widget.press("#demarche", "Tab")
-    assert widget.input_value("#token") == "" and widget.is_hidden("#forget-token")
+    # Another procedure: the token in the field stays (a DS token often covers several), but it
+    # is not kept for that one until DS accepts it there.
+    assert widget.input_value("#token") == TOKEN and widget.is_hidden("#forget-token")
+    assert widget.text_content("#token-hint").startswith("Après une connexion réussie")
     widget.fill("#demarche", str(NUMBER))
     widget.press("#demarche", "Tab")
     assert widget.input_value("#token") == TOKEN
@@ -210,3 +213,19 @@ def test_ds_server_errors_are_retried_then_the_sync_stops(open_host, ds):
     assert [r.status for r in ds.requests if r.method == "POST"] == [500] * 5
     assert host.snapshot() == before
     assert list(memory(widget).values()) == [], "a token DS never accepted is not kept"
+
+
+def test_token_kept_across_a_page_reload_on_grist_core(open_core_host, ds):
+    """On a Grist server the widget frame is not credentialless: the token outlives the page."""
+    host = open_core_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
+    assert host.sync()["state"] == "done"
+    (key,) = memory(host.widget)    # the document's id (Grist's short url id) and the number
+    doc = key.removeprefix("otp.demarche:doc:").removesuffix(f":{NUMBER}")
+    assert len(doc) >= 12 and host.doc_id.startswith(doc), (key, host.doc_id)
+    widget = host.reload()      # the whole Grist page
+    widget.wait_for_function("(t) => document.getElementById('token').value === t", arg=TOKEN)
+    assert KEPT in widget.text_content("#token-hint")
+    assert TOKEN not in repr(host.snapshot()) and TOKEN not in repr(host.widget_options(saved=False))
+    host.token = None           # nothing typed: the remembered token syncs
+    again = host.sync()
+    assert again["state"] == "done", again
