@@ -260,7 +260,12 @@ class _Run:
         total = structure.dossiers_count if self.full else None
         self.emit(_progress(result.fetched, total))
 
-        async def take(pages: AsyncIterator[Any], *, checkpointed: bool) -> None:
+        # A fresh full sync of many dossiers from a DS far away (its first page was slow) goes on
+        # with one stream per state (see `Streams`); the first page keeps its checkpoint.
+        may_stream = self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+
+        async def take(pages: AsyncIterator[Any], *, checkpointed: bool) -> bool:
+            """Write the pages; True when the sequential stream should give way to streams."""
             async for page in pages:
                 self._check_cancel()
                 if checkpointed:
@@ -270,19 +275,19 @@ class _Run:
                 listed.update(d.number for d in page.nodes)
                 listed.update(page.skipped)
                 self.emit(_progress(min(result.fetched, total) if total is not None else result.fetched, total))
+                if checkpointed and may_stream and page.page_info.has_next_page and ds.slowest_s >= PARALLEL_LATENCY_S:
+                    return True
+            return False
 
-        streams = (self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
-                   and ds.slowest_s >= PARALLEL_LATENCY_S)  # a DS next door: one stream is as fast
-        if streams:  # see `Streams`: no checkpoint of its own, a resume starts again sequentially
+        async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
+            streams = await take(pages, checkpointed=True)  # page k+1 is on its way while page k is written
+        if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
             newest_at_start = await ds.newest_modification(number)
             async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
                 await take(pages, checkpointed=False)
             if newest_at_start:  # a dossier that moved from one stream to another meanwhile
                 async with Prefetch(ds.dossier_pages(number, _shift(newest_at_start, -LAG_S))) as pages:
                     await take(pages, checkpointed=False)
-        else:
-            async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
-                await take(pages, checkpointed=True)  # page k+1 is on its way while page k is written
 
         self._check_cancel()
         # The document held dossiers the streams did not list (a state OTP does not know?): list all.
@@ -359,7 +364,7 @@ class _Run:
 
 STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
 PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once,
-PARALLEL_LATENCY_S = 0.25  # when DS is that far (round trip of the requests before the pages)
+PARALLEL_LATENCY_S = 1.0  # when DS is that far (its slowest round trip, the first page included)
 
 
 class Streams:
@@ -367,14 +372,15 @@ class Streams:
     pages for the caller, who writes them one at a time. DS's cursor makes one stream strictly
     sequential; five streams cut a full sync's round trips by five (`DSClient` keeps them under
     DS's rate limit). At most one page per stream waits in memory. Only worth it when DS is far
-    (`PARALLEL_LATENCY_S`): a DS that answers at once is CPU-bound, and so is the widget.
+    (`PARALLEL_LATENCY_S`, seen on the first page, paged alone): a DS that answers at once is
+    CPU-bound, and so is the widget.
 
     A dossier that changes state while the streams run may leave a stream before it got there
     and enter one that is already past it: the sync closes with an `updatedSince` pass from the
     newest modification DS had when the streams started (minus the lag), which brings every
     dossier modified since. The streams record no checkpoint (five cursors): an interrupted
-    full sync resumes as one sequential stream from the start, whose diff writes only what is
-    missing."""
+    full sync resumes as one sequential stream after the first page (paged alone, before the
+    streams), whose diff writes only what is missing."""
 
     def __init__(self, streams: list[AsyncIterator[Any]]):
         self.streams = streams
