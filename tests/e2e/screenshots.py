@@ -52,13 +52,13 @@ def main(argv: list[str]) -> int:
             FakeDSServer(store, tokens={TOKEN: "all"}, expired_tokens=("jeton-expire",)) as ds, \
             sync_playwright() as pw:
         browser = launch_chromium(pw)
-        context = browser.new_context(locale="fr-FR", viewport={"width": 900, "height": 1100})
+        context = browser.new_context(locale="fr-FR", viewport={"width": 900, "height": 1500})
         page = context.new_page()
         print(f"screenshots -> {out}")
 
         host = Host(page, server.url).open()
         # A narrow widget, as in a Grist page split in columns.
-        page.add_style_tag(content="iframe { max-width: 420px !important; min-height: 880px !important; }")
+        page.add_style_tag(content="iframe { max-width: 420px !important; min-height: 1300px !important; }")
         widget = host.wait_widget_ready()
         print(f"  form ready {widget.evaluate('otpWidget.timings.formReady'):.0f} ms after the frame's start")
         _shot(widget, out / "01-formulaire-vide.png")
