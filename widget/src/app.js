@@ -648,7 +648,7 @@ worker.onmessage = async (ev) => {
       }
       if (!progress.hidden && progress.hasAttribute('max')) progress.value = progress.max;
       else progress.hidden = true;
-      setDetail(op && op.rate ? MSG.rate(op.rate) : '');
+      setDetail(op && op.rate ? `${MSG.rate(op.rate)} en moyenne` : '');
       setStatus(result.message || MSG.done, 'success');
       setState('done');
       window.otpWidget.lastResult = result;
