@@ -229,3 +229,17 @@ def test_token_kept_across_a_page_reload_on_grist_core(open_core_host, ds):
     host.token = None           # nothing typed: the remembered token syncs
     again = host.sync()
     assert again["state"] == "done", again
+
+
+def test_a_revoked_token_is_forgotten_with_the_reason(open_host, ds):
+    host = open_host(demarche=NUMBER, endpoint=ds.url)
+    assert host.sync(token=TOKEN)["state"] == "done"
+    widget = host.widget
+    assert list(memory(widget).values()) == [{"jeton": TOKEN}]
+    del ds.tokens[TOKEN]                       # revoked in DS
+    widget.click("#check")
+    assert wait_widget_state(widget, ("checked", "error")) == "error"
+    text = host.status()["text"]
+    assert "ne reconnaît pas ce jeton" in text and "a été oublié" in text, text
+    assert memory(widget) == {} and widget.input_value("#token") == ""
+    assert widget.evaluate("otpWidget.lastError.code") == "token_rejected"
