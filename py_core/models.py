@@ -70,6 +70,7 @@ class Structure(_Model):
     number: int
     title: str
     dossiers_count: int | None = None
+    state: str | None = None  # publiee, close, depubliee, brouillon
     labels: list[LabelRef] = Field(default_factory=list)
     revision: Revision  # the active one
     revisions: list[Revision] = Field(default_factory=list)  # every published one
@@ -82,6 +83,7 @@ class Structure(_Model):
             number=demarche["number"],
             title=demarche["title"],
             dossiers_count=descriptor.get("dossiersCount"),
+            state=descriptor.get("state"),
             labels=demarche.get("labels") or [],
             revision=demarche["activeRevision"],
             revisions=demarche.get("revisions") or [],

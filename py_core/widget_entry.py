@@ -33,6 +33,7 @@ async def check_from_widget(params_json: str, grist_call: Any, emit: Any, should
             "number": structure.number,
             "title": structure.title,
             "dossiers_count": structure.dossiers_count,
+            "state": structure.state,
             "message": f"Connexion réussie : démarche n° {structure.number} « {structure.title} »"
             + (f", {structure.dossiers_count} dossiers" if structure.dossiers_count is not None else "")
             + ".",

@@ -109,7 +109,8 @@ def test_cancel_stops_between_pages_and_the_next_sync_resumes(open_host, ds, sto
     assert wait_widget_state(frame, ("done", "error", "cancelled"), 60) == "cancelled"
     status = host.status()
     assert "Synchronisation annulée" in status["text"] and not status["error"], status   # neutral, not red
-    assert len(grist_rows(host, "Dossiers")) == 200, "stopped after the page it was on"
+    copied = len(grist_rows(host, "Dossiers"))  # the next page may be prefetched: 100 or 200
+    assert copied in (100, 200), "stopped between two pages, before the end"
     last = host.records("OTP_Historique")[-1]
     assert last["Statut"] == "Annulée"
     again = host.sync()

@@ -38,7 +38,7 @@ def test_form_is_usable_before_python_is_ready(page, open_host):
     assert frame.get_attribute("#token", "autocomplete") == "off"
     assert frame.input_value("#endpoint") == DEFAULT_ENDPOINT
     assert frame.evaluate("document.querySelector('#endpoint').closest('details') !== null")
-    assert frame.evaluate("document.querySelector('details summary').textContent.trim()") == "Paramètres avancés"
+    assert frame.evaluate("document.querySelector('#advanced summary').textContent.trim()") == "Paramètres avancés"
     assert frame.get_attribute("#status", "role") == "status"
     assert frame.get_attribute("#status", "aria-live") == "polite"
     assert frame.evaluate("document.getElementById('progress').tagName") == "PROGRESS"

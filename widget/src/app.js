@@ -294,10 +294,15 @@ async function prefillFromDocument() {
 async function saveOptions(values) {
   // Only the démarche number and the endpoint; NEVER the token.
   if (!hasGrist) return;
-  const next = { demarche: values.demarche, endpoint: values.endpoint, filters: savedOptions.filters || {} };
-  if (values.filters) next.filters = { ...next.filters, [values.demarche]: values.filters };
+  const next = { demarche: values.demarche, endpoint: values.endpoint };
+  const filters = { ...(savedOptions.filters || {}) };   // per procedure, only those that filter
+  if (values.filters) {
+    if (filtersActive(values.filters) || values.filters.keep_out) filters[values.demarche] = values.filters;
+    else delete filters[values.demarche];
+  }
+  if (Object.keys(filters).length) next.filters = filters;
   if (savedOptions.demarche === next.demarche && savedOptions.endpoint === next.endpoint
-      && JSON.stringify(savedOptions.filters || {}) === JSON.stringify(next.filters)) return;
+      && JSON.stringify(savedOptions.filters || {}) === JSON.stringify(next.filters || {})) return;
   try {
     await grist.setOptions(next);
     savedOptions = next;
@@ -794,8 +799,12 @@ function showFilters(filters) {
   $('f-groupes').value = (f.groupes || []).join(', ');
   $('f-archives').value = ['all', 'exclude', 'only'].includes(f.archived) ? f.archived : 'all';
   $('f-keep').checked = Boolean(f.keep_out);
-  const active = (f.states || []).length || f.deposited_since || (f.groupes || []).length || (f.archived && f.archived !== 'all');
-  if (active) $('filters').open = true;
+  if (filtersActive(f)) $('filters').open = true;
+}
+
+function filtersActive(f) {
+  return Boolean((f.states || []).length || f.deposited_since || (f.groupes || []).length
+    || (f.archived && f.archived !== 'all'));
 }
 
 // What the core recorded (OTP_Demarches.Filtres, its own key names) → the form's shape.
