@@ -201,12 +201,13 @@ def ds_bad_response(detail: str) -> DSError:
     )
 
 
-def grist_write_failed(detail: str) -> GristWriteError:
+def grist_write_failed(detail: str, tables: list[str] | None = None) -> GristWriteError:
+    where = f" ({', '.join(tables[:5])})" if tables else ""
     return GristWriteError(
         "Grist a refusé l'écriture des données ; la synchronisation s'est arrêtée là, sans rien "
         "perdre : relancez-la, elle reprendra où elle en était. Vérifiez que le widget a l'accès "
         "complet au document et que vos droits (ou les règles d'accès du document) permettent de "
-        f"modifier ses tables. Détail : {detail[:300]}",
+        f"modifier ses tables{where}. Détail : {detail[:300]}",
         code="grist_write",
         detail=detail,
     )

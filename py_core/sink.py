@@ -42,8 +42,14 @@ class BridgeSink:
         try:
             result = await self._invoke("applyUserActions", [actions])
         except Exception as error:  # noqa: BLE001 - the JS side rejects with an Error
-            raise errors.grist_write_failed(str(error)) from None
+            raise errors.grist_write_failed(str(error), written_tables(actions)) from None
         return (result or {}).get("retValues") or []
+
+
+def written_tables(actions: list[list[Any]]) -> list[str]:
+    """The user tables a bundle writes to (OTP's own state tables last): named in Grist's refusal."""
+    names = list(dict.fromkeys(a[1] for a in actions if len(a) > 1 and isinstance(a[1], str) and not a[1].startswith("_grist")))
+    return sorted(names, key=lambda n: n.startswith("OTP_"))
 
 
 def records(columns: Columns) -> list[dict[str, Any]]:

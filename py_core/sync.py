@@ -268,9 +268,10 @@ class _Run:
             """Write the pages; True when the sequential stream should give way to streams."""
             async for page in pages:
                 self._check_cancel()
-                if checkpointed:
-                    self.after = page.page_info.end_cursor or self.after
-                await self._write(page.nodes, page.skipped, schema, writer)
+                # the checkpoint moves past this page in the bundle that writes it, never before
+                after = (page.page_info.end_cursor or self.after) if checkpointed else self.after
+                await self._write(page.nodes, page.skipped, schema, writer, after=after)
+                self.after = after
                 result.problems += [p for p in page.problems if p not in result.problems]
                 listed.update(d.number for d in page.nodes)
                 listed.update(page.skipped)
@@ -334,7 +335,7 @@ class _Run:
         ])
         return result
 
-    async def _write(self, dossiers, skipped: list[int], schema, writer: Writer) -> None:
+    async def _write(self, dossiers, skipped: list[int], schema, writer: Writer, *, after: str | None = None) -> None:
         for dossier in dossiers:
             if self.newest is None or _later(dossier.date_derniere_modification, self.newest):
                 self.newest = dossier.date_derniere_modification
@@ -346,7 +347,8 @@ class _Run:
         dossiers = [d for d in dossiers if inside[d.number]]
         result.skipped += [n for n in skipped if n not in result.skipped]
 
-        added, updated = await writer.write_page(dossiers, schema, lambda *_counts: self.checkpoint())
+        checkpoint = {**self.checkpoint(), "after": after or self.after}
+        added, updated = await writer.write_page(dossiers, schema, lambda *_counts: checkpoint)
         result.added += added
         result.updated += updated
 

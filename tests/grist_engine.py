@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from py_core import errors
+from py_core.sink import written_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL = ROOT / "node_modules" / "grist-static" / "dist" / "pipe" / "packages" / "grist-1.0-py3-none-any.whl"
@@ -58,6 +59,7 @@ class EngineSink:
         self.fail_when: list[tuple[Callable[[list[list[Any]]], bool], BaseException]] = []  # (predicate, error)
         self.before_apply: Callable[[list[list[Any]]], None] | None = None
         self.read_only = False
+        self.refused_tables: set[str] = set()  # as Grist's access rules refusing updates there
         if timezone:
             self.apply_now([["AddRecord", "_grist_DocInfo", None, {"timezone": timezone}]])
 
@@ -82,11 +84,13 @@ class EngineSink:
         if self.before_apply is not None:
             self.before_apply(actions)
         if self.read_only:
-            raise errors.grist_write_failed("No write access")
+            raise errors.grist_write_failed("No write access", written_tables(actions))
+        if self.refused_tables & set(written_tables(actions)):
+            raise errors.grist_write_failed("Blocked by table update access rules", written_tables(actions))
         try:
             return self.apply_now(json.loads(json.dumps(actions)))
         except Exception as error:  # noqa: BLE001 - as the bridge reports a rejected bundle
-            raise errors.grist_write_failed(str(error)) from None
+            raise errors.grist_write_failed(str(error), written_tables(actions)) from None
 
     # -- direct access for tests (agents' edits, assertions) --------------------------------
     def apply_now(self, actions: list[list[Any]]) -> list[Any]:

@@ -412,3 +412,23 @@ def test_a_filter_that_makes_no_sense_is_refused_in_french(raw, detail):
     with pytest.raises(errors.InputError) as caught:
         parse_filters(raw)
     assert caught.value.code == "filters_invalid" and detail in caught.value.message_fr
+
+
+def test_a_document_grist_refuses_to_write_says_which_tables_and_loses_nothing(lab):
+    lab.sync()
+    lab.store.update_dossier(first(lab), motivation="à écrire")
+    lab.sink.refused_tables = {lab.table("dossiers")}
+    with pytest.raises(errors.GristWriteError) as caught:
+        lab.sync()
+    assert "(D4242_Dossiers, OTP_Etat)" in caught.value.message_fr and "règles d'accès" in caught.value.message_fr
+    assert lab.history()[-1]["Statut"] == "Échec"
+    lab.sink.refused_tables = set()
+    lab.sync()
+    assert next(r for r in lab.rows("dossiers") if r["Numero"] == first(lab))["Motivation"] == "à écrire"
+
+
+def test_written_tables_names_the_users_tables_first():
+    from py_core.sink import written_tables
+    actions = [["UpdateRecord", "OTP_Etat", 1, {}], ["BulkAddRecord", "D1_Champs", [], {}], ["AddRecord", "D1_Champs", None, {}],
+               ["UpdateRecord", "_grist_Views", 1, {}]]
+    assert written_tables(actions) == ["D1_Champs", "OTP_Etat"]
