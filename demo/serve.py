@@ -74,6 +74,9 @@ def default_root_map() -> dict[str, Path]:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "OTPStatic/1.0"
     protocol_version = "HTTP/1.1"
+    # headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm holds the body
+    # until the client's delayed ACK (40 ms on Linux) on every keep-alive answer
+    disable_nagle_algorithm = True
     root_map: list[tuple[str, Path]] = []   # set per server, longest prefix first
     files: dict[str, tuple[bytes, str]] = {}  # exact path -> (body, content type)
     quiet = True

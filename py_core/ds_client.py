@@ -73,7 +73,7 @@ class DSClient:
         self.retry_base = retry_base
         self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
         self.sent: deque[float] = deque()  # when the requests of the last minute left
-        self.slowest_s = 0.0  # the longest round trip so far (how far DS is: see `sync.Streams`)
+        self.last_s = 0.0  # the last round trip (how far DS is: see `sync.Streams`)
         self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the token
@@ -96,7 +96,7 @@ class DSClient:
             started = time.monotonic()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
-                self.slowest_s = max(self.slowest_s, time.monotonic() - started)
+                self.last_s = time.monotonic() - started
             except NetworkError as error:
                 if error.cors or failures >= self.max_retries:
                     if error.timeout:
@@ -203,16 +203,20 @@ class DSClient:
             return None
         return Dossier.model_validate(node)
 
-    async def refresh_pages(self, number: int) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every dossier DS lists for the procedure (number, labels, file URLs), page by page:
-        also the complete list of the dossiers that exist."""
+    async def refresh_pages(self, number: int, *, state: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every dossier DS lists for the procedure (only those in `state` when given), light
+        (number, modification date, labels, what filters look at), page by page: the complete
+        list of the dossiers that exist, so a page with errors fails the sync."""
         after = None
         while True:
-            answer = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
+            variables = {"number": number, "first": PAGE_SIZE, "after": after}
+            if state is not None:
+                variables["state"] = state
+            answer = await self.execute("refresh", variables, number=number)
             for _ in range(PAGE_RETRIES):
                 if not answer.errors:
                     break
-                answer = await self.execute("refresh", {"number": number, "first": PAGE_SIZE, "after": after}, number=number)
+                answer = await self.execute("refresh", variables, number=number)
             if answer.errors:  # the listing decides removals: it must be complete
                 raise _query_error(answer)
             connection = answer.data["demarche"]["dossiers"]

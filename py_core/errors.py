@@ -31,6 +31,10 @@ class DSError(OTPError):
     code = "ds"
 
 
+class DSQueryError(DSError):
+    """DS answered, with errors about the query or some of its data (not the network, not the token)."""
+
+
 class GristWriteError(OTPError):
     code = "grist"
 
@@ -183,8 +187,8 @@ def ds_server_error(status: int, message: str = "") -> DSError:
     )
 
 
-def ds_query_error(message: str, code: str) -> DSError:
-    return DSError(
+def ds_query_error(message: str, code: str) -> DSQueryError:
+    return DSQueryError(
         f"DS a refusé la requête ({code or 'erreur'} : {message[:200]}). Réessayez ; si l'erreur "
         "persiste, signalez-la à l'équipe OTP avec ce message.",
         code=code or "graphql",

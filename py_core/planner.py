@@ -13,7 +13,7 @@ from typing import Any
 
 from . import naming
 from .docstate import DocState
-from .grist_values import same_cell
+from .grist_values import datetime_cell, same_cell
 from .schema import DOSSIER_KEY, DOSSIER_REF, ColumnSpec, Schema, TableSpec
 
 Action = list[Any]
@@ -277,9 +277,12 @@ class TableIndex:
         names = [n for n in columns if n != "id"]
         ref_col = table_map.col_ids.get(DOSSIER_REF)
         index = cls({}, ref_col)
-        for i, row_id in enumerate(ids):
-            values = {n: columns[n][i] for n in names}
-            key = tuple(values.get(k) for k in key_ids)
+        missing = [None] * len(ids)
+        key_columns = [columns.get(k, missing) for k in key_ids]
+        # one row at a time from the columns, by zip (the copy of a large table is read at every sync)
+        rows = zip(*(columns[n] for n in names)) if names else [()] * len(ids)
+        for row_id, row, key in zip(ids, rows, zip(*key_columns)):
+            values = dict(zip(names, row))
             if key in index.rows:  # two syncs at once in an earlier version: repaired later
                 index.duplicates.append((key, row_id, values))
                 continue
@@ -457,25 +460,24 @@ class Membership:
     deleted: list[int] = field(default_factory=list)  # newly deleted (removed or flagged)
 
 
-def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_before: dict[int, float],
-                    pending_after: dict[int, float], deleted: dict[int, float], *, keep_deleted: bool,
+def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending: dict[int, float],
+                    deleted: dict[int, float], *, keep_deleted: bool,
                     now: float, excluded: frozenset[int] | set[int] = frozenset(), keep_excluded: bool = False,
                     out_cells: dict[int, Any] | None = None) -> Membership:
     """`held`: number → (bin cell, deleted cell) as the document has them; `listed`: every dossier
-    DS lists now (complete); the bin read before and after that listing; confirmed deletions
-    (number → date) for their dates.
+    DS has now (its listing, completed by asking DS for each dossier it did not list); `pending`:
+    DS's bin, read after that listing; confirmed deletions (number → date) for their dates.
 
     A dossier DS lists is alive (a restored one leaves the bin: same row, agents' cells intact —
     DS may not even change its modification date). One in the bin is kept and flagged. One in
-    neither list, nor in the bin read before the listing (it may have been restored in between:
-    kept flagged until the next sync), is deleted: removed, or flagged if the agent keeps them.
-    One DS lists but outside the agent's filter (`excluded`) is removed, or kept and marked."""
+    neither is deleted: removed, or flagged if the agent keeps them. One DS lists but outside the
+    agent's filter (`excluded`) is removed, or kept and marked."""
     out = Membership()
     out_cells = out_cells or {}
     for number, (bin_cell, deleted_cell) in held.items():
         if deleted_cell and number not in listed:
             continue  # deleted earlier and kept: stays as it is
-        if number in listed and number not in pending_after:
+        if number in listed and number not in pending:
             if number in excluded:
                 if not out_cells.get(number):
                     out.filtered_out.append(number)
@@ -486,9 +488,8 @@ def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_
                     continue
             else:
                 out.out_of_filter[number] = False
-        if number in pending_after or (number not in listed and number in pending_before):
-            when = pending_after.get(number, pending_before.get(number))
-            out.bin_dates[number] = bin_cell or when
+        if number in pending:
+            out.bin_dates[number] = bin_cell or pending[number]
             if not bin_cell:
                 out.binned.append(number)
         elif number in listed:
@@ -504,4 +505,16 @@ def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending_
                 out.bin_dates[number] = None
             else:
                 out.remove.add(number)
+    return out
+
+
+def changed_dossiers(copied: dict[int, float | None], nodes: list[dict[str, Any]]) -> dict[int, str]:
+    """The listed dossiers (light nodes) that the copy does not hold as DS has them: new ones,
+    and those whose modification date moved since they were copied (`copied`: number → the
+    copy's « Date de dernière modification »). Returns number → DS's date."""
+    out = {}
+    for node in nodes:
+        number, date = node["number"], node.get("dateDerniereModification")
+        if number not in copied or (date is not None and datetime_cell(date) != copied[number]):
+            out[number] = date
     return out

@@ -33,6 +33,7 @@ STATE_COLOURS = {
 }
 
 DOSSIER_KEY = "numero"
+DATE_MODIFIED = "date_modification"  # DS's last modification date as copied (see `changed_dossiers`)
 BIN_DATE = "date_corbeille"  # set while the dossier is in DS's bin (restorable)
 DELETED_DATE = "date_suppression_ds"  # set when a deleted dossier is kept (the agent's choice)
 OUT_OF_FILTER = "hors_filtre"  # kept although outside the agent's filter (the agent's choice)
@@ -106,7 +107,7 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
         col("date_construction", "Date de passage en construction", dt, when("datePassageEnConstruction"), "Date_passage_en_construction"),
         col("date_instruction", "Date de passage en instruction", dt, when("datePassageEnInstruction"), "Date_passage_en_instruction"),
         col("date_traitement", "Date de traitement", dt, when("dateTraitement"), "Date_traitement"),
-        col("date_modification", "Date de dernière modification", dt, when("dateDerniereModification"), "Date_derniere_modification"),
+        col(DATE_MODIFIED, "Date de dernière modification", dt, when("dateDerniereModification"), "Date_derniere_modification"),
         col("date_expiration", "Date d'expiration", dt, when("dateExpiration"), "Date_expiration"),
         col("date_suppression_usager", "Date de suppression par l'usager", dt, when("dateSuppressionParUsager"), "Date_suppression_usager"),
         col("date_suppression_administration", "Date de suppression par l'administration", dt, when("dateSuppressionParAdministration"), "Date_suppression_administration"),

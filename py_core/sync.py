@@ -5,26 +5,32 @@
 2. `lease`: take the procedure's lease in `OTP_Etat` (see `lease.py`); a second sync of the same
    procedure says « Une synchronisation est déjà en cours ». From here every write is fenced by
    the lease, and a sync that stops for any reason writes its line in `OTP_Historique`.
-3. `tables`: create/adjust tables and columns, record them in the registry.
-4. `bin`: read DS's bin (and the confirmed deletions, for their dates) before the listing.
-5. `pages`: dossiers modified since the cursor, by pages of 100, each written as a diff; the
-   checkpoint (`since`, `after`) is stored with the page's last bundle, so an interrupted sync
-   resumes where it stopped, fetching again at most the page it was on.
-6. `listing`: the list of every dossier DS has (the pages themselves on a full sync that ran in
-   one go; else the light `refresh` pages, which also bring labels and file links).
-7. `membership`: the bin read again; dossiers in the bin are flagged, restored ones unflagged
-   (same row: agents' cells intact), those gone from DS removed (or flagged if kept).
-8. `finish`: cursor, history line and the lease given back, in one bundle.
+3. `tables`: create/adjust tables and columns, record them in the registry; index the copy (the
+   dossiers table; the others when a write needs them).
+4. Then, by kind of sync:
+   - full (first sync, or the filter changed): every dossier by pages of 100 ordered by last
+     modification (`updatedSince` = the epoch), each written as a diff; the checkpoint
+     (`since`, `after`) is stored with the page's last bundle, so an interrupted full sync
+     resumes where it stopped, fetching again at most the page it was on. From a far DS, one
+     stream per state (`Streams`). Those pages are the listing.
+   - incremental: the listing first (light pages: number, modification date, labels, what
+     filters look at; read ahead while step 3 runs), then only the dossiers that are new or
+     whose modification date differs from the copy's, fetched by pages `updatedSince` the
+     oldest such date. Nothing to fetch when nothing changed: 2 + ⌈N/100⌉ requests.
+5. `membership`: DS's bin, read after the listing: dossiers in it are flagged, restored ones
+   unflagged (same row: agents' cells intact). A dossier the document holds that the listing
+   did not show and DS's lists do not name is asked for by number (restored, or moved between
+   streams, while the listing passed): only one DS does not have is removed (or flagged).
+6. `finish`: cursor, history line and the lease given back, in one bundle.
 
-The cursor and its lag: `Curseur` is the newest `dateDerniereModification` copied (DS's clock,
-never the browser's). The next sync asks `updatedSince = Curseur - LAG_S`. DS stamps
-`updated_at` before its transaction commits, so a dossier may become visible with a date a
-little older than one already copied (and its servers' clocks differ slightly): without a
-margin it would be skipped for good. Writes are diffs, so the dossiers fetched again inside the
-window cost a request and nothing else (dlt calls this window `lag`). A dossier modified while
-the sync pages moves to the end of DS's order and comes again in the same sync, or its new date
-is above the cursor. Deletions do not depend on any cursor: the listing of phase 6 is complete,
-so a dossier deleted at any time is caught by the next sync at the latest.
+Why dates rather than a cursor: `Curseur` is the newest `dateDerniereModification` copied. DS
+stamps `updated_at` before its transaction commits, so a dossier may become visible with a date
+older than one already copied (and its servers' clocks differ slightly): a cursor would need a
+margin (a `lag`) and would still skip a late enough commit. Comparing each dossier's date with
+its copy's catches any modification, whatever its date; the cursor only bounds the confirmed
+deletions asked for (`LAG_S` before it). A dossier modified after the listing passed it is
+caught by the next sync (its date differs then). Labels do not move the date: the listing
+brings them.
 """
 
 from __future__ import annotations
@@ -41,17 +47,17 @@ from urllib.parse import urlsplit
 
 from . import errors
 from .docstate import DocState, load_state, meta_race_repairs, meta_table_actions
-from .ds_client import EPOCH, DSClient
+from .ds_client import EPOCH, PAGE_SIZE, DSClient
 from .grist_values import datetime_cell
 from .lease import FencedSink, Lease, acquire
-from .planner import TableMap, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
+from .planner import TableMap, changed_dossiers, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
 from .filters import Filters, parse_filters
 from .layout import lay_out
-from .schema import BIN_DATE, DELETED_DATE, OUT_OF_FILTER, build_schema
+from .schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, build_schema
 from .sink import GristSink
 from .writer import Writer
 
-LAG_S = 300  # overlap margin on `updatedSince` (see the module's docstring)
+LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -216,6 +222,24 @@ class _Run:
             raise errors.cancelled()
 
     async def execute(self, structure, state: DocState) -> SyncResult:
+        params, result = self.params, self.result
+        procedure = state.procedure(params.number) or {}
+        cursor = procedure.get("Curseur") or None
+        if not self.full:  # a new sync, or an interrupted incremental one: its listing sees what was written
+            self.full = not cursor
+            self.since, self.after, self.newest = (EPOCH if self.full else None), None, cursor
+        if cursor and params.filters.key() != (procedure.get("Filtres") or ""):
+            # the agent changed the filter: a full sync, so that a widened one lets dossiers in
+            self.since, self.after, self.full, self.newest = EPOCH, None, True, None
+        result.incremental = not self.full
+        if self.full:
+            return await self._execute(structure, state, cursor, None)
+        # an incremental sync starts with the listing: its pages are read while the tables are
+        # prepared and the copy is read (at most `READ_AHEAD` pages wait in memory)
+        async with Streams([self.ds.refresh_pages(params.number)], depth=READ_AHEAD) as ahead:
+            return await self._execute(structure, state, cursor, ahead)
+
+    async def _execute(self, structure, state: DocState, cursor: str | None, ahead: Streams | None) -> SyncResult:
         params, ds, result = self.params, self.ds, self.result
         number = params.number
         result.title = structure.title
@@ -229,42 +253,22 @@ class _Run:
         maps = refresh_maps(state, schema, plan.maps)
         await self.sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
         state = await lay_out(self.sink, state, number, maps, title=structure.title)  # once per procedure
+        self.emit({"kind": "phase", "message": "Lecture de la copie dans le document…"})
         writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
         await writer.load()
-        result.repaired = writer.repaired
-
         procedure = state.procedure(number) or {}
-        cursor = procedure.get("Curseur") or None
-        if not self.since:
-            self.full = not cursor
-            self.since = _shift(cursor, -LAG_S) if cursor else EPOCH
-            self.newest = cursor
-        if cursor and params.filters.key() != (procedure.get("Filtres") or ""):
-            # the agent changed the filter: a full sync, so that a widened one lets dossiers in
-            self.since, self.after, self.full, self.newest = EPOCH, None, True, None
-        result.incremental = not self.full
 
-        self.emit({"kind": "phase", "message": "Lecture de la corbeille DS…"})
-        deleted, pending_before = await ds.deletions(number, _shift(cursor, -LAG_S) if cursor else None)
-
-        binned_at_start = {n: writer.cell(n, BIN_DATE) for n in writer.dossier_ids}  # pages clear a restored one
+        binned_at_start = {n: writer.cell(n, BIN_DATE) for n in writer.dossier_ids}  # a write clears a restored one
         listed: set[int] = set()
         retry = sorted(set(_numbers(procedure.get("A_reprendre"))) | set(result.skipped))
         result.skipped = []
         for dossier_number in retry:  # DS could not answer them in full last time
-            dossier = await ds.dossier(number, dossier_number)
-            if dossier is not None:
-                await self._write([dossier], [], schema, writer)
-                listed.add(dossier.number)
+            await self._take_one(dossier_number, schema, writer, listed)
 
         total = structure.dossiers_count if self.full else None
         self.emit(_progress(result.fetched, total))
 
-        # A fresh full sync of many dossiers from a DS far away (its first page was slow) goes on
-        # with one stream per state (see `Streams`); the first page keeps its checkpoint.
-        may_stream = self.full and not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
-
-        async def take(pages: AsyncIterator[Any], *, checkpointed: bool) -> bool:
+        async def take(pages: AsyncIterator[Any], *, checkpointed: bool, may_stream: bool = False) -> bool:
             """Write the pages; True when the sequential stream should give way to streams."""
             async for page in pages:
                 self._check_cancel()
@@ -276,47 +280,46 @@ class _Run:
                 listed.update(d.number for d in page.nodes)
                 listed.update(page.skipped)
                 self.emit(_progress(min(result.fetched, total) if total is not None else result.fetched, total))
-                if checkpointed and may_stream and page.page_info.has_next_page and ds.slowest_s >= PARALLEL_LATENCY_S:
+                if may_stream and page.page_info.has_next_page and ds.last_s >= PARALLEL_LATENCY_S:
                     return True
             return False
 
-        async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
-            streams = await take(pages, checkpointed=True)  # page k+1 is on its way while page k is written
-        if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
-            newest_at_start = await ds.newest_modification(number)
-            async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
-                await take(pages, checkpointed=False)
-            if newest_at_start:  # a dossier that moved from one stream to another meanwhile
-                async with Prefetch(ds.dossier_pages(number, _shift(newest_at_start, -LAG_S))) as pages:
+        streams = False
+        if self.full:
+            # A fresh full sync of many dossiers from a DS far away (its first page was slow) goes
+            # on with one stream per state (see `Streams`); the first page keeps its checkpoint.
+            may_stream = not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+            async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
+                streams = await take(pages, checkpointed=True, may_stream=may_stream)  # page k+1 comes while k is written
+            if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
+                newest_at_start = await ds.newest_modification(number)
+                async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
                     await take(pages, checkpointed=False)
+                if newest_at_start:  # a dossier that moved from one stream to another meanwhile
+                    async with Prefetch(ds.dossier_pages(number, _shift(newest_at_start, -LAG_S))) as pages:
+                        await take(pages, checkpointed=False)
 
         self._check_cancel()
-        # The document held dossiers the streams did not list (a state OTP does not know?): list all.
-        unlisted = streams and any(n not in listed for n in writer.dossier_ids)
-        if result.incremental or result.resumed or unlisted:
-            self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
-            async with Prefetch(ds.refresh_pages(number)) as light_pages:
-                async for nodes in light_pages:
-                    self.excluded.update(n["number"] for n in nodes if not params.filters.matches(n))
-                    self.excluded.difference_update(n["number"] for n in nodes if params.filters.matches(n))
-                    nodes = [n for n in nodes if n["number"] not in self.excluded]
-                    result.updated += await writer.refresh_labels(nodes)
-                    listed.update(n["number"] for n in nodes)
-                    self._check_cancel()
+        # An incremental sync lists every dossier first and fetches those whose date moved; so
+        # does a resumed full one after its pages (dossiers modified meanwhile), and a streamed one
+        # when the document held dossiers the streams did not list.
+        if not self.full or result.resumed or (streams and any(n not in listed for n in writer.dossier_ids)):
+            changed = await self._listing(writer, listed, ahead, streamed=(structure.dossiers_count or 0) >= PARALLEL_FROM)
+            if changed:
+                since = min((c for c in changed.values() if c), key=lambda c: datetime_cell(c) or 0, default=EPOCH)
+                self.emit({"kind": "phase", "message": f"Lecture des {len(changed)} dossiers nouveaux ou modifiés…"})
+                async with Prefetch(ds.dossier_pages(number, _shift(since, 0))) as pages:
+                    await take(pages, checkpointed=False)
         else:
             listed.update(result.skipped)
 
         self.emit({"kind": "phase", "message": "Dossiers mis à la corbeille ou supprimés dans DS…"})
-        _, pending_after = await ds.deletions(number, None, confirmed=False)
+        pending, deleted = await self._membership_lists(cursor, listed, writer, schema)
         held = {n: (binned_at_start.get(n), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
         membership = plan_membership(
-            held, listed, _dates(pending_before), _dates(pending_after), _dates(deleted),
-            keep_deleted=params.keep_deleted, now=self.clock(), excluded=self.excluded,
-            keep_excluded=params.filters.keep_out, out_cells={n: writer.cell(n, OUT_OF_FILTER) for n in writer.dossier_ids})
-        for restored in membership.restored:  # modified before or while in the bin: take it again
-            dossier = await ds.dossier(number, restored)
-            if dossier is not None:
-                await self._write([dossier], [], schema, writer)
+            held, listed, pending, deleted, keep_deleted=params.keep_deleted, now=self.clock(),
+            excluded=self.excluded, keep_excluded=params.filters.keep_out,
+            out_cells={n: writer.cell(n, OUT_OF_FILTER) for n in writer.dossier_ids})
         await writer.set_flags({BIN_DATE: membership.bin_dates, DELETED_DATE: membership.deleted_dates,
                                 OUT_OF_FILTER: membership.out_of_filter})
         result.filtered_out = sorted(membership.filtered_out)
@@ -326,6 +329,7 @@ class _Run:
         result.deleted = len(membership.deleted)
 
         result.total = len(writer.dossier_ids)
+        result.repaired = writer.repaired
         result.cursor = self.newest
         result.ds_requests = ds.request_count
         await self.sink.finish([
@@ -352,6 +356,73 @@ class _Run:
         result.added += added
         result.updated += updated
 
+    async def _take_one(self, dossier_number: int, schema, writer: Writer, listed: set[int]) -> bool:
+        """Fetch one dossier and write it; False when DS no longer has it. One DS cannot answer
+        in full is kept as it is and taken again at the next sync."""
+        try:
+            dossier = await self.ds.dossier(self.params.number, dossier_number)
+        except errors.DSQueryError as error:
+            self.result.skipped.append(dossier_number)
+            self.result.problems.append(error.detail[:200])
+            listed.add(dossier_number)
+            return True
+        if dossier is None:
+            return False
+        await self._write([dossier], [], schema, writer)
+        listed.add(dossier.number)
+        return True
+
+    async def _listing(self, writer: Writer, listed: set[int], ahead: Streams | None, *, streamed: bool) -> dict[int, str]:
+        """List every dossier DS has, light (the pages `ahead` already read, if any); refresh
+        labels; return the dossiers to fetch (new ones, or whose modification date differs from
+        the copy's: number → DS's date). From a far DS (its first light page was slow), a large
+        procedure is listed one stream per state."""
+        self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
+        number, filters, ds = self.params.number, self.params.filters, self.ds
+        copied = {n: writer.cell(n, DATE_MODIFIED) for n in writer.dossier_ids}
+        changed: dict[int, str] = {}
+
+        async def take(pages, *, may_stream: bool = False) -> bool:
+            async for nodes in pages:
+                full_page = len(nodes) == PAGE_SIZE
+                self.excluded.update(n["number"] for n in nodes if not filters.matches(n))
+                self.excluded.difference_update(n["number"] for n in nodes if filters.matches(n))
+                nodes = [n for n in nodes if n["number"] not in self.excluded]
+                self.result.updated += await writer.refresh_labels(nodes)
+                listed.update(n["number"] for n in nodes)
+                changed.update(changed_dossiers(copied, nodes))
+                if changed:
+                    writer.read_ahead()  # writing them needs the other tables: read while listing
+                self._check_cancel()
+                if may_stream and full_page and ds.last_s >= PARALLEL_LATENCY_S:
+                    return True
+            return False
+
+        async with ahead or Prefetch(ds.refresh_pages(number)) as pages:
+            far = await take(pages, may_stream=streamed)
+        if far:  # a dossier changing state meanwhile may escape every stream: see `_membership_lists`
+            async with Streams([ds.refresh_pages(number, state=s) for s in STATES]) as pages:
+                await take(pages)
+        return {n: d for n, d in changed.items() if n in listed}
+
+    async def _membership_lists(self, cursor: str | None, listed: set[int], writer: Writer, schema) -> tuple[dict, dict]:
+        """DS's bin (number → date), and the confirmed deletions (number → date) when the
+        document holds dossiers the listing did not show. Those in neither list are asked for
+        one by one: a dossier restored from the bin, or moved between streams, while the listing
+        passed is alive (taken again); only one DS does not have is deleted."""
+        number, ds = self.params.number, self.ds
+        unlisted = [n for n in writer.dossier_ids if n not in listed and not writer.cell(n, DELETED_DATE)]
+        deleted, pending = await ds.deletions(number, _shift(cursor, -LAG_S) if cursor else None, confirmed=bool(unlisted))
+        pending_dates, deleted_dates = _dates(pending), _dates(deleted)
+        gone = False
+        for n in unlisted:
+            if n not in pending_dates and n not in deleted_dates:
+                gone = not await self._take_one(n, schema, writer, listed) or gone
+        if gone:  # one may have gone into the bin since the bin was read
+            _, pending = await ds.deletions(number, None, confirmed=False)
+            pending_dates = _dates(pending)
+        return pending_dates, deleted_dates
+
     async def stopped(self, error: BaseException) -> None:
         """A sync that stops early: its history line, and the lease freed with its checkpoint."""
         status = "Annulée" if getattr(error, "code", "") == "cancelled" else "Échec"
@@ -365,15 +436,17 @@ class _Run:
 
 
 STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
+READ_AHEAD = 50  # light pages (100 dossiers each) an incremental sync may read before it uses them
 PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once,
-PARALLEL_LATENCY_S = 1.0  # when DS is that far (its slowest round trip, the first page included)
+PARALLEL_LATENCY_S = 1.0  # when DS is that far (the round trip of the first page)
 
 
 class Streams:
     """Several DS page streams at once (one per dossier state), merged into one sequence of
     pages for the caller, who writes them one at a time. DS's cursor makes one stream strictly
     sequential; five streams cut a full sync's round trips by five (`DSClient` keeps them under
-    DS's rate limit). At most one page per stream waits in memory. Only worth it when DS is far
+    DS's rate limit). At most one page per stream waits in memory (or `depth` pages: one stream
+    read ahead while the sync does something else). Only worth it when DS is far
     (`PARALLEL_LATENCY_S`, seen on the first page, paged alone): a DS that answers at once is
     CPU-bound, and so is the widget.
 
@@ -384,9 +457,9 @@ class Streams:
     full sync resumes as one sequential stream after the first page (paged alone, before the
     streams), whose diff writes only what is missing."""
 
-    def __init__(self, streams: list[AsyncIterator[Any]]):
+    def __init__(self, streams: list[AsyncIterator[Any]], *, depth: int = 0):
         self.streams = streams
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=len(streams))
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=depth or len(streams))  # pages read ahead
         self.tasks: list[asyncio.Future] = []
         self.active = len(streams)
 
@@ -398,8 +471,9 @@ class Streams:
         except Exception as error:  # noqa: BLE001 - raised to the caller, in order
             await self.queue.put(("error", error))
 
-    async def __aenter__(self) -> Streams:
-        self.tasks = [asyncio.ensure_future(self._pump(s)) for s in self.streams]
+    async def __aenter__(self) -> Streams:  # entered again by whoever reads it: started once
+        if not self.tasks:
+            self.tasks = [asyncio.ensure_future(self._pump(s)) for s in self.streams]
         return self
 
     def __aiter__(self) -> Streams:

@@ -7,6 +7,8 @@ its checkpoint) and keeps its indexes up to date with what was written.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable
 from typing import Any
 
@@ -42,19 +44,46 @@ class Writer:
         self.indexes: dict[str, TableIndex] = {}
         self.dossier_ids: dict[int, int] = {}  # dossier number → row id
         self.repaired = 0
+        self._reading: asyncio.Future | None = None  # the other tables being read (`read_ahead`)
 
     async def load(self) -> None:
-        await self._load()
-        repairs = plan_dedupe(self.maps, self.indexes, self.agent_columns)
-        if repairs:
-            self.repaired = sum(len(i.duplicates) for i in self.indexes.values())
-            await self.sink.apply(repairs)
-            await self._load()
+        """Index the dossiers table; the other tables are read when a write first needs them
+        (`read_ahead`): a sync in which nothing changed reads only the dossiers."""
+        dossiers = await self._index("dossiers")
+        if dossiers.duplicates:  # repaired with the child rows that hang on them
+            self._reading = asyncio.ensure_future(self._read(list(self.maps)))
+            await self._reading
+        else:
+            self.indexes["dossiers"] = dossiers
+            self.dossier_ids = {key[0]: row_id for key, (row_id, _) in dossiers.rows.items()}
 
-    async def _load(self) -> None:
-        for key, table_map in self.maps.items():
-            self.indexes[key] = TableIndex.from_columns(await self.sink.fetch_table(table_map.table_id), table_map)
-        self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
+    async def _index(self, key: str) -> TableIndex:
+        return TableIndex.from_columns(await self.sink.fetch_table(self.maps[key].table_id), self.maps[key])
+
+    def read_ahead(self) -> None:
+        """Start reading the other tables now: a write will need them (the sync goes on
+        listing meanwhile, waiting for DS)."""
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read([k for k in self.maps if k not in self.indexes]))
+            self._reading.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _need_all(self) -> None:
+        self.read_ahead()
+        await self._reading
+
+    async def _read(self, keys: list[str]) -> None:
+        """Index these tables, and repair duplicate rows of a key (see `plan_dedupe`)."""
+        for key in keys:
+            self.indexes[key] = await self._index(key)
+        loaded = {k: self.maps[k] for k in keys}
+        repairs = plan_dedupe(loaded, self.indexes, self.agent_columns)
+        if repairs:
+            self.repaired += sum(len(self.indexes[k].duplicates) for k in keys)
+            await self.sink.apply(repairs)
+            for key in keys:
+                self.indexes[key] = await self._index(key)
+        if "dossiers" in keys:
+            self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
 
     async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: dict[str, Any] | None = None) -> None:
         actions, slots = [], []
@@ -72,6 +101,7 @@ class Writer:
         """Two bundles: dossier rows (their new row ids are the children's Refs), then the child
         rows with the checkpoint (given the page's added/updated counts): a page is recorded as
         done only once all of it is written. Returns (added, updated)."""
+        await self._need_all()
         by_table: dict[str, list[dict[str, Any]]] = {key: [] for key in self.maps}
         for dossier in dossiers:
             for key, rows in dossier_rows(dossier, schema).items():
@@ -121,6 +151,7 @@ class Writer:
         gone = {self.dossier_ids[n] for n in numbers if n in self.dossier_ids}
         if not gone:
             return 0
+        await self._need_all()
         await self.apply(plan_removal(self.maps, self.indexes, gone))
         self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
         return len(gone)

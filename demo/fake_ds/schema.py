@@ -24,7 +24,7 @@ from graphql import (
     visit,
 )
 
-from .store import FakeDSStore, Procedure, encode_id, iso, paris_midnight, parse_iso, to_paris
+from .store import FakeDSStore, Procedure, encode_id, instant, iso, paris_midnight, parse_iso, to_paris
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_PAGE_SIZE = 100
@@ -108,17 +108,21 @@ def paginate(items: list, key: Callable[[Any], tuple[str, int]], args: dict,
 
     def sort_key(item):
         moment, ident = key(item)
-        return parse_iso(moment), ident
+        return instant(moment), ident
+
+    def bound_of(cursor):
+        moment, ident = decode_cursor(cursor)
+        return moment.timestamp(), ident
 
     def window(after_cursor, before_cursor, walk_backwards):
-        ordered = sorted(items, key=sort_key, reverse=walk_backwards)
+        ordered = sorted(((sort_key(item), n) for n, item in enumerate(items)), reverse=walk_backwards)
         if before_cursor is not None:
-            bound = decode_cursor(before_cursor)
-            ordered = [i for i in ordered if sort_key(i) < bound]
+            bound = bound_of(before_cursor)
+            ordered = [o for o in ordered if o[0] < bound]
         elif after_cursor is not None:
-            bound = decode_cursor(after_cursor)
-            ordered = [i for i in ordered if sort_key(i) > bound]
-        return ordered[:limit]
+            bound = bound_of(after_cursor)
+            ordered = [o for o in ordered if o[0] > bound]
+        return [items[n] for _, n in ordered[:limit]]
 
     if descending:  # deprecated `order: DESC`, as DS's load_nodes_deprecated_order
         if before is None:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from graphql import GraphQLError, GraphQLSyntaxError, execute, parse, specified_rules, validate
+from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, execute, parse, specified_rules, validate
 
 from .schema import make_context, make_schema
 from .store import FakeDSStore
@@ -59,6 +59,7 @@ class RecordedRequest:
     status: int = 0
     authenticated: bool = False
     error_codes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # the time the fake took to answer (its injected latency excluded)
 
     # dict-style access for convenience in tests: request["status"]
     def __getitem__(self, key: str) -> Any:
@@ -92,6 +93,7 @@ class FakeDSServer:
         self.requests: list[RecordedRequest] = []
         self.schema = make_schema()
         self._faults: list[_Fault] = []
+        self._documents: dict[str, tuple[DocumentNode, list[GraphQLError]]] = {}
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -186,6 +188,19 @@ class FakeDSServer:
             return fault
 
     # -- GraphQL -------------------------------------------------------------
+    def _checked(self, query: str) -> tuple[DocumentNode, list[GraphQLError]]:
+        """The parsed query and its validation errors, kept per query text (a client sends the
+        same few queries again and again; parsing and validating them is a third of a light page)."""
+        known = self._documents.get(query)
+        if known is None:
+            document = parse(query)
+            known = document, [e for e in validate(self.schema, document, specified_rules) if not _ds_accepts(e)]
+            with self._lock:
+                if len(self._documents) > 64:
+                    self._documents.clear()
+                self._documents[query] = known
+        return known
+
     def handle_graphql(self, token: str | None, raw_body: bytes, record: RecordedRequest) -> tuple[int, dict]:
         """Answer one POST: (HTTP status, JSON body)."""
         try:
@@ -211,10 +226,9 @@ class FakeDSServer:
         if not isinstance(query, str) or not query.strip():
             return 200, {"errors": [{"message": "No query string was present"}]}
         try:
-            document = parse(query)
+            document, errors = self._checked(query)
         except GraphQLSyntaxError as exc:
             return 400, graphql_error_body(exc.message, "graphql_parse_failed")
-        errors = [e for e in validate(self.schema, document, specified_rules) if not _ds_accepts(e)]
         if errors:
             return 200, {"errors": [e.formatted for e in errors]}
 
@@ -248,6 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeDSServer
     protocol_version = "HTTP/1.1"
     server_version = "FakeDS/1.0"
+    # headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm holds the body
+    # until the client's delayed ACK (40 ms on Linux) on every keep-alive answer
+    disable_nagle_algorithm = True
 
     def log_message(self, *_args) -> None:  # keep test output quiet
         pass
@@ -313,6 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, fault.body.encode(), fault.content_type, fault.headers)
             return
         token = _bearer_token(self.headers.get("Authorization"))
+        started = time.perf_counter()
         try:
             status, payload = self.fake.handle_graphql(token, body, record)
             if fault is not None and fault.partial is not None and status == 200:
@@ -321,8 +339,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 500, graphql_error_body(f"Internal Server Error: {exc}", "internal_server_error")
         record.status = status
         record.error_codes = [e.get("extensions", {}).get("code") for e in payload.get("errors", [])]
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        record.seconds = time.perf_counter() - started
         self.fake.requests.append(record)
-        self._send_json(status, payload)
+        self._send(status, data, "application/json; charset=utf-8")
 
 
 def _bearer_token(header: str | None) -> str | None:

@@ -13,6 +13,8 @@ so ``updatedSince`` filtering is deterministic in tests.
 
 from __future__ import annotations
 
+import functools
+
 import base64
 import copy
 import hashlib
@@ -52,6 +54,12 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return to_paris(moment).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # every page sorts every dossier by a date: parse each once
+def instant(text: str) -> float:
+    """`parse_iso` as epoch seconds."""
+    return parse_iso(text).timestamp()
 
 
 def parse_iso(text: str) -> datetime:

@@ -1,6 +1,7 @@
 """Benchmark of issue 12: OTP against a bare floor widget, same run, one table.
 
     python3 -m tests.bench_sync [--dossiers 5000] [--wide 1000] [--latency 1.0] [--skip-latency]
+                                [--only sample,wide,latency,floor]
 
 Headless Chromium (Debian's), grist-static, the fake DS on 127.0.0.1 (same process, its own
 threads), the built widget driven as an agent would (form filled, « Synchroniser » clicked).
@@ -172,9 +173,14 @@ class Bench:
         assert result["state"] == "done", result
         summary = result["result"]
         kinds = Counter((r.operation_name or r.method).removeprefix("otp") for r in self.ds.requests[before:])
+        ds_busy = sum(r.seconds for r in self.ds.requests[before:])
+        phases = host.widget.evaluate("otpWidget.timings.phases") or []
+        marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
+        steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
+        self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}")
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s")
         return summary
 
     def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
@@ -246,15 +252,21 @@ class Bench:
         label, wide_label = f"{args.dossiers:,} dossiers", f"300-champ form, {args.wide:,} dossiers"
         with FakeDSServer(self.store, tokens={TOKEN: "all"}) as ds, StaticServer(roots) as pages, sync_playwright() as pw:
             self.ds, self.pages = ds, pages
-            self.otp_scenario(pw, SAMPLE, label, resyncs=True)
-            self.floor_scenario(pw, SAMPLE, label)
-            self.otp_scenario(pw, WIDE, wide_label, resyncs=False)
-            self.floor_scenario(pw, WIDE, wide_label)
-            if not args.skip_latency:
+            only = set(args.only.split(",")) if args.only else {"sample", "wide", "latency", "floor"}
+            if "sample" in only:
+                self.otp_scenario(pw, SAMPLE, label, resyncs=True)
+                if "floor" in only:
+                    self.floor_scenario(pw, SAMPLE, label)
+            if "wide" in only:
+                self.otp_scenario(pw, WIDE, wide_label, resyncs=False)
+                if "floor" in only:
+                    self.floor_scenario(pw, WIDE, wide_label)
+            if "latency" in only and not args.skip_latency:
                 ds.latency = args.latency
                 ll = f", {args.latency:g} s DS latency"
                 self.otp_scenario(pw, SAMPLE, label, resyncs=True, latency_label=ll)
-                self.floor_scenario(pw, SAMPLE, label, latency_label=ll)
+                if "floor" in only:
+                    self.floor_scenario(pw, SAMPLE, label, latency_label=ll)
                 ds.latency = 0
         shutil.rmtree(self.profile, ignore_errors=True)
         self.table()
@@ -288,6 +300,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0, help="DS latency per request (s) of the latency runs")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--json", help="also write the figures there")
+    parser.add_argument("--only", help="comma-separated scenarios among sample, wide, latency, floor (default: all)")
     Bench(parser.parse_args()).run()
 
 

@@ -551,6 +551,7 @@ let current = null;   // {op, params, base: {done, t} | null, stopping}
 
 function onProgressEvent(event) {
   if (!event || typeof event !== 'object') return;
+  if (event.kind === 'phase' && current) timings.phases.push([Math.round(performance.now() - current.t0), event.message]);
   if (current && current.stopping && event.kind !== 'wait') {
     if (event.kind === 'phase' && event.message) setStatus(event.message, 'info');
     return;   // keep saying it is stopping
@@ -879,7 +880,8 @@ function showCancel(visible) {
 
 function startSync(params, message) {
   if (!pythonReady || running) return;
-  current = { op: 'sync', params, base: null, stopping: false };
+  current = { op: 'sync', params, base: null, stopping: false, t0: performance.now() };
+  timings.phases = [];   // [ms since the click, phase] of this sync (the benchmark reads them)
   showCancel(true);
   saveOptions(params);
   window.otpWidget.lastResult = null;

@@ -1,0 +1,130 @@
+"""An incremental sync lists every dossier first (light pages: number, modification date,
+labels) and fetches only those whose date moved since they were copied; a dossier the listing
+did not show is asked for by number before anything is removed. Under Grist's engine with the
+fake DS over HTTP (tests/lab.py)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from py_core import sync
+from tests.grist_engine import engine_missing
+from tests.lab import Lab
+
+pytestmark = pytest.mark.skipif(bool(engine_missing()), reason=engine_missing() or "")
+
+N = 250
+
+
+def operations(lab, since: int) -> list[str]:
+    return [r.operation_name for r in lab.server.requests[since:]]
+
+
+def side_effect(lab, when, action) -> None:
+    """Run `action` once, just before DS answers the first request `when` accepts."""
+    state = {"done": False}
+
+    def match(request):
+        if not state["done"] and when(request):
+            state["done"] = True
+            action()
+        return False
+
+    lab.server.fail_next(500, match=match)
+
+
+@pytest.fixture
+def lab():
+    with Lab(dossiers=N) as lab:
+        lab.sync()
+        yield lab
+
+
+def test_a_re_sync_with_nothing_changed_reads_the_structure_the_light_pages_and_the_bin(lab):
+    before, bundles = len(lab.server.requests), []
+    lab.sink.before_apply = bundles.append
+    result = lab.sync()
+    assert operations(lab, before) == ["otpStructure", *["otpRefresh"] * math.ceil(N / 100), "otpDeletedDossiers"]
+    assert (result.fetched, result.added, result.updated, result.deleted) == (0, 0, 0, 0)
+    assert len(bundles) == 2, "the lease taken, then the history line with the lease given back"
+    assert not [a for bundle in bundles for a in bundle if not a[1].startswith("OTP_")], "no data written"
+    lab.assert_copy_exact()
+
+
+def test_only_the_dossiers_whose_date_moved_are_fetched(lab):
+    numbers = lab.dossier_numbers()
+    lab.store.update_dossier(numbers[3], motivation="modifié")
+    lab.store.update_dossier(numbers[200], motivation="modifié aussi")
+    lab.store.add_dossier()
+    before = len(lab.server.requests)
+    result = lab.sync()
+    assert (result.fetched, result.added, result.updated) == (3, 1, 2)
+    assert operations(lab, before).count("otpDossiers") == 1
+    lab.assert_copy_exact()
+
+
+def test_a_dossier_whose_copy_is_older_than_ds_is_fetched_even_behind_the_cursor(lab):
+    """The cursor plays no part: a modification DS stamped with an older date (its clocks, a
+    late commit) is caught by comparing dates, whatever the last sync's cursor."""
+    victim = lab.dossier_numbers()[10]
+    row = next(r for r in lab.rows("dossiers") if r["Numero"] == victim)
+    lab.sink.apply_now([["UpdateRecord", lab.table("dossiers"), row["id"], {"Date_derniere_modification": 0.0, "Motivation": "périmé"}]])
+    result = lab.sync()
+    assert result.updated >= 1
+    fresh = next(r for r in lab.rows("dossiers") if r["Numero"] == victim)
+    assert fresh["Motivation"] != "périmé"
+    lab.assert_copy_exact()
+
+
+def test_a_dossier_restored_while_the_listing_passed_it_is_kept_as_the_same_row(lab):
+    victim = lab.dossier_numbers()[42]
+    lab.agent_edit(victim, "à relancer")
+    lab.store.delete_dossier(victim, pending=True)
+    assert lab.sync().binned == [victim]
+    # Next sync: the listing does not show it (in the bin), then it is restored before the bin
+    # is read: it is in neither list, so OTP asks DS for it instead of removing it.
+    side_effect(lab, lambda r: r.operation_name == "otpDeletedDossiers", lambda: lab.store.restore_dossier(victim))
+    before = len(lab.server.requests)
+    result = lab.sync()
+    assert result.deleted == 0 and result.restored == [victim]
+    assert "otpDossier" in operations(lab, before)
+    assert lab.agent_cells()[victim] == "à relancer"
+    lab.assert_copy_exact()
+
+
+def test_a_dossier_deleted_outright_is_removed_after_ds_confirms_it(lab):
+    victim = lab.dossier_numbers()[7]
+    lab.agent_edit(victim, "note")
+    lab.store.delete_dossier(victim)
+    result = lab.sync()
+    assert result.deleted_numbers == [victim]
+    assert victim not in lab.dossier_numbers()
+    lab.assert_copy_exact()
+
+
+def test_a_far_ds_is_listed_one_stream_per_state_and_a_dossier_changing_state_meanwhile_is_kept(monkeypatch, lab):
+    monkeypatch.setattr(sync, "PARALLEL_FROM", 200)
+    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 0.0)
+    procedure = lab.store.procedure(lab.number)
+    assert sum(d["state"] == "accepte" for d in procedure.dossiers.values()) <= 100, "one accepte page"
+    moving = max((d for d in procedure.dossiers.values() if d["state"] == "en_construction"),
+                 key=lambda d: d["dateDepot"])["number"]
+    lab.agent_edit(moving, "suivi")
+    refresh = lambda state: lambda r: r.operation_name == "otpRefresh" and (r.variables or {}).get("state") == state  # noqa: E731
+    # The en_construction stream answers late; meanwhile, once the accepte stream has answered,
+    # the dossier moves there: neither stream lists it.
+    lab.server.delay_next(0.8, count=1, match=refresh("en_construction"))
+    move = lambda: lab.store.update_dossier(moving, state="accepte", motivation="accepté pendant la liste")  # noqa: E731
+    side_effect(lab, refresh("accepte"), lambda: threading.Timer(0.3, move).start())
+    before = len(lab.server.requests)
+    result = lab.sync()
+    states = {(r.variables or {}).get("state") for r in lab.server.requests[before:] if r.operation_name == "otpRefresh"}
+    assert set(sync.STATES) <= states
+    assert "otpDossier" in operations(lab, before), "asked for by number"
+    assert result.deleted == 0
+    row = next(r for r in lab.rows("dossiers") if r["Numero"] == moving)
+    assert row["Motivation"] == "accepté pendant la liste" and lab.agent_cells()[moving] == "suivi"
+    lab.assert_copy_exact()
