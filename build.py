@@ -30,6 +30,18 @@ The Pyodide lock file is written by us and lists no package: the worker loads
 every wheel by absolute URL (``pyodide.loadPackage([...urls])``), so nothing
 ever falls back to the CDN named in the stock lock file.
 
+Python bytecode is compiled at build time (``precompile``): the stock
+``python_stdlib.zip`` holds only ``.py`` sources, and Python inside the browser
+would compile every module it imports at each start (about 2 s of the 3 s
+start-up, in WebAssembly). The build runs the pinned Pyodide once in Node
+(``node_modules/pyodide``, the same interpreter as the browser's, hence the same
+bytecode magic) and writes unchecked hash-based ``.pyc`` files: the shipped
+``python_stdlib.zip`` holds ``.pyc`` instead of ``.py``; every wheel gets
+``__pycache__/*.cpython-314.pyc`` next to its sources (sources kept, for
+tracebacks). Results are cached in ``.cache/pyc/`` by input sha256; without
+Node, or if it fails, the build warns and ships the plain files (slower start,
+same behaviour). ``OTP_NO_PYC=1`` turns it off.
+
 Any checksum mismatch aborts the build with a message explaining what to do.
 """
 from __future__ import annotations
@@ -221,6 +233,118 @@ class Dist:
 # Steps
 # --------------------------------------------------------------------------
 
+# ---- bytecode, compiled by the pinned Pyodide in Node --------------------------
+
+PYC_FORMAT = 1   # bump when the output format changes (a change of _PYC_PY is in the key already)
+
+# Runs inside Pyodide. stdlib: each .py becomes .pyc (zipimport reads name.pyc first; the
+# code's file name is the one zipimport would give, /lib/python314.zip/...). wheel: every
+# .py keeps its bytes and gains __pycache__/<name>.<cache_tag>.pyc. Unchecked hash-based
+# pycs: Python uses them without looking at the source's mtime (the wheel installer does not
+# keep it). Entry order, names, times and attributes come from the input: same input, same
+# bytes.
+_PYC_PY = r"""
+import importlib.util, importlib._bootstrap_external as _be, sys, zipfile
+
+def _pyc(source, filename):
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
+    except SyntaxError:   # not a module for this Python (a template, an example): keep the .py
+        return None
+    return bytes(_be._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
+
+def _copy_info(info, name):
+    zi = zipfile.ZipInfo(name, date_time=info.date_time)
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    zi.create_system = info.create_system
+    zi.external_attr = info.external_attr
+    return zi
+
+def otp_precompile(src, dst, kind):
+    tag = sys.implementation.cache_tag
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            name = info.filename
+            is_py = name.endswith(".py") and not info.is_dir()
+            if kind == "stdlib" and is_py:
+                pyc = _pyc(data, "/lib/python314.zip/" + name)
+                if pyc is not None:
+                    zout.writestr(_copy_info(info, name + "c"), pyc, compresslevel=9)
+                    continue
+            zout.writestr(info, data, compresslevel=9)
+            if kind == "wheel" and is_py and ".dist-info/" not in name and ".data/" not in name:
+                pyc = _pyc(data, name)
+                if pyc is not None:
+                    folder, _, base = name.rpartition("/")
+                    pyc_name = (folder + "/" if folder else "") + f"__pycache__/{base[:-3]}.{tag}.pyc"
+                    zout.writestr(_copy_info(info, pyc_name), pyc, compresslevel=9)
+"""
+
+_PYC_MJS = r"""
+import fs from 'node:fs';
+const [pyodideDir, jobsPath, pyCode] = process.argv.slice(2);
+const { loadPyodide } = await import(pyodideDir + '/pyodide.mjs');
+const py = await loadPyodide({ indexURL: pyodideDir + '/', stdout: () => {}, stderr: (m) => console.error(m) });
+py.runPython(fs.readFileSync(pyCode, 'utf8'));
+const run = py.globals.get('otp_precompile');
+for (const job of JSON.parse(fs.readFileSync(jobsPath, 'utf8'))) {
+  py.FS.writeFile('/tmp/in.zip', fs.readFileSync(job.src));
+  run('/tmp/in.zip', '/tmp/out.zip', job.kind);
+  fs.writeFileSync(job.dst, py.FS.readFile('/tmp/out.zip'));
+}
+"""
+
+
+def _pyc_cache_key(kind: str, data: bytes) -> str:
+    salt = f"{PYODIDE_VERSION}:{PYODIDE_FILES['pyodide.asm.wasm']}:{PYC_FORMAT}:{sha256_bytes(_PYC_PY.encode())}:{kind}:"
+    return sha256_bytes(salt.encode() + sha256_bytes(data).encode())
+
+
+def precompile(items: list[tuple[str, bytes]]) -> list[bytes]:
+    """[(kind 'stdlib'|'wheel', zip bytes)] -> the same archives with compiled bytecode added
+    (see _PYC_PY). Cached in .cache/pyc/; one Node run for all the cache misses. On any failure
+    (no Node, Pyodide error): a warning and the input bytes, unchanged."""
+    if os.environ.get("OTP_NO_PYC") == "1":
+        return [data for _, data in items]
+    cache = CACHE / "pyc"
+    keys = [_pyc_cache_key(kind, data) for kind, data in items]
+    missing = [i for i, key in enumerate(keys) if not (cache / f"{key}.zip").is_file()]
+    if missing:
+        node = shutil.which("node")
+        if node is None:
+            log("  WARNING: no `node`: Python bytecode not precompiled (the widget starts about 2 s slower)")
+            return [data for _, data in items]
+        cache.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            tmpdir = Path(tmp)
+            jobs = []
+            for i in missing:
+                kind, data = items[i]
+                (tmpdir / f"in{i}.zip").write_bytes(data)
+                jobs.append({"kind": kind, "src": str(tmpdir / f"in{i}.zip"), "dst": str(tmpdir / f"out{i}.zip")})
+            (tmpdir / "jobs.json").write_text(json.dumps(jobs))
+            (tmpdir / "pyc.py").write_text(_PYC_PY)
+            (tmpdir / "pyc.mjs").write_text(_PYC_MJS)
+            proc = subprocess.run([node, str(tmpdir / "pyc.mjs"), str(NODE_MODULES / "pyodide"),
+                                   str(tmpdir / "jobs.json"), str(tmpdir / "pyc.py")],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                log("  WARNING: precompiling Python bytecode failed, shipping sources only "
+                    f"(the widget starts about 2 s slower):\n{proc.stderr[-2000:]}")
+                return [data for _, data in items]
+            for i in missing:
+                out = tmpdir / f"out{i}.zip"
+                # every precompiled archive must still open and list the input's entries
+                with zipfile.ZipFile(out) as zf:
+                    if zf.testzip() is not None:
+                        raise BuildError(f"precompiled archive {out} is corrupt")
+                os.replace(out, cache / f"{keys[i]}.zip")   # atomic: concurrent builds are fine
+        log(f"  precompiled Python bytecode for {len(missing)} archive(s) in {time.monotonic() - t0:.1f} s")
+    return [(cache / f"{key}.zip").read_bytes() for key in keys]
+
+
 def step_pyodide(dist: Dist) -> None:
     src_dir = NODE_MODULES / "pyodide"
     pkg = src_dir / "package.json"
@@ -236,7 +360,11 @@ def step_pyodide(dist: Dist) -> None:
         if not src.is_file():
             raise BuildError(f"missing {src}: {hint}")
         check_sha(src, sha, f"pyodide/{name}", hint)
-        dist.copy(f"pyodide/{name}", src, sha)
+        if name != "python_stdlib.zip":
+            dist.copy(f"pyodide/{name}", src, sha)
+    stdlib = src_dir / "python_stdlib.zip"
+    compiled = precompile([("stdlib", stdlib.read_bytes())])[0]
+    dist.write_bytes("pyodide/python_stdlib.zip", compiled)
 
     stock = src_dir / "pyodide-lock.json"
     check_sha(stock, PYODIDE_STOCK_LOCK_SHA256, "pyodide/pyodide-lock.json (stock)", hint)
@@ -292,6 +420,7 @@ def step_third_party_wheels(dist: Dist) -> list[dict]:
     cache = CACHE / "wheels"
     cache.mkdir(parents=True, exist_ok=True)
     entries = []
+    pinned: list[tuple[str, str, bytes]] = []
     for requirement, filename, sha, platform_args in WHEELS:
         cached = cache / filename
         if not (cached.is_file() and sha256_file(cached) == sha):
@@ -306,8 +435,14 @@ def step_third_party_wheels(dist: Dist) -> list[dict]:
                           "without understanding why.")
                 os.replace(got, cached)
         check_sha(cached, sha, filename, f"delete {cached} and build again.")
-        dist.copy(f"wheels/{filename}", cached, sha)
-        entries.append({"file": filename, "sha256": sha, "size": cached.stat().st_size})
+        pinned.append((filename, sha, cached.read_bytes()))
+    compiled = precompile([("wheel", data) for _, _, data in pinned])
+    for (filename, sha, data), shipped in zip(pinned, compiled):
+        dist.write_bytes(f"wheels/{filename}", shipped)
+        entry = {"file": filename, "sha256": sha256_bytes(shipped), "size": len(shipped)}
+        if shipped != data:
+            entry["pypi_sha256"] = sha   # the pinned download; the shipped file adds .pyc files
+        entries.append(entry)
     return entries
 
 
@@ -410,6 +545,7 @@ def step_py_core(dist: Dist, overlay: Path | None = None) -> tuple[dict, str]:
     if overlay is not None:
         log(f"  WARNING: py_core overlay from {overlay} (development build, do not ship)")
     filename, data, version = build_py_core_wheel(overlay)
+    data = precompile([("wheel", data)])[0]
     dist.write_bytes(f"wheels/{filename}", data)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = zf.namelist()
