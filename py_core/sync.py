@@ -289,6 +289,7 @@ class _Run:
             # A fresh full sync of many dossiers from a DS far away (its first page was slow) goes
             # on with one stream per state (see `Streams`); the first page keeps its checkpoint.
             may_stream = not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
+            self.emit({"kind": "phase", "message": "Lecture des dossiers…"})
             async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
                 streams = await take(pages, checkpointed=True, may_stream=may_stream)  # page k+1 comes while k is written
             if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page

@@ -20,7 +20,17 @@ async def sync_from_widget(params_json: str, grist_call: Any, emit: Any, should_
     ds = DSClient(params.endpoint, params.token, PyfetchTransport())
     result = await synchronise(params, ds, BridgeSink(grist_call), lambda event: emit(json.dumps(event)),
                                should_cancel=(lambda: bool(should_cancel())) if should_cancel else None)
-    return json.dumps(result.to_dict(), ensure_ascii=False)
+    return json.dumps({**result.to_dict(), "heap_mb": _heap_mb()}, ensure_ascii=False)
+
+
+def _heap_mb() -> float | None:
+    """The size of this Pyodide's memory (WebAssembly memory only grows: the peak so far)."""
+    try:
+        import pyodide_js  # type: ignore[import-not-found]
+
+        return round(pyodide_js._module.HEAPU8.length / 2**20, 1)
+    except Exception:  # noqa: BLE001 - not in Pyodide, or its private API moved
+        return None
 
 
 async def check_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any = None) -> str:

@@ -73,8 +73,8 @@ class Writer:
 
     async def _read(self, keys: list[str]) -> None:
         """Index these tables, and repair duplicate rows of a key (see `plan_dedupe`)."""
-        for key in keys:
-            self.indexes[key] = await self._index(key)
+        for key, index in zip(keys, await asyncio.gather(*(self._index(k) for k in keys))):  # Grist answers one while
+            self.indexes[key] = index  # the previous one crosses over
         loaded = {k: self.maps[k] for k in keys}
         repairs = plan_dedupe(loaded, self.indexes, self.agent_columns)
         if repairs:

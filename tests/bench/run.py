@@ -76,6 +76,7 @@ class Figure:
     ds_requests: int
     calls: dict = field(default_factory=dict)
     note: str = ""
+    heap_mb: float | None = None  # the widget's Pyodide memory after the sync (it only grows: a peak)
 
 
 def load() -> str:
@@ -157,8 +158,8 @@ class Bench:
     def calls(self, host) -> dict:
         return host.page.evaluate(READ_CALLS)
 
-    def record(self, work, who, seconds, requests, calls, note=""):
-        figure = Figure(work, who, seconds, requests, calls, note)
+    def record(self, work, who, seconds, requests, calls, note="", heap_mb=None):
+        figure = Figure(work, who, seconds, requests, calls, note, heap_mb)
         self.figures.append(figure)
         print(f"  [{load()}] {work} — {who}: {seconds:.1f} s, {requests} DS requests, "
               f"{calls.get('applies')} bundles ({calls.get('writes')} writing data), {calls.get('fetches')} fetchTable, "
@@ -180,7 +181,7 @@ class Bench:
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s")
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s", summary.get("heap_mb"))
         return summary
 
     def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
@@ -276,8 +277,8 @@ class Bench:
         print()
         print(f"Benchmark of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load at the end {load()}")
         print()
-        print("| work | OTP | DS req. | Grist bundles (data) / fetches | Grist time | floor | DS req. | ratio |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| work | OTP | DS req. | Grist bundles (data) / fetches | Grist time | widget heap | floor | DS req. | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for f in self.figures:
             if f.who != "OTP":
                 continue
@@ -285,6 +286,7 @@ class Bench:
             c = f.calls
             print(f"| {f.work} | {f.seconds:.1f} s | {f.ds_requests} | {c.get('applies')} ({c.get('writes')}) / "
                   f"{c.get('fetches')} | {c.get('gristMs', 0) / 1000:.1f} s | "
+                  + (f"{f.heap_mb:.0f} MB | " if f.heap_mb else "— | ")
                   + (f"{floor.seconds:.1f} s | {floor.ds_requests} | {f.seconds / floor.seconds:.2f}× |" if floor else "— | — | — |"))
         print()
         for line in self.extra:
