@@ -73,7 +73,9 @@ class DSClient:
         self.retry_base = retry_base
         self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
         self.sent: deque[float] = deque()  # when the requests of the last minute left
-        self.last_s = 0.0  # the last round trip (how far DS is: see `sync.Streams`)
+        # the fastest round trip of each query (how far DS is, see `sync.Streams`: the fastest,
+        # because an answer waits while the widget is busy, e.g. reading the copy meanwhile)
+        self.fastest_s: dict[str, float] = {}
         self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the token
@@ -96,7 +98,8 @@ class DSClient:
             started = time.monotonic()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
-                self.last_s = time.monotonic() - started
+                elapsed = time.monotonic() - started
+                self.fastest_s[query_name] = min(elapsed, self.fastest_s.get(query_name, elapsed))
             except NetworkError as error:
                 if error.cors or failures >= self.max_retries:
                     if error.timeout:

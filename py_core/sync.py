@@ -36,6 +36,7 @@ brings them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -172,20 +173,27 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     number = params.number
     ds.emit = emit
     emit({"kind": "phase", "message": f"Lecture de la structure de la démarche n° {number}…"})
-    structure = await ds.structure(number)
-    state = await _ensure_meta_tables(sink)
-    lease = await acquire(sink, number, params.holder, clock())
-    run = _Run(params, ds, FencedSink(sink, lease, clock), emit, should_cancel or (lambda: False), clock, lease)
-    ds.on_wait = run.sink.renew
-    try:
-        return await run.execute(structure, state)
-    except BaseException as error:
-        await run.stopped(error)
-        raise
-
-
-async def _ensure_meta_tables(sink: GristSink) -> DocState:
     state = await load_state(sink)
+    # An incremental sync starts with the listing: its light pages are read from the start (at
+    # most `READ_AHEAD` wait in memory), while the structure is read, the tables prepared and
+    # the copy read. Reading changes nothing: a structure error still leaves the document as is.
+    procedure = state.procedure(number) or {}
+    incremental = bool(procedure.get("Curseur")) and params.filters.key() == (procedure.get("Filtres") or "")
+    ahead = Streams([ds.refresh_pages(number)], depth=READ_AHEAD) if incremental else None
+    async with ahead or contextlib.nullcontext():
+        structure = await ds.structure(number)
+        state = await _ensure_meta_tables(sink, state)
+        lease = await acquire(sink, number, params.holder, clock())
+        run = _Run(params, ds, FencedSink(sink, lease, clock), emit, should_cancel or (lambda: False), clock, lease)
+        ds.on_wait = run.sink.renew
+        try:
+            return await run.execute(structure, state, ahead)
+        except BaseException as error:
+            await run.stopped(error)
+            raise
+
+
+async def _ensure_meta_tables(sink: GristSink, state: DocState) -> DocState:
     actions = meta_table_actions(state)
     if actions:
         repairs = meta_race_repairs(actions, await sink.apply(actions))
@@ -221,7 +229,8 @@ class _Run:
         if self.should_cancel():
             raise errors.cancelled()
 
-    async def execute(self, structure, state: DocState) -> SyncResult:
+    async def execute(self, structure, state: DocState, ahead: Streams | None = None) -> SyncResult:
+        """`ahead`: the light listing, already being read (an incremental sync's first step)."""
         params, result = self.params, self.result
         procedure = state.procedure(params.number) or {}
         cursor = procedure.get("Curseur") or None
@@ -232,12 +241,7 @@ class _Run:
             # the agent changed the filter: a full sync, so that a widened one lets dossiers in
             self.since, self.after, self.full, self.newest = EPOCH, None, True, None
         result.incremental = not self.full
-        if self.full:
-            return await self._execute(structure, state, cursor, None)
-        # an incremental sync starts with the listing: its pages are read while the tables are
-        # prepared and the copy is read (at most `READ_AHEAD` pages wait in memory)
-        async with Streams([self.ds.refresh_pages(params.number)], depth=READ_AHEAD) as ahead:
-            return await self._execute(structure, state, cursor, ahead)
+        return await self._execute(structure, state, cursor, ahead)
 
     async def _execute(self, structure, state: DocState, cursor: str | None, ahead: Streams | None) -> SyncResult:
         params, ds, result = self.params, self.ds, self.result
@@ -280,7 +284,7 @@ class _Run:
                 listed.update(d.number for d in page.nodes)
                 listed.update(page.skipped)
                 self.emit(_progress(min(result.fetched, total) if total is not None else result.fetched, total))
-                if may_stream and page.page_info.has_next_page and ds.last_s >= PARALLEL_LATENCY_S:
+                if may_stream and page.page_info.has_next_page and ds.fastest_s.get("dossiers", 0) >= PARALLEL_LATENCY_S:
                     return True
             return False
 
@@ -384,8 +388,10 @@ class _Run:
         changed: dict[int, str] = {}
 
         async def take(pages, *, may_stream: bool = False) -> bool:
+            seen = 0
             async for nodes in pages:
-                full_page = len(nodes) == PAGE_SIZE
+                seen += 1
+                more = len(nodes) == PAGE_SIZE
                 self.excluded.update(n["number"] for n in nodes if not filters.matches(n))
                 self.excluded.difference_update(n["number"] for n in nodes if filters.matches(n))
                 nodes = [n for n in nodes if n["number"] not in self.excluded]
@@ -395,7 +401,8 @@ class _Run:
                 if changed:
                     writer.read_ahead()  # writing them needs the other tables: read while listing
                 self._check_cancel()
-                if may_stream and full_page and ds.last_s >= PARALLEL_LATENCY_S:
+                # two answers at least: the first one may have waited while the copy was read
+                if may_stream and more and seen >= 2 and ds.fastest_s.get("refresh", 0) >= PARALLEL_LATENCY_S:
                     return True
             return False
 
@@ -439,7 +446,7 @@ class _Run:
 STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental sync may read before it uses them
 PARALLEL_FROM = 1000  # dossiers: from there a full sync pages one stream per state at once,
-PARALLEL_LATENCY_S = 1.0  # when DS is that far (the round trip of the first page)
+PARALLEL_LATENCY_S = 1.0  # when DS is that far (its fastest answer to the query so far)
 
 
 class Streams:

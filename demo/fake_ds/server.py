@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class FakeDSServer:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "FakeDSServer":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.requested_port), handler)
+        self._httpd = _Server((self.host, self.requested_port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-ds", daemon=True)
         self._thread.start()
@@ -256,6 +257,14 @@ def _format_error(error: GraphQLError) -> dict:
         # An unexpected exception: DS answers it as a GraphQL error too.
         formatted.setdefault("extensions", {"code": "internal_server_error"})
     return formatted
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (a request it cancelled: a page it no longer wanted) is no
+        error of the server's; anything else is printed as usual."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
