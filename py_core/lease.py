@@ -96,12 +96,14 @@ class FencedSink:
         self.sink = sink
         self.lease = lease
         self.clock = clock
+        self.renewed = clock()  # the lease was just taken
 
     async def fetch_table(self, table_id: str) -> Columns:
         return await self.sink.fetch_table(table_id)
 
     def _renewal(self, checkpoint: dict[str, Any] | None) -> list[Any]:
-        record: dict[str, Any] = {"Expire": self.clock() + LEASE_S}
+        self.renewed = self.clock()
+        record: dict[str, Any] = {"Expire": self.renewed + LEASE_S}
         if checkpoint is not None:
             record["Reprise"] = json.dumps(checkpoint)
         return ["UpdateRecord", TABLE, self.lease.row_id, record]
@@ -113,6 +115,11 @@ class FencedSink:
 
     async def renew(self) -> None:
         await self._fenced([self._renewal(None)])
+
+    async def keep(self) -> None:
+        """Renew the lease when half of it went by without a write (a long listing writes nothing)."""
+        if self.clock() - self.renewed >= LEASE_S / 2:
+            await self.renew()
 
     async def finish(self, actions: list[list[Any]]) -> list[Any]:
         """The last bundle of a sync that ended well: its results, and the lease given back

@@ -219,6 +219,7 @@ class _Run:
         self.result = SyncResult(params.number, "", resumed=bool(carried))  # counts: this run's own
         self.result.skipped = [int(n) for n in carried.get("skipped") or []]
         self.excluded: set[int] = set()  # dossiers DS has, outside the agent's filter
+        self.writer: Writer | None = None
 
     def checkpoint(self) -> dict[str, Any]:
         r = self.result
@@ -258,7 +259,7 @@ class _Run:
         await self.sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
         state = await lay_out(self.sink, state, number, maps, title=structure.title)  # once per procedure
         self.emit({"kind": "phase", "message": "Lecture de la copie dans le document…"})
-        writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
+        writer = self.writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
         await writer.load()
         procedure = state.procedure(number) or {}
 
@@ -309,12 +310,18 @@ class _Run:
         # does a resumed full one after its pages (dossiers modified meanwhile), and a streamed one
         # when the document held dossiers the streams did not list.
         if not self.full or result.resumed or (streams and any(n not in listed for n in writer.dossier_ids)):
-            changed = await self._listing(writer, listed, ahead, streamed=(structure.dossiers_count or 0) >= PARALLEL_FROM)
+            changed, dates = await self._listing(writer, listed, ahead, streamed=(structure.dossiers_count or 0) >= PARALLEL_FROM)
             if changed:
-                since = min((c for c in changed.values() if c), key=lambda c: datetime_cell(c) or 0, default=EPOCH)
                 self.emit({"kind": "phase", "message": f"Lecture des {len(changed)} dossiers nouveaux ou modifiés…"})
-                async with Prefetch(ds.dossier_pages(number, _shift(since, 0))) as pages:
-                    await take(pages, checkpointed=False)
+                since = min((datetime_cell(c) or 0 for c in changed.values()), default=0)
+                pages = -(-sum(1 for d in dates if d >= since) // PAGE_SIZE)  # from `since` on
+                if len(changed) < pages:  # a few, among many modified since (one with an old date)
+                    for dossier_number in sorted(changed):
+                        self._check_cancel()
+                        await self._take_one(dossier_number, schema, writer, listed)
+                else:
+                    async with Prefetch(ds.dossier_pages(number, _shift_epoch(since))) as pages:
+                        await take(pages, checkpointed=False)
         else:
             listed.update(result.skipped)
 
@@ -377,27 +384,31 @@ class _Run:
         listed.add(dossier.number)
         return True
 
-    async def _listing(self, writer: Writer, listed: set[int], ahead: Streams | None, *, streamed: bool) -> dict[int, str]:
+    async def _listing(self, writer: Writer, listed: set[int], ahead: Streams | None, *,
+                       streamed: bool) -> tuple[dict[int, str], list[float]]:
         """List every dossier DS has, light (the pages `ahead` already read, if any); refresh
         labels; return the dossiers to fetch (new ones, or whose modification date differs from
-        the copy's: number → DS's date). From a far DS (its first light page was slow), a large
+        the copy's: number → DS's date) and every listed dossier's date. From a far DS (its first light page was slow), a large
         procedure is listed one stream per state."""
         self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
         number, filters, ds = self.params.number, self.params.filters, self.ds
         copied = {n: writer.cell(n, DATE_MODIFIED) for n in writer.dossier_ids}
         changed: dict[int, str] = {}
+        dates: list[float] = []  # every listed dossier's modification date
 
         async def take(pages, *, may_stream: bool = False) -> bool:
             seen = 0
             async for nodes in pages:
                 seen += 1
                 more = len(nodes) == PAGE_SIZE
+                listed.update(n["number"] for n in nodes)  # outside the filter too: DS has them
                 self.excluded.update(n["number"] for n in nodes if not filters.matches(n))
                 self.excluded.difference_update(n["number"] for n in nodes if filters.matches(n))
                 nodes = [n for n in nodes if n["number"] not in self.excluded]
                 self.result.updated += await writer.refresh_labels(nodes)
-                listed.update(n["number"] for n in nodes)
                 changed.update(changed_dossiers(copied, nodes))
+                dates.extend(datetime_cell(n.get("dateDerniereModification")) or 0 for n in nodes)
+                await self.sink.keep()
                 if changed:
                     writer.read_ahead()  # writing them needs the other tables: read while listing
                 self._check_cancel()
@@ -411,7 +422,7 @@ class _Run:
         if far:  # a dossier changing state meanwhile may escape every stream: see `_membership_lists`
             async with Streams([ds.refresh_pages(number, state=s) for s in STATES]) as pages:
                 await take(pages)
-        return {n: d for n, d in changed.items() if n in listed}
+        return {n: d for n, d in changed.items() if n in listed}, dates
 
     async def _membership_lists(self, cursor: str | None, listed: set[int], writer: Writer, schema) -> tuple[dict, dict]:
         """DS's bin (number → date), and the confirmed deletions (number → date) when the
@@ -425,7 +436,9 @@ class _Run:
         gone = False
         for n in unlisted:
             if n not in pending_dates and n not in deleted_dates:
+                self._check_cancel()
                 gone = not await self._take_one(n, schema, writer, listed) or gone
+                await self.sink.keep()
         if gone:  # one may have gone into the bin since the bin was read
             _, pending = await ds.deletions(number, None, confirmed=False)
             pending_dates = _dates(pending)
@@ -433,6 +446,8 @@ class _Run:
 
     async def stopped(self, error: BaseException) -> None:
         """A sync that stops early: its history line, and the lease freed with its checkpoint."""
+        if self.writer is not None:
+            self.writer.stop_reading()
         status = "Annulée" if getattr(error, "code", "") == "cancelled" else "Échec"
         message = getattr(error, "message_fr", None) or f"Erreur inattendue : {type(error).__name__}"
         self.result.ds_requests = self.ds.request_count
@@ -585,8 +600,12 @@ def _dates(items) -> dict[int, float | None]:
 
 
 def _shift(iso: str, seconds: float) -> str:
-    moment = datetime.fromtimestamp((datetime_cell(iso) or 0) + seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _shift_epoch((datetime_cell(iso) or 0) + seconds)
+
+
+def _shift_epoch(seconds: float) -> str:
+    """An `ISO8601DateTime` for DS, to the second below."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _progress(done: int, total: int | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from .planner import (
     resolve_refs,
 )
 from .rows import dossier_rows
-from .schema import Schema
+from .schema import DATE_MODIFIED, DOSSIER_KEY, Schema
 from .grist_values import choice_list_cell
 
 CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
@@ -66,6 +66,11 @@ class Writer:
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._read([k for k in self.maps if k not in self.indexes]))
             self._reading.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    def stop_reading(self) -> None:
+        """The sync stops: a read still under way is not wanted any more."""
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
 
     async def _need_all(self) -> None:
         self.read_ahead()
@@ -110,12 +115,20 @@ class Writer:
         widen = [a for key, rows in by_table.items() for a in plan_int_widening(self.maps[key], rows, self.types[key])]
         if widen:
             await self.sink.apply(widen)
-        dossier_plan = plan_rows(self.maps["dossiers"], self.indexes["dossiers"], by_table["dossiers"])
+        # The copy's modification date is what the next sync compares with DS's: it is written
+        # last, with the child rows, so that a page interrupted between the two bundles is
+        # fetched again (its dossiers keep the date they had).
+        index, date_col = self.indexes["dossiers"], self.maps["dossiers"].col_ids[DATE_MODIFIED]
+        dates = {(row[DOSSIER_KEY],): row.get(DATE_MODIFIED) for row in by_table["dossiers"]}
+        held_back = [{**row, DATE_MODIFIED: (index.rows.get((row[DOSSIER_KEY],)) or (0, {}))[1].get(date_col)}
+                     for row in by_table["dossiers"]]
+        dossier_plan = plan_rows(self.maps["dossiers"], index, held_back)
         await self.apply([("dossiers", dossier_plan)])
         for key in dossier_plan.add_keys:
-            self.dossier_ids[key[0]] = self.indexes["dossiers"].rows[key][0]
+            self.dossier_ids[key[0]] = index.rows[key][0]
+        date_plan = plan_cells(self.maps["dossiers"], index, DATE_MODIFIED, dates)
         added = {key[0] for key in dossier_plan.add_keys}
-        changed = {key[0] for key in dossier_plan.update_keys}
+        changed = {key[0] for key in [*dossier_plan.update_keys, *date_plan.update_keys]}
 
         number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
         child_plans = [
@@ -127,7 +140,7 @@ class Writer:
         for _, plan in child_plans:
             changed.update(number_of[key[0]] for key in plan.touched_keys())
         counts = len(added), len(changed - added)
-        await self.apply(child_plans, checkpoint(*counts))
+        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint(*counts))
         return counts
 
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> int:
