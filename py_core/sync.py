@@ -16,7 +16,9 @@
    - incremental: the listing first (light pages: number, modification date, labels, what
      filters look at; read ahead while step 3 runs), then only the dossiers that are new or
      whose modification date differs from the copy's, fetched by pages `updatedSince` the
-     oldest such date. Nothing to fetch when nothing changed: 2 + ⌈N/100⌉ requests.
+     oldest such date (one by one when they are fewer than those pages). Nothing to fetch
+     when nothing changed: 2 + ⌈N/100⌉ requests. The copy's date is written last (with the
+     child rows), so a page interrupted between its two bundles is fetched again.
 5. `membership`: DS's bin, read after the listing: dossiers in it are flagged, restored ones
    unflagged (same row: agents' cells intact). A dossier the document holds that the listing
    did not show and DS's lists do not name is asked for by number (restored, or moved between
