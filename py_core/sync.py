@@ -244,9 +244,15 @@ class _Run:
             # the agent changed the filter: a full sync, so that a widened one lets dossiers in
             self.since, self.after, self.full, self.newest = EPOCH, None, True, None
         result.incremental = not self.full
-        return await self._execute(structure, state, cursor, ahead)
+        # a full sync's first page is asked for now: it comes while the tables are prepared
+        first = Prefetch(self.ds.dossier_pages(params.number, self.since, self.after)) if self.full else None
+        async with first or contextlib.nullcontext():
+            if first is not None:
+                first.start()
+            return await self._execute(structure, state, cursor, ahead, first)
 
-    async def _execute(self, structure, state: DocState, cursor: str | None, ahead: Streams | None) -> SyncResult:
+    async def _execute(self, structure, state: DocState, cursor: str | None, ahead: Streams | None,
+                       first: Prefetch | None) -> SyncResult:
         params, ds, result = self.params, self.ds, self.result
         number = params.number
         result.title = structure.title
@@ -297,14 +303,21 @@ class _Run:
             # on with one stream per state (see `Streams`); the first page keeps its checkpoint.
             may_stream = not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
             self.emit({"kind": "phase", "message": "Lecture des dossiers…"})
-            async with Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
+            async with first or Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
                 streams = await take(pages, checkpointed=True, may_stream=may_stream)  # page k+1 comes while k is written
             if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
-                newest_at_start = await ds.newest_modification(number)
-                async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
-                    await take(pages, checkpointed=False)
-                if newest_at_start:  # a dossier that moved from one stream to another meanwhile
-                    async with Prefetch(ds.dossier_pages(number, _shift(newest_at_start, -LAG_S))) as pages:
+                newest = asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams' first pages
+                try:
+                    async with Streams([ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
+                        await take(pages, checkpointed=False)
+                except BaseException:
+                    newest.cancel()
+                    raise
+                newest_at_start = await newest
+                if newest_at_start:  # a dossier that moved from one stream to another meanwhile;
+                    # one stream per state again (many dossiers may share the window: a bulk action)
+                    since = _shift(newest_at_start, -LAG_S)
+                    async with Streams([ds.dossier_pages(number, since, state=s) for s in STATES]) as pages:
                         await take(pages, checkpointed=False)
 
         self._check_cancel()
@@ -476,9 +489,9 @@ class Streams:
     CPU-bound, and so is the widget.
 
     A dossier that changes state while the streams run may leave a stream before it got there
-    and enter one that is already past it: the sync closes with an `updatedSince` pass from the
-    newest modification DS had when the streams started (minus the lag), which brings every
-    dossier modified since. The streams record no checkpoint (five cursors): an interrupted
+    and enter one that is already past it: the sync closes with `updatedSince` passes (one per
+    state, at once) from the newest modification DS had when the streams started (minus the
+    lag), which bring every dossier modified since. The streams record no checkpoint (five cursors): an interrupted
     full sync resumes as one sequential stream after the first page (paged alone, before the
     streams), whose diff writes only what is missing."""
 
@@ -541,6 +554,11 @@ class Prefetch:
     def __init__(self, pages: AsyncIterator[Any]):
         self.pages = pages
         self.pending: asyncio.Future | None = None
+
+    def start(self) -> None:
+        """Ask for the first page now (it is taken when the caller gets there)."""
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self.pages.__anext__())
 
     async def __aenter__(self) -> Prefetch:
         return self
