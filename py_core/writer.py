@@ -8,7 +8,6 @@ its checkpoint) and keeps its indexes up to date with what was written.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Callable
 from typing import Any
 
@@ -78,8 +77,9 @@ class Writer:
 
     async def _read(self, keys: list[str]) -> None:
         """Index these tables, and repair duplicate rows of a key (see `plan_dedupe`)."""
-        for key, index in zip(keys, await asyncio.gather(*(self._index(k) for k in keys))):  # Grist answers one while
-            self.indexes[key] = index  # the previous one crosses over
+        # all asked at once: Grist prepares one table while the previous one crosses over
+        for key, index in zip(keys, await asyncio.gather(*(self._index(k) for k in keys))):
+            self.indexes[key] = index
         loaded = {k: self.maps[k] for k in keys}
         repairs = plan_dedupe(loaded, self.indexes, self.agent_columns)
         if repairs:
