@@ -180,8 +180,7 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     # most `READ_AHEAD` wait in memory), while the structure is read, the tables prepared and
     # the copy read. Reading changes nothing: a structure error still leaves the document as is.
     procedure = state.procedure(number) or {}
-    incremental = bool(procedure.get("Curseur")) and params.filters.key() == (procedure.get("Filtres") or "")
-    ahead = Streams([ds.refresh_pages(number)], depth=READ_AHEAD) if incremental else None
+    ahead = Streams([ds.refresh_pages(number)], depth=READ_AHEAD) if _incremental(procedure, params.filters) else None
     async with ahead or contextlib.nullcontext():
         structure = await ds.structure(number)
         state = await _ensure_meta_tables(sink, state)
@@ -193,6 +192,11 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
         except BaseException as error:
             await run.stopped(error)
             raise
+
+
+def _incremental(procedure: dict[str, Any], filters: Filters) -> bool:
+    """A sync that lists first: the procedure was copied before, with the same filter."""
+    return bool(procedure.get("Curseur")) and filters.key() == (procedure.get("Filtres") or "")
 
 
 async def _ensure_meta_tables(sink: GristSink, state: DocState) -> DocState:
@@ -240,7 +244,7 @@ class _Run:
         if not self.full:  # a new sync, or an interrupted incremental one: its listing sees what was written
             self.full = not cursor
             self.since, self.after, self.newest = (EPOCH if self.full else None), None, cursor
-        if cursor and params.filters.key() != (procedure.get("Filtres") or ""):
+        if cursor and not _incremental(procedure, params.filters):
             # the agent changed the filter: a full sync, so that a widened one lets dossiers in
             self.since, self.after, self.full, self.newest = EPOCH, None, True, None
         result.incremental = not self.full
@@ -303,7 +307,7 @@ class _Run:
             # on with one stream per state (see `Streams`); the first page keeps its checkpoint.
             may_stream = not result.resumed and not self.after and (total or 0) >= PARALLEL_FROM
             self.emit({"kind": "phase", "message": "Lecture des dossiers…"})
-            async with first or Prefetch(ds.dossier_pages(number, self.since, self.after)) as pages:
+            async with first as pages:  # asked for before the tables (see `execute`)
                 streams = await take(pages, checkpointed=True, may_stream=may_stream)  # page k+1 comes while k is written
             if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
                 newest = asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams' first pages
