@@ -56,9 +56,9 @@ class Lab:
         return parse_params({"demarche": str(self.number), "token": TOKEN, "endpoint": self.server.url,
                              "holder": self.holder, **extra})
 
-    def client(self, **options: Any) -> DSClient:
+    def client(self, url: str | None = None, **options: Any) -> DSClient:
         options = {"sleep": no_sleep, "retry_base": 0.01, **options}
-        return DSClient(self.server.url, TOKEN, UrllibTransport(timeout=self.timeout), **options)
+        return DSClient(url or self.server.url, TOKEN, UrllibTransport(timeout=self.timeout), **options)
 
     def sync(self, *, sink=None, should_cancel=None, clock=None, client=None, **extra: Any):
         kwargs = {"should_cancel": should_cancel}
@@ -66,6 +66,10 @@ class Lab:
             kwargs["clock"] = clock
         return run(synchronise(self.params(**extra), client or self.client(), sink or self.sink,
                                self.events.append, **kwargs))
+
+    def sync_from(self, server: FakeDSServer, **extra: Any):
+        """A sync of the same document from another API address (another DS, or a relay)."""
+        return self.sync(client=self.client(server.url), endpoint=server.url, **extra)
 
     # -- the document -------------------------------------------------------------------------
     def table(self, key: str) -> str:
@@ -139,6 +143,86 @@ class Lab:
             return ["Dossier", "Champ_id", "Numero_fichier"]
         return ["Dossier", "Ligne"]
 
-    def snapshot(self) -> str:
-        """Everything the document holds, as text (for "unchanged" checks)."""
-        return json.dumps({t: self.sink.table(t) for t in self.sink.table_ids()}, sort_keys=True, default=str)
+    def snapshot(self, exclude: tuple[str, ...] = ()) -> str:
+        """Everything the document holds, as text (for "unchanged" checks); `exclude`: tables left out."""
+        return json.dumps({t: self.sink.table(t) for t in self.sink.table_ids() if t not in exclude},
+                          sort_keys=True, default=str)
+
+    # -- columns, through OTP's registry (by stable refs, whatever their ids became) -------------
+    def table_ref(self, key: str, sink: EngineSink | None = None) -> int:
+        sink = sink or self.sink
+        return next(r["Table_ref"] for r in sink.records("OTP_Tables") if r["Demarche"] == self.number and r["Cle"] == key)
+
+    def columns(self, key: str, sink: EngineSink | None = None) -> list[dict[str, Any]]:
+        """The `_grist_Tables_column` records of a table of the procedure."""
+        sink = sink or self.sink
+        ref = self.table_ref(key, sink)
+        return [c for c in sink.records("_grist_Tables_column") if c["parentId"] == ref]
+
+    def column(self, key: str, col_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.columns(key) if c["colId"] == col_id), None)
+
+    def registry(self, key: str, sink: EngineSink | None = None) -> dict[str, dict[str, Any]]:
+        """OTP_Colonnes rows of a table: column key (descriptor id, `dossier`, `motivation`…) → row."""
+        sink = sink or self.sink
+        ref = self.table_ref(key, sink)
+        return {r["Cle"]: r for r in sink.records("OTP_Colonnes") if r["Demarche"] == self.number and r["Table_ref"] == ref}
+
+    def col_id(self, key: str, col_key: str, sink: EngineSink | None = None) -> str | None:
+        """Grist col id of OTP's column `col_key` in table `key` (None: registered nowhere alive)."""
+        sink = sink or self.sink
+        entry = self.registry(key, sink).get(col_key)
+        if entry is None:
+            return None
+        return next((c["colId"] for c in sink.records("_grist_Tables_column") if c["id"] == entry["Col_ref"]), None)
+
+    def row_of(self, number: int) -> dict[str, Any]:
+        return next(r for r in self.rows("dossiers") if r["Numero"] == number)
+
+    def numbers_by_row(self, sink: EngineSink | None = None) -> dict[int, int]:
+        """Dossier row id → dossier number."""
+        sink = sink or self.sink
+        table = self._table_id(self.table_ref("dossiers", sink), sink)
+        numero = self.col_id("dossiers", "numero", sink)
+        return {r["id"]: r[numero] for r in sink.records(table)}
+
+    def _table_id(self, ref: int, sink: EngineSink) -> str:
+        tables = sink.table("_grist_Tables")
+        return tables["tableId"][tables["id"].index(ref)]
+
+    def agent_fill(self, key: str, col_id: str, cells: dict[int, Any]) -> None:
+        """An agent's column on any table of the procedure, filled (row id → cell)."""
+        self.agent_column(key, col_id)
+        ids = list(cells)
+        self.sink.apply_now([["BulkUpdateRecord", self.table(key), ids, {col_id: [cells[i] for i in ids]}]])
+
+    def by_dossier(self, key: str, sink: EngineSink | None = None, skip: tuple[str, ...] = ()) -> dict[int, list[str]]:
+        """OTP's cells of a child table, by dossier number: each row as {column key: cell}
+        (the Ref as the dossier's number), sorted; columns found through the registry."""
+        sink = sink or self.sink
+        numbers = self.numbers_by_row(sink)
+        table = self._table_id(self.table_ref(key, sink), sink)
+        cols = {k: self.col_id(key, k, sink) for k in self.registry(key, sink) if k not in skip}
+        cols = {k: c for k, c in cols.items() if c is not None}
+        out: dict[int, list[str]] = {}
+        for row in sink.records(table):
+            cells = {k: (numbers.get(row[c]) if k == "dossier" else row.get(c)) for k, c in cols.items()}
+            out.setdefault(cells.get("dossier"), []).append(json.dumps(cells, sort_keys=True, default=str))
+        return {n: sorted(rows) for n, rows in out.items()}
+
+    def fresh_copy(self) -> EngineSink:
+        """DS as it is now, synced into a new document: what the copy should hold."""
+        sink = EngineSink("Europe/Paris")
+        holder, self.holder = self.holder, "labo/temoin"
+        try:
+            self.sync(sink=sink)
+        finally:
+            self.holder = holder
+        return sink
+
+    # -- DS ------------------------------------------------------------------------------------
+    def descriptor(self, typename: str, label: str | None = None, *, annotation: bool = False) -> dict[str, Any]:
+        """A descriptor of the active revision, by type (and label)."""
+        revision = self.store.procedure(self.number).active_revision
+        items = revision["annotationDescriptors" if annotation else "champDescriptors"]
+        return next(d for d in items if d["__typename"] == typename and (label is None or d["label"] == label))

@@ -584,8 +584,11 @@ def sample_procedure(number: int = 12345, dossier_count: int = 30, seed: int = 1
                      title: str = "Subvention « Projets associatifs » 2026 — démo",
                      start: str = "2025-09-01T08:30:00+02:00",
                      now: str = "2026-03-02T09:00:00+01:00",
-                     first_dossier_number: int | None = None) -> Procedure:
+                     first_dossier_number: int | None = None, created: str | None = None) -> Procedure:
     """A procedure with two revisions and ``dossier_count`` dossiers.
+
+    ``created``: the procedure's ``dateCreation`` (another DS instance may have a procedure
+    of the same number, created at another date).
 
     Dossier numbers start at ``first_dossier_number`` (default ``number * 10``);
     deposit dates spread between ``start`` and ``now``; every modification
@@ -615,6 +618,8 @@ def sample_procedure(number: int = 12345, dossier_count: int = 30, seed: int = 1
                  "organisme": "Préfecture du Calvados", "typeOrganisme": "service_deconcentre_de_l_etat",
                  "siret": "17140001400015", "departement": "14"},
     )
+    if created is not None:
+        procedure.date_creation = iso(parse_iso(created))
     t0, t1 = parse_iso(start), parse_iso(now) - timedelta(hours=2)
     span = (t1 - t0).total_seconds()
     first = first_dossier_number or number * 10

@@ -558,15 +558,20 @@ class FakeDSStore:
                     for d in p.deleted_dossiers + p.pending_deleted_dossiers]
         return max(numbers, default=100000) + 1
 
-    def delete_dossier(self, number: int, reason: str = "user_request", *, pending: bool = False) -> dict:
+    def delete_dossier(self, number: int, reason: str = "user_request", *, pending: bool = False,
+                       at: str | None = None) -> dict:
         """Delete a dossier: into ``deletedDossiers``, or with ``pending`` into the bin
         (``pendingDeletedDossiers``, restorable with :meth:`restore_dossier`). Deleting a
-        dossier that is in the bin confirms its deletion."""
+        dossier that is in the bin confirms its deletion. ``at``: the ``dateSupression`` DS
+        records (default: the fake now, advanced), e.g. one long before a copy's cursor (a
+        deletion DS committed late, or one a sync's window moved past)."""
         with self.lock:
             procedure = next((p for p in self.procedures.values() if number in p.dossiers or number in p.binned), None)
             if procedure is None:
                 raise KeyError(f"no dossier {number}")
             stamp = self.advance()
+            if at is not None:
+                stamp = iso(parse_iso(at))
             dossier = procedure.dossiers.pop(number, None) or procedure.binned.pop(number)
             deleted = {
                 "id": encode_id("DeletedDossier", number),
@@ -593,6 +598,39 @@ class FakeDSStore:
                 d for d in procedure.pending_deleted_dossiers if d["number"] != number]
             procedure.dossiers[number] = dossier
             return dossier
+
+    def rebase_dossier(self, number: int, revision_id: str | None = None) -> dict:
+        """Move a dossier to a revision (default: the active one), as DS does when a dossier
+        takes a new revision of the form; its champs stay as they are (add new ones with
+        :meth:`update_champ`). Like DS's rebase, its modification date is not changed."""
+        with self.lock:
+            procedure, dossier = self.find_dossier(number)
+            revision = procedure.revision(revision_id) if revision_id else procedure.active_revision
+            if revision is None:
+                raise KeyError(f"no revision {revision_id}")
+            dossier["_revisionId"] = revision["id"]
+            return dossier
+
+    def replace_file(self, number: int, descriptor_id: str, position: int = 0, *,
+                     checksum: str | None = None, url: str | None = None, **fields: Any) -> dict:
+        """Replace the file at ``position`` of a file champ (PieceJustificative) by another
+        upload: by default the same filename, size and content type, with another checksum
+        and another URL (ActiveStorage: a new blob). ``fields`` overrides other File fields.
+        Bumps the dossier's modification date (and its champs' one)."""
+        with self.lock:
+            _, dossier = self.find_dossier(number)
+            champ = next(c for c in dossier["champs"] + dossier["annotations"]
+                         if c["champDescriptorId"] == descriptor_id)
+            files = champ.get("files") or []
+            old = files[position]
+            stamp = self._touch(dossier, champs=champ in dossier["champs"],
+                                annotations=champ in dossier["annotations"])
+            blob = f"{number}-{stable_hash(number, descriptor_id, position, stamp) % 10**6:06d}r"
+            new = {**old, "checksum": checksum or f"{stable_hash(blob) % 10**22:022d}==",
+                   "url": url or f"/files/{blob}/{old['filename']}", "createdAt": stamp, **fields}
+            champ["files"] = [*files[:position], new, *files[position + 1:]]
+            champ["updatedAt"] = stamp
+            return new
 
     def set_labels(self, number: int, names: Iterable[str]) -> list[dict]:
         """Replace a dossier's labels. Like DS, this does NOT bump its modification date."""
