@@ -6,12 +6,17 @@ document, the real sync core between them. Used by the engine scenario and model
         lab.store.update_champ(...)      # DS events
         lab.agent_edit(...)              # an agent's cell
         lab.assert_copy_exact()
+
+Columns are found through OTP's registry (`col_id(table key, column key)`, `registry`, `columns`),
+as a sync finds them, whatever their ids became; `by_dossier` + `fresh_copy` compare a table with
+what a first sync of DS as it is now writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +49,7 @@ class Lab:
         self.timeout = timeout
         self.events: list[dict[str, Any]] = []
         self.holder = "labo/onglet"
+        self.elapsed = 0.0  # the lab's syncs happen a minute apart, as an agent's would (see `clock`)
 
     def __enter__(self) -> Lab:
         self.server.start()
@@ -60,10 +66,14 @@ class Lab:
         options = {"sleep": no_sleep, "retry_base": 0.01, **options}
         return DSClient(url or self.server.url, TOKEN, UrllibTransport(timeout=self.timeout), **options)
 
+    def clock(self) -> float:
+        """The widget's clock: each `sync` starts a minute after the previous one (their dates in
+        the document; `sync.reread_since` settles the last seconds' dossiers after SETTLE_S)."""
+        return time.time() + self.elapsed
+
     def sync(self, *, sink=None, should_cancel=None, clock=None, client=None, **extra: Any):
-        kwargs = {"should_cancel": should_cancel}
-        if clock is not None:
-            kwargs["clock"] = clock
+        self.elapsed += 60
+        kwargs = {"should_cancel": should_cancel, "clock": clock or self.clock}
         return run(synchronise(self.params(**extra), client or self.client(), sink or self.sink,
                                self.events.append, **kwargs))
 
@@ -87,12 +97,13 @@ class Lab:
     def history(self) -> list[dict[str, Any]]:
         return self.sink.records("OTP_Historique")
 
-    def agent_column(self, key: str = "dossiers", col_id: str = "Note_agent") -> str:
+    def agent_column(self, key: str = "dossiers", col_id: str = "Note_agent", type_: str = "Text", **info: Any) -> str:
+        """An agent's own data column on a table of the procedure (added if missing)."""
         table = self.table(key)
         columns = self.sink.table("_grist_Tables_column")
         table_ref = self.sink.table("_grist_Tables")["id"][self.sink.table("_grist_Tables")["tableId"].index(table)]
         if not any(p == table_ref and c == col_id for p, c in zip(columns["parentId"], columns["colId"])):
-            self.sink.apply_now([["AddColumn", table, col_id, {"type": "Text", "isFormula": False}]])
+            self.sink.apply_now([["AddColumn", table, col_id, {"type": type_, "isFormula": False, **info}]])
         return col_id
 
     def agent_edit(self, number: int, text: str, col_id: str = "Note_agent") -> None:
@@ -190,9 +201,9 @@ class Lab:
         tables = sink.table("_grist_Tables")
         return tables["tableId"][tables["id"].index(ref)]
 
-    def agent_fill(self, key: str, col_id: str, cells: dict[int, Any]) -> None:
+    def agent_fill(self, key: str, col_id: str, cells: dict[int, Any], type_: str = "Text", **info: Any) -> None:
         """An agent's column on any table of the procedure, filled (row id → cell)."""
-        self.agent_column(key, col_id)
+        self.agent_column(key, col_id, type_, **info)
         ids = list(cells)
         self.sink.apply_now([["BulkUpdateRecord", self.table(key), ids, {col_id: [cells[i] for i in ids]}]])
 

@@ -75,11 +75,13 @@ def history_notes(lab):
 
 # ---- 1. An agent's column is never taken over ------------------------------------------------
 
-def test_an_agents_column_is_never_taken_over_by_a_new_annotation(lab):
+@pytest.mark.parametrize("kind", ["Text", "Choice"])
+def test_an_agents_column_is_never_taken_over_by_a_new_annotation(lab, kind):
     table = lab.table("annotations")
     numbers = lab.numbers_by_row()
+    options = {"widgetOptions": json.dumps({"choices": ["à voir", "validé"]})} if kind == "Choice" else {}
     lab.agent_fill("annotations", "Decision", {r["id"]: f"avis de l'agent sur {numbers[r['Dossier']]}"
-                                               for r in lab.rows("annotations")})
+                                               for r in lab.rows("annotations")}, kind, **options)
     agent = lab.column("annotations", "Decision")
     agent_cells = {r["id"]: r["Decision"] for r in lab.rows("annotations")}
     assert len(agent_cells) == 30
@@ -99,7 +101,8 @@ def test_an_agents_column_is_never_taken_over_by_a_new_annotation(lab):
     lab.sync()
 
     now = next(c for c in lab.columns("annotations") if c["id"] == agent["id"])
-    assert (now["colId"], now["type"], now["label"]) == ("Decision", agent["type"], agent["label"])
+    assert (now["colId"], now["type"], now["label"]) == ("Decision", kind, agent["label"])
+    assert now["widgetOptions"] == agent["widgetOptions"]
     assert {r["id"]: r["Decision"] for r in lab.rows("annotations")} == agent_cells, "the agent's cells are theirs"
     entry = lab.registry("annotations")[decision["id"]]
     assert entry["Col_ref"] != agent["id"], "OTP's annotation lives in a column of its own"
@@ -140,6 +143,7 @@ def test_champ_rows_whose_dossier_ref_the_agent_deleted_are_linked_again_not_rem
     check()
     lab.sync()
     check()
+    assert lab.by_dossier("champs") == lab.by_dossier("champs", lab.fresh_copy())
 
 
 # ---- 3. A champ's type changing between revisions empties no cell ----------------------------
@@ -332,6 +336,15 @@ def test_an_otp_column_the_agent_deleted_comes_back_filled_for_every_dossier(lab
     assert col is not None
     cells = {r["Numero"]: r[col] for r in lab.rows("dossiers")}
     assert {n: cells[n] or None for n in procedure.dossiers} == {n: d.get("motivation") or None for n, d in procedure.dossiers.items()}
+
+
+def test_a_champ_column_the_agent_deleted_comes_back_filled_for_every_dossier(lab):
+    prenom = lab.descriptor("TextChampDescriptor", "Prénom")
+    lab.sink.apply_now([["RemoveColumn", lab.table("champs"), lab.col_id("champs", prenom["id"])]])
+    lab.sync()
+    col = lab.col_id("champs", prenom["id"])
+    assert col is not None and sum(1 for r in lab.rows("champs") if r[col]) >= 20
+    assert lab.by_dossier("champs") == lab.by_dossier("champs", lab.fresh_copy())
 
 
 def test_an_otp_table_the_agent_deleted_comes_back_with_every_avis(lab):
