@@ -187,6 +187,12 @@ class Lab:
             return None
         return next((c["colId"] for c in sink.records("_grist_Tables_column") if c["id"] == entry["Col_ref"]), None)
 
+    def col_ids(self, key: str, sink: EngineSink | None = None) -> dict[str, str]:
+        """Every OTP column of table `key` alive in the document: column key → Grist col id."""
+        sink = sink or self.sink
+        ids = {c["id"]: c["colId"] for c in sink.records("_grist_Tables_column")}
+        return {k: ids[r["Col_ref"]] for k, r in self.registry(key, sink).items() if r["Col_ref"] in ids}
+
     def row_of(self, number: int) -> dict[str, Any]:
         return next(r for r in self.rows("dossiers") if r["Numero"] == number)
 
@@ -213,8 +219,7 @@ class Lab:
         sink = sink or self.sink
         numbers = self.numbers_by_row(sink)
         table = self._table_id(self.table_ref(key, sink), sink)
-        cols = {k: self.col_id(key, k, sink) for k in self.registry(key, sink) if k not in skip}
-        cols = {k: c for k, c in cols.items() if c is not None}
+        cols = {k: c for k, c in self.col_ids(key, sink).items() if k not in skip}
         out: dict[int, list[str]] = {}
         for row in sink.records(table):
             cells = {k: (numbers.get(row[c]) if k == "dossier" else row.get(c)) for k, c in cols.items()}

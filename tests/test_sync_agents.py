@@ -62,11 +62,10 @@ def champ_of(dossier, descriptor_id):
     return next((c for c in dossier["champs"] + dossier["annotations"] if c["champDescriptorId"] == descriptor_id), None)
 
 
-def otp_content(lab, key, row):
-    """A row's OTP cells other than its Ref (what DS put there), as text."""
-    registry = lab.registry(key)
-    cols = {k: lab.col_id(key, k) for k in registry if k != "dossier"}
-    return json.dumps({k: row.get(c) for k, c in cols.items() if c}, sort_keys=True, default=str)
+def otp_contents(lab, key):
+    """Each row's OTP cells other than its Ref (what DS put there), as text: row id → text."""
+    cols = {k: c for k, c in lab.col_ids(key).items() if k != "dossier"}
+    return {r["id"]: json.dumps({k: r.get(c) for k, c in cols.items()}, sort_keys=True, default=str) for r in lab.rows(key)}
 
 
 def history_notes(lab):
@@ -119,7 +118,8 @@ def test_champ_rows_whose_dossier_ref_the_agent_deleted_are_linked_again_not_rem
     numbers = lab.numbers_by_row()
     rows = lab.rows("champs")
     lab.agent_fill("champs", "Suivi", {r["id"]: f"suivi de {numbers[r['Dossier']]}" for r in rows})
-    before = {otp_content(lab, "champs", r): (r["id"], numbers[r["Dossier"]]) for r in lab.rows("champs")}
+    contents = otp_contents(lab, "champs")
+    before = {contents[r["id"]]: (r["id"], numbers[r["Dossier"]]) for r in rows}
     assert len(before) == len(rows) == 30, "each dossier's champ row is unique in the sample"
 
     lab.sink.apply_now([["RemoveColumn", lab.table("champs"), lab.col_id("champs", "dossier")]])
@@ -131,9 +131,9 @@ def test_champ_rows_whose_dossier_ref_the_agent_deleted_are_linked_again_not_rem
         now = lab.rows("champs")
         assert len(now) == 30
         assert {r["id"] for r in now} == {rid for rid, _ in before.values()}, "no row removed"
-        numbers = lab.numbers_by_row()
+        numbers, contents = lab.numbers_by_row(), otp_contents(lab, "champs")
         for row in now:
-            row_id, number = before[otp_content(lab, "champs", row)]
+            row_id, number = before[contents[row["id"]]]
             assert row["id"] == row_id
             assert numbers.get(row[ref_col]) == number, "each row points at its own dossier"
             assert row["Suivi"] == f"suivi de {number}", "the agent's cell stays on its dossier"
