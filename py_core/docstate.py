@@ -33,6 +33,8 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("A_reprendre", "Text", "Dossiers à reprendre (réponse incomplète de DS)"),
         ("Filtres", "Text", "Filtre des dossiers de la dernière synchronisation"),
         ("Pages_creees", "Bool", "Pages créées par OTP"),  # see layout.py: laid out once
+        ("Instance_DS", "Text", "Instance DS d'origine"),  # see `instance.py`: one copy, one DS
+        ("Relire_depuis", "Text", "Relire les dossiers modifiés depuis (même seconde)"),  # see `recent.py`
     ],
     "OTP_Historique": [
         ("Demarche", "Int", "Démarche"),
@@ -52,6 +54,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Demarche", "Int", "Démarche"),
         ("Cle", "Text", "Clé OTP"),
         ("Table_ref", "Int", "Référence de la table"),
+        ("Table_id", "Text", "Identifiant de la table"),
     ],
     "OTP_Colonnes": [
         ("Demarche", "Int", "Démarche"),
@@ -63,6 +66,9 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Dans_le_formulaire", "Bool", "Dans le formulaire actuel"),
         ("Type_Grist", "Text", "Type Grist choisi par OTP"),
         ("Options_DS", "Text", "Options choisies par OTP"),
+        ("Table_id", "Text", "Identifiant de la table"),
+        ("Col_id", "Text", "Identifiant de la colonne"),
+        ("Rendue", "Bool", "Rendue aux agents (devenue une formule)"),
     ],
     "OTP_Etat": [
         ("Demarche", "Int", "Démarche"),
@@ -118,10 +124,30 @@ class DocState:
         return next((r for r in self.meta.get("OTP_Demarches", []) if r.get("Numero") == number), None)
 
     def registered_tables(self, number: int) -> dict[str, int]:
-        return {r["Cle"]: r["Table_ref"] for r in self.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
+        """Table key → table ref. A table is registered in the bundle that creates it, by its id
+        (its ref is only known after): such a row is resolved by that id."""
+        return {r["Cle"]: self._table_ref_of(r) for r in self.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
 
     def registered_columns(self, number: int) -> list[dict[str, Any]]:
-        return [r for r in self.meta.get("OTP_Colonnes", []) if r.get("Demarche") == number]
+        """The procedure's column registry, refs resolved (see `registered_tables`): each row as
+        stored, with `Table_ref` and `Col_ref` filled from `Table_id`/`Col_id` where they are 0."""
+        out = []
+        for row in self.meta.get("OTP_Colonnes", []):
+            if row.get("Demarche") != number:
+                continue
+            table_ref = self._table_ref_of(row)
+            col_ref = row.get("Col_ref") or 0
+            if not col_ref and row.get("Col_id") and table_ref:
+                col_ref = next((c.ref for c in self.columns.values()
+                                if c.table_ref == table_ref and c.col_id == row["Col_id"]), 0)
+            out.append({**row, "Table_ref": table_ref, "Col_ref": col_ref})
+        return out
+
+    def _table_ref_of(self, row: dict[str, Any]) -> int:
+        ref = row.get("Table_ref") or 0
+        if not ref and row.get("Table_id"):
+            ref = self.table_ref(row["Table_id"]) or 0
+        return ref
 
 
 async def load_state(sink: GristSink) -> DocState:

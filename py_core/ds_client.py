@@ -333,6 +333,8 @@ def interpret(status: int, body: bytes, number: int) -> Answer:
         if about_procedure and problem_code == "unauthorized":
             raise errors.demarche_not_accessible(number)
     if problems and not isinstance(data, dict):
+        if all(p.get("path") and str((p.get("extensions") or {}).get("code", "")) == "not_found" for p in problems):
+            return Answer({}, problems)  # e.g. `dossier(number:)` of a dossier DS no longer has
         raise errors.ds_query_error(message, code)
     if not isinstance(data, dict):
         raise errors.ds_bad_response(f"HTTP {status} sans données")

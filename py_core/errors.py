@@ -207,11 +207,27 @@ def ds_bad_response(detail: str) -> DSError:
 
 def grist_write_failed(detail: str, tables: list[str] | None = None) -> GristWriteError:
     where = f" ({', '.join(tables[:5])})" if tables else ""
+    if "formula column" in detail.lower():
+        cause = ("une colonne d'OTP est devenue une formule pendant la synchronisation : la prochaine "
+                 "synchronisation la laissera à vos formules et n'y écrira plus")
+    elif any(word in detail.lower() for word in ("access", "permission", "blocked", "no write")):
+        cause = ("vos droits, ou les règles d'accès du document, ne permettent pas de modifier ses tables"
+                 f"{where} : vérifiez aussi que le widget a l'accès complet au document")
+    else:
+        cause = f"la modification de ses tables{where} n'a pas été acceptée"
     return GristWriteError(
-        "Grist a refusé l'écriture des données ; la synchronisation s'est arrêtée là, sans rien "
-        "perdre : relancez-la, elle reprendra où elle en était. Vérifiez que le widget a l'accès "
-        "complet au document et que vos droits (ou les règles d'accès du document) permettent de "
-        f"modifier ses tables{where}. Détail : {detail[:300]}",
+        f"Grist a refusé l'écriture des données : {cause}. La synchronisation s'est arrêtée là, sans "
+        f"rien perdre : relancez-la, elle reprendra où elle en était. Détail : {detail[:300]}",
         code="grist_write",
         detail=detail,
+    )
+
+
+def other_instance(number: int, first: str, now: str) -> InputError:
+    return InputError(
+        f"La démarche n° {number} de ce document a été copiée depuis une autre instance de DS "
+        f"({first}) que celle de l'adresse de l'API saisie ({now}) : ce ne sont pas les mêmes "
+        "dossiers, ils ne seront pas mélangés. Reprenez l'adresse de l'API utilisée jusqu'ici, ou "
+        "copiez cette démarche dans un autre document.",
+        code="other_instance",
     )

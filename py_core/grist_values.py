@@ -72,8 +72,33 @@ def same_cell(old: Any, new: Any) -> bool:
         return old is new  # False is an answer, None is none (rows give Bool columns False)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
         return math.isclose(old, new, rel_tol=0, abs_tol=1e-6)
-    if isinstance(old, str) and isinstance(new, int) and not isinstance(new, bool):
-        return old == str(new)  # Grist keeps an integer beyond 32 bits as its text
+    if isinstance(old, str) and isinstance(new, (int, float)):
+        # an integer beyond 32 bits kept as its text, or a column an agent retyped to Text
+        # (Grist writes a number there as its text): the same number is no change
+        return old == str(new) or _same_number(old, new)
     if isinstance(old, list) and isinstance(new, list):
         return old == new
     return old == new
+
+
+def _same_number(text: str, number: float) -> bool:
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        return False
+    return math.isclose(value, number, rel_tol=0, abs_tol=1e-6)
+
+
+def epoch_of(cell: Any) -> float | None:
+    """A DateTime cell as seconds since the epoch, whatever the column became: a number, or
+    its text (a column an agent retyped to Text holds the number's text, or an ISO date)."""
+    if isinstance(cell, bool) or cell is None:
+        return None
+    if isinstance(cell, (int, float)):
+        return float(cell)
+    if isinstance(cell, str):
+        try:
+            return float(cell.strip())
+        except ValueError:
+            return datetime_cell(cell.strip())
+    return None

@@ -94,7 +94,13 @@ def wants_layout(state: DocState, number: int) -> bool:
     """Lay out a procedure's pages only once (`docstate.meta_table_actions` sets the flag of the
     procedures an earlier version synced: their agents' pages stay as they are)."""
     row = state.procedure(number)
-    return row is None or not row.get("Pages_creees")
+    if row is not None and row.get("Pages_creees"):
+        return False
+    # the procedure's row may have been removed by an agent: its pages were laid out if the
+    # formula columns the charts use (made in the same bundle as the pages) are there
+    table_ref = state.registered_tables(number).get("dossiers")
+    have = {c.col_id for c in state.table_columns(table_ref)} if table_ref else set()
+    return not any(col_id in have for col_id, *_ in HELPERS)
 
 
 def _page_name(base: str, number: int, taken: set[str]) -> str:

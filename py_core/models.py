@@ -25,6 +25,7 @@ class Descriptor(_Model):
     other_option: bool | None = Field(default=None, alias="otherOption")
     children: list[Descriptor] = Field(default_factory=list, alias="champDescriptors")
     in_form: bool = True  # OTP's: False for a champ only older revisions have
+    mixed: bool = False  # OTP's: True when revisions gave this champ different types
 
 
     @property
@@ -42,8 +43,9 @@ class Revision(_Model):
 
 def merge_descriptors(active: list[Descriptor], older: list[list[Descriptor]]) -> list[Descriptor]:
     """The active revision's descriptors, then those only older revisions have (newest first),
-    marked `in_form=False`: dossiers filed on those revisions still carry their values.
-    Blocks merge their sub-champs the same way."""
+    marked `in_form=False`: dossiers filed on those revisions still carry their values. A champ
+    whose type differs between revisions is marked `mixed` (dossiers on an older revision carry
+    the older type's value). Blocks merge their sub-champs the same way."""
     merged: dict[str, Descriptor] = {}
     for rank, descriptors in enumerate([active, *older]):
         for descriptor in descriptors:
@@ -52,12 +54,25 @@ def merge_descriptors(active: list[Descriptor], older: list[list[Descriptor]]) -
                 children = merge_descriptors(descriptor.children, []) if rank == 0 else [
                     c.model_copy(update={"in_form": False}) for c in descriptor.children]
                 merged[descriptor.id] = descriptor.model_copy(update={"in_form": rank == 0, "children": children})
-            elif descriptor.children:
-                extra = [c.model_copy(update={"in_form": False}) for c in descriptor.children
-                         if c.id not in {k.id for k in known.children}]
-                if extra:
-                    merged[descriptor.id] = known.model_copy(update={"children": [*known.children, *extra]})
+                continue
+            update: dict[str, Any] = {}
+            if descriptor.typename != known.typename:
+                update["mixed"] = True
+            if descriptor.children:
+                update["children"] = _merge_children(known.children, descriptor.children)
+            if update:
+                merged[descriptor.id] = known.model_copy(update=update)
     return list(merged.values())
+
+
+def _merge_children(known: list[Descriptor], older: list[Descriptor]) -> list[Descriptor]:
+    by_id = {c.id: c for c in known}
+    for child in older:
+        if child.id not in by_id:
+            by_id[child.id] = child.model_copy(update={"in_form": False})
+        elif child.typename != by_id[child.id].typename:
+            by_id[child.id] = by_id[child.id].model_copy(update={"mixed": True})
+    return list(by_id.values())
 
 
 class LabelRef(_Model):
@@ -69,6 +84,8 @@ class Structure(_Model):
 
     number: int
     title: str
+    id: str = ""  # DS's global id of the procedure
+    date_creation: str | None = None
     dossiers_count: int | None = None
     state: str | None = None  # publiee, close, depubliee, brouillon
     labels: list[LabelRef] = Field(default_factory=list)
@@ -82,12 +99,21 @@ class Structure(_Model):
         return cls(
             number=demarche["number"],
             title=demarche["title"],
+            id=demarche.get("id") or "",
+            date_creation=demarche.get("dateCreation"),
             dossiers_count=descriptor.get("dossiersCount"),
             state=descriptor.get("state"),
             labels=demarche.get("labels") or [],
             revision=demarche["activeRevision"],
             revisions=demarche.get("revisions") or [],
         )
+
+    @property
+    def instance(self) -> str:
+        """What tells this procedure from one of the same number on another DS instance (see
+        `sync.check_instance`): its id and creation date, as DS reports them — the same through
+        a relay as directly."""
+        return f"{self.id}|{self.date_creation or ''}"
 
     def _older(self) -> list[Revision]:
         older = [r for r in self.revisions if r.id != self.revision.id]

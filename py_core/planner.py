@@ -14,7 +14,7 @@ from typing import Any
 from . import naming
 from .docstate import DocState
 from .grist_values import datetime_cell, same_cell
-from .schema import DOSSIER_KEY, DOSSIER_REF, ColumnSpec, Schema, TableSpec
+from .schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, DOSSIER_KEY, DOSSIER_REF, OUT_OF_FILTER, ColumnSpec, Schema, TableSpec
 
 Action = list[Any]
 
@@ -30,10 +30,20 @@ class TableMap:
 
 @dataclass
 class SchemaPlan:
+    """One bundle: the tables and columns to create, each with its registry row (so a column
+    exists only if OTP registered it: nothing is ever adopted by its name), then the changes."""
+
     actions: list[Action]
     maps: dict[str, TableMap]
-    new_tables: dict[str, str] = field(default_factory=dict)  # table key → table id created
-    new_columns: list[tuple[str, str, str]] = field(default_factory=list)  # (table key, col key, col id)
+    recreated: list[str] = field(default_factory=list)  # OTP tables/columns an agent deleted, made again
+    released: list[str] = field(default_factory=list)  # OTP columns an agent just turned into formulas
+    fresh: dict[str, set[str]] = field(default_factory=dict)  # table key → column keys created now
+    refill: bool = False  # an OTP table or column was made again: every dossier is fetched to fill it
+
+
+# Columns the copy cannot do without (besides each table's row key): an agent who turns one into
+# a formula keeps it, and OTP makes a column of its own again.
+ESSENTIAL = frozenset({DOSSIER_REF, DATE_MODIFIED, BIN_DATE, DELETED_DATE, OUT_OF_FILTER})
 
 
 def _grist_type(column: ColumnSpec, table_ids: dict[str, str]) -> str:
@@ -54,71 +64,94 @@ def _column_info(column: ColumnSpec, col_id: str, table_ids: dict[str, str]) -> 
     return {"id": col_id, **info} if col_id else info
 
 
+def _registry_record(column: ColumnSpec, table_ids: dict[str, str]) -> dict[str, Any]:
+    """What the column registry records of a column: what DS and OTP's mapping chose for it."""
+    return {
+        "Libelle_DS": column.label,
+        "Type_DS": column.ds_type,
+        "Dans_le_formulaire": column.in_form,
+        "Type_Grist": _grist_type(column, table_ids),
+        "Options_DS": json.dumps(column.widget_options, ensure_ascii=False, sort_keys=True),
+    }
+
+
 def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
-    """Tables and columns to create or change. A table or column OTP created but did not get to
-    register (an interrupted first sync) is adopted by its id, never created twice."""
-    registered = state.registered_tables(schema.number)
-    by_key = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(schema.number)}
-    claimed = set(registered.values())
+    """Tables and columns to create or change (see `SchemaPlan`). Ownership: OTP writes only
+    into the tables and columns its registry holds; an agent's column, whatever its id, is
+    never adopted (a new champ whose id is taken gets the next free one)."""
+    number = schema.number
+    registered = state.registered_tables(number)
+    table_rows = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
+    by_key = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(number)}
     taken_tables = {tid.lower() for tid in state.tables.values()}
     table_ids: dict[str, str] = {}
     plan = SchemaPlan([], {})
+    column_adds: list[dict[str, Any]] = []
+    stale = sorted(r["id"] for r in by_key.values() if r["Table_ref"] not in state.tables)
+    if stale:  # the registry of a table an agent deleted
+        plan.actions.append(["BulkRemoveRecord", "OTP_Colonnes", stale])
     for spec in schema.tables:  # `dossiers` first: the others' Ref columns point at it
         table_ref = registered.get(spec.key)
-        if table_ref not in state.tables:
-            table_ref = _adoptable_table(state, spec, claimed)
         if table_ref in state.tables:
-            claimed.add(table_ref)
-            table_id = state.tables[table_ref]
-            table_ids[spec.key] = table_id
-            plan.maps[spec.key] = _plan_existing_table(state, spec, table_ref, table_id, by_key, table_ids, plan)
-        else:
-            table_id = naming.table_id(spec.name, taken_tables)
-            table_ids[spec.key] = table_id
-            taken_columns = {"id", "manualsort"}
-            col_ids = {c.key: naming.column_id(c.id_hint, taken_columns) for c in spec.columns}
-            plan.actions.append(
-                ["AddTable", table_id, [_column_info(c, col_ids[c.key], table_ids) for c in spec.columns]]
-            )
-            plan.new_tables[spec.key] = table_id
-            plan.new_columns += [(spec.key, key, col_id) for key, col_id in col_ids.items()]
-            plan.maps[spec.key] = TableMap(spec, table_id, col_ids)
+            table_ids[spec.key] = state.tables[table_ref]
+            plan.maps[spec.key] = _plan_existing_table(state, spec, table_ref, by_key, table_ids, plan, column_adds, number)
+            continue
+        table_id = table_ids[spec.key] = naming.table_id(spec.name, taken_tables)
+        taken_columns = {"id", "manualsort"}
+        col_ids = {c.key: naming.column_id(c.id_hint, taken_columns) for c in spec.columns}
+        plan.actions.append(["AddTable", table_id, [_column_info(c, col_ids[c.key], table_ids) for c in spec.columns]])
+        row = table_rows.get(spec.key)
+        if row is None:
+            plan.actions.append(["AddRecord", "OTP_Tables", None, {"Demarche": number, "Cle": spec.key, "Table_ref": 0, "Table_id": table_id}])
+        else:  # an agent deleted it: made again, filled by a full sync
+            plan.actions.append(["UpdateRecord", "OTP_Tables", row["id"], {"Table_ref": 0, "Table_id": table_id}])
+            plan.recreated.append(f"table {table_id}")
+            plan.refill = True
+        column_adds += [{"Demarche": number, "Cle": c.key, "Table_ref": 0, "Table_id": table_id, "Col_ref": 0,
+                         "Col_id": col_ids[c.key], "Rendue": False, **_registry_record(c, table_ids)} for c in spec.columns]
+        plan.fresh[spec.key] = set(col_ids)
+        plan.maps[spec.key] = TableMap(spec, table_id, col_ids)
+    if column_adds:
+        names = list(column_adds[0])
+        plan.actions.append(["BulkAddRecord", "OTP_Colonnes", [None] * len(column_adds),
+                             {n: [a[n] for a in column_adds] for n in names}])
     return plan
 
 
-def _adoptable_table(state: DocState, spec: TableSpec, claimed: set[int]) -> int | None:
-    """The unregistered table OTP would have created for `spec` (same id, with its key columns)."""
-    wanted = naming.table_id(spec.name, set())
-    for ref, table_id in state.tables.items():
-        if table_id.lower() == wanted.lower() and ref not in claimed:
-            have = {c.col_id.lower() for c in state.table_columns(ref)}
-            keys = {naming.column_id(spec.column(k).id_hint, set()).lower() for k in spec.row_key}
-            if keys <= have:
-                return ref
-    return None
-
-
-def _plan_existing_table(state, spec, table_ref, table_id, by_key, table_ids, plan) -> TableMap:
+def _plan_existing_table(state: DocState, spec: TableSpec, table_ref: int, by_key: dict, table_ids: dict[str, str],
+                         plan: SchemaPlan, column_adds: list[dict[str, Any]], number: int) -> TableMap:
+    table_id = table_ids[spec.key]
     existing = {c.ref: c for c in state.table_columns(table_ref)}
-    by_id = {c.col_id.lower(): c for c in existing.values()}
-    claimed = {entry["Col_ref"] for (ref, _), entry in by_key.items() if ref == table_ref}
     taken = {c.col_id.lower() for c in existing.values()} | {"id", "manualsort"}
+    essential = ESSENTIAL | set(spec.row_key)
     col_ids: dict[str, str] = {}
     for column in spec.columns:
         entry = by_key.get((table_ref, column.key))
         current = existing.get(entry["Col_ref"]) if entry else None
-        if current is None and entry is None:  # created, not registered yet: adopt it
-            candidate = by_id.get(naming.column_id(column.id_hint, set()).lower())
-            if candidate is not None and candidate.ref not in claimed and not candidate.is_formula:
-                current, entry = candidate, {}
-                claimed.add(candidate.ref)
-        if current is None:  # new champ in the form, or a column the user deleted
+        if current is not None and current.is_formula:  # an agent made it a formula: theirs now
+            if not entry.get("Rendue"):
+                plan.released.append(f"{current.label or current.col_id} ({table_id}.{current.col_id})")
+                if column.key not in essential:
+                    plan.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], {"Rendue": True}])
+            if column.key not in essential:
+                continue
+            current = None
+        if current is None:  # a new champ, or an OTP column an agent deleted (or made a formula)
             col_id = naming.column_id(column.id_hint, taken)
             plan.actions.append(["AddColumn", table_id, col_id, _column_info(column, "", table_ids)])
-            plan.new_columns.append((spec.key, column.key, col_id))
+            record = {"Table_ref": table_ref, "Table_id": table_id, "Col_ref": 0, "Col_id": col_id, "Rendue": False,
+                      **_registry_record(column, table_ids)}
+            if entry is None:
+                column_adds.append({"Demarche": number, "Cle": column.key, **record})
+            else:
+                plan.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], record])
+                if existing.get(entry["Col_ref"]) is None:
+                    plan.recreated.append(f"{column.label} ({table_id})")
+                plan.refill = True
+            plan.fresh.setdefault(spec.key, set()).add(column.key)
         else:
             col_id = current.col_id
-            changes = _column_changes(current, column, table_ids, entry or {})
+            changes = _column_changes(current, column, table_ids, entry)
             if changes:
                 plan.actions.append(["ModifyColumn", table_id, col_id, changes])
         col_ids[column.key] = col_id
@@ -127,23 +160,29 @@ def _plan_existing_table(state, spec, table_ref, table_id, by_key, table_ids, pl
 
 def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
     """What OTP changes on a column it registered: only what DS (or OTP's mapping) changed since
-    the last sync, compared with what the registry recorded — never what an agent changed on
-    the column itself (a label, a type, a format: theirs)."""
+    the last sync, compared with what the registry recorded, and only where the column is still
+    as OTP left it — never what an agent changed on the column itself (a label, a type, a time
+    zone, a format: theirs)."""
     changes: dict[str, Any] = {}
     if recorded.get("Libelle_DS", column.label) != column.label and current.label != column.label:
         changes["label"] = column.label
         changes["untieColIdFromLabel"] = True  # the column id stays what formulas use
     wanted_type = _grist_type(column, table_ids)
     recorded_type = recorded.get("Type_Grist") or wanted_type
-    if recorded_type != wanted_type and current.type != wanted_type:
-        if not (wanted_type == "Int" and current.type == "Numeric"):  # see sync: big integers
-            changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
+    if recorded_type != wanted_type and current.type != wanted_type and _as_otp_left_it(current.type, recorded_type):
+        changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
     recorded_options = _options_of(recorded.get("Options_DS"), column.widget_options)
     if column.widget_options and recorded_options != column.widget_options:
         merged = {**current.widget_options, **column.widget_options}
         if merged != current.widget_options:
             changes["widgetOptions"] = json.dumps(merged, ensure_ascii=False)
     return changes
+
+
+def _as_otp_left_it(current: str, recorded: str) -> bool:
+    """The column's type is the one OTP gave it, or OTP's own widening of an integer column
+    (see `plan_int_widening`); any other type is an agent's choice."""
+    return current == recorded or (recorded == "Int" and current in ("Numeric", "Text"))
 
 
 def _options_of(recorded: Any, default: dict[str, Any]) -> dict[str, Any]:
@@ -172,20 +211,41 @@ def refresh_maps(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> 
 
 
 INT32 = range(-(2**31), 2**31)
+EXACT_IN_FLOAT = 2**53
 
 
-def plan_int_widening(table_map: TableMap, rows: list[dict[str, Any]], current_types: dict[str, str]) -> list[Action]:
-    """Grist's Int holds 32-bit values; a DS integer beyond that turns its column into a Numeric
-    with no decimals (exact up to 2**53) rather than an error cell. Never narrowed back."""
+def plan_int_widening(table_map: TableMap, rows: list[dict[str, Any]], current_types: dict[str, str]) -> tuple[list[Action], dict[str, str]]:
+    """Grist's Int holds 32-bit values: a DS integer beyond that turns its column into a Numeric
+    with no decimals (exact up to 2**53), one beyond 2**53 into a Text (its digits kept exactly,
+    see `exact_integers`), rather than an error cell or a rounded number. Never narrowed back;
+    a type an agent chose is left alone. Returns the actions and the column types after them."""
+    types = dict(current_types)
     actions: list[Action] = []
     for column in table_map.spec.columns:
-        col_id = table_map.col_ids[column.key]
-        if column.type != "Int" or column.ds_type == "otp" or current_types.get(col_id) == "Numeric":
+        col_id = table_map.col_ids.get(column.key)
+        if col_id is None or column.type != "Int" or column.ds_type == "otp" or types.get(col_id) not in ("Int", "Numeric"):
             continue
-        if any(isinstance(v := row.get(column.key), int) and v not in INT32 for row in rows):
+        values = [v for row in rows if isinstance(v := row.get(column.key), int) and not isinstance(v, bool)]
+        if any(abs(v) > EXACT_IN_FLOAT for v in values):
+            actions.append(["ModifyColumn", table_map.table_id, col_id, {"type": "Text"}])
+            types[col_id] = "Text"
+        elif types[col_id] == "Int" and any(v not in INT32 for v in values):
             actions.append(["ModifyColumn", table_map.table_id, col_id, {"type": "Numeric", "widgetOptions": json.dumps({"decimals": 0})}])
-            current_types[col_id] = "Numeric"
-    return actions
+            types[col_id] = "Numeric"
+    return actions, types
+
+
+def exact_integers(table_map: TableMap, rows: list[dict[str, Any]], types: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Integers beyond 2**53 as their digits: no float (Grist's Numeric, JavaScript's numbers
+    on the way to Grist) rounds them."""
+    keys = [c.key for c in table_map.spec.columns if c.type == "Int" and c.key in table_map.col_ids]
+    if not keys:
+        return rows
+    out = []
+    for row in rows:
+        big = {k: str(v) for k in keys if isinstance(v := row.get(k), int) and not isinstance(v, bool) and abs(v) > EXACT_IN_FLOAT}
+        out.append({**row, **big} if big else row)
+    return out
 
 
 def plan_ref_display(state: DocState, maps: dict[str, TableMap]) -> list[Action]:
@@ -205,53 +265,44 @@ def plan_ref_display(state: DocState, maps: dict[str, TableMap]) -> list[Action]
 
 
 def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> list[Action]:
-    """Record (after the schema actions applied and `state` was reloaded) where everything lives."""
+    """Record (after the schema actions applied and `state` was reloaded) where everything lives:
+    the refs of what was just created (registered by id in its own bundle), ids renamed since."""
     number = schema.number
     actions: list[Action] = []
-    registered_tables = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
-    add_tables = []
+    table_rows = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
+    table_ids = {k: m.table_id for k, m in maps.items()}
     for key, table_map in maps.items():
-        ref = state.table_ref(table_map.table_id)
-        row = registered_tables.get(key)
+        record = {"Table_ref": state.table_ref(table_map.table_id), "Table_id": table_map.table_id}
+        row = table_rows.get(key)
         if row is None:
-            add_tables.append((key, ref))
-        elif row["Table_ref"] != ref:
-            actions.append(["UpdateRecord", "OTP_Tables", row["id"], {"Table_ref": ref}])
-    if add_tables:
-        actions.append(["BulkAddRecord", "OTP_Tables", [None] * len(add_tables), {
-            "Demarche": [number] * len(add_tables),
-            "Cle": [k for k, _ in add_tables],
-            "Table_ref": [r for _, r in add_tables],
-        }])
+            actions.append(["AddRecord", "OTP_Tables", None, {"Demarche": number, "Cle": key, **record}])
+        elif any(row.get(k) != v for k, v in record.items()):
+            actions.append(["UpdateRecord", "OTP_Tables", row["id"], record])
+    raw = {r["id"]: r for r in state.meta.get("OTP_Colonnes", [])}
     registered = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(number)}
     adds: list[dict[str, Any]] = []
-    updates: list[tuple[int, dict[str, Any]]] = []
     wanted_keys = set()
     for key, table_map in maps.items():
         table_ref = state.table_ref(table_map.table_id)
         for column in table_map.spec.columns:
             wanted_keys.add((table_ref, column.key))
-            record = {
-                "Col_ref": state.column_ref(table_map.table_id, table_map.col_ids[column.key]),
-                "Libelle_DS": column.label,
-                "Type_DS": column.ds_type,
-                "Dans_le_formulaire": column.in_form,
-                "Type_Grist": _grist_type(column, {k: m.table_id for k, m in maps.items()}),
-                "Options_DS": json.dumps(column.widget_options, ensure_ascii=False, sort_keys=True),
-            }
+            col_id = table_map.col_ids.get(column.key)
+            if col_id is None:
+                continue  # an agent's formula now (`SchemaPlan.released`)
+            record = {"Table_ref": table_ref, "Table_id": table_map.table_id,
+                      "Col_ref": state.column_ref(table_map.table_id, col_id), "Col_id": col_id, "Rendue": False,
+                      **_registry_record(column, table_ids)}
             row = registered.get((table_ref, column.key))
             if row is None:
-                adds.append({"Demarche": number, "Table_ref": table_ref, "Cle": column.key, **record})
-            elif any(row.get(k) != v for k, v in record.items()):
-                updates.append((row["id"], record))
+                adds.append({"Demarche": number, "Cle": column.key, **record})
+            elif any(raw[row["id"]].get(k) != v for k, v in record.items()):
+                actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], record])
     for (table_ref, col_key), row in registered.items():
         if (table_ref, col_key) not in wanted_keys and row.get("Dans_le_formulaire"):
-            updates.append((row["id"], {"Dans_le_formulaire": False}))
+            actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], {"Dans_le_formulaire": False}])
     if adds:
         names = list(adds[0])
         actions.append(["BulkAddRecord", "OTP_Colonnes", [None] * len(adds), {n: [a[n] for a in adds] for n in names}])
-    for row_id, record in updates:
-        actions.append(["UpdateRecord", "OTP_Colonnes", row_id, record])
     return actions
 
 
@@ -263,12 +314,19 @@ Key = tuple[Any, ...]
 @dataclass
 class TableIndex:
     """The rows of one OTP table as the document holds them, by row key; for child tables, the
-    keys of each dossier's rows (`owned`), so a page's work is proportional to the page."""
+    keys of each dossier's rows (`owned`), so a page's work is proportional to the page.
+
+    Keys are compared normalised (`key_cell`), whatever type an agent gave the key columns. A
+    row whose key is blank, 0 or unreadable is *loose* (a child whose dossier row an agent
+    deleted: Grist empties its Ref; a key column deleted and made again): never a duplicate of
+    another; it gets its key back when DS gives a row of the same content (`plan_rows`)."""
 
     rows: dict[Key, tuple[int, dict[str, Any]]]  # key → (row id, {col id: cell})
     ref_col: str | None = None  # col id of the Ref to the dossier (child tables)
     owned: dict[Any, set[Key]] = field(default_factory=dict)  # dossier row id → keys
     duplicates: list[tuple[Key, int, dict[str, Any]]] = field(default_factory=list)  # extra rows of a key
+    loose: dict[int, dict[str, Any]] = field(default_factory=dict)  # row id → cells, rows without a key
+    _signatures: dict[tuple, dict[tuple, int | None]] = field(default_factory=dict)  # see `loose_match`
 
     @classmethod
     def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap) -> TableIndex:
@@ -281,12 +339,15 @@ class TableIndex:
         key_columns = [columns.get(k, missing) for k in key_ids]
         # one row at a time from the columns, by zip (the copy of a large table is read at every sync)
         rows = zip(*(columns[n] for n in names)) if names else [()] * len(ids)
-        for row_id, row, key in zip(ids, rows, zip(*key_columns)):
+        for row_id, row, raw_key in zip(ids, rows, zip(*key_columns)):
             values = dict(zip(names, row))
-            if key in index.rows:  # two syncs at once in an earlier version: repaired later
+            key = tuple(map(key_cell, raw_key))
+            if None in key:
+                index.loose[row_id] = values
+            elif key in index.rows:  # two syncs at once in an earlier version, a row duplicated by hand
                 index.duplicates.append((key, row_id, values))
-                continue
-            index.put(key, row_id, values)
+            else:
+                index.put(key, row_id, values)
         return index
 
     def put(self, key: Key, row_id: int, values: dict[str, Any]) -> None:
@@ -299,6 +360,61 @@ class TableIndex:
         if row is not None and self.ref_col is not None:
             self.owned.get(row[1].get(self.ref_col), set()).discard(key)
 
+    def loose_match(self, columns: tuple[str, ...], signature: tuple) -> int | None:
+        """The loose row whose cells in `columns` are `signature`, when exactly one is (rows of
+        the same content, e.g. empty annotations, are left alone: which dossier they were is
+        unknowable)."""
+        by_signature = self._signatures.get(columns)
+        if by_signature is None:
+            by_signature = self._signatures[columns] = {}
+            for row_id, values in self.loose.items():
+                sig = _signature(values, columns)
+                by_signature[sig] = None if sig in by_signature else row_id
+        return by_signature.get(signature)
+
+    def attach(self, row_id: int, key: Key, cells: dict[str, Any]) -> None:
+        """A loose row got its key back."""
+        values = self.loose.pop(row_id)
+        self._signatures.clear()
+        self.put(key, row_id, {**values, **cells})
+
+
+def key_cell(value: Any) -> Any:
+    """A row key part as OTP compares it, whatever the key column's type became (an agent may
+    retype « Numéro » to Text): integers by value, text trimmed; None when blank, 0 or
+    unreadable (an error cell)."""
+    if isinstance(value, bool) or value is None or isinstance(value, list):
+        return None
+    if isinstance(value, float):
+        return (int(value) or None) if value.is_integer() else value
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text.startswith("-") else text
+        if digits.isdigit():
+            return int(text) or None
+        return text or None
+    return value or None
+
+
+def _signature_cell(value: Any) -> Any:
+    if value in ("", None):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return round(float(value), 6)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _signature(values: dict[str, Any], columns: tuple[str, ...]) -> tuple:
+    return tuple(_signature_cell(values.get(n)) for n in columns)
+
+
+def _blank(value: Any) -> bool:
+    return value in (None, "", False, 0) or value == ["L"]
+
 
 @dataclass
 class RowPlan:
@@ -310,6 +426,7 @@ class RowPlan:
     remove_ids: list[int] = field(default_factory=list)
     update_keys: list[Key] = field(default_factory=list)  # row keys, in update_ids order
     remove_keys: list[Key] = field(default_factory=list)
+    attached: set[int] = field(default_factory=set)  # loose rows among the updates, getting their key back
 
     def touched_keys(self) -> list[Key]:
         """Keys of every row this plan adds, changes or removes."""
@@ -338,6 +455,7 @@ def plan_rows(
     *,
     owners: set[Any] | None = None,
     volatile: frozenset[str] = frozenset(),
+    fresh: frozenset[str] | set[str] = frozenset(),
 ) -> RowPlan:
     """Diff `rows` (by column key, refs resolved) against `index`.
 
@@ -345,6 +463,9 @@ def plan_rows(
     DS no longer has are removed (a block row deleted in DS disappears in Grist).
     `volatile`: column keys whose change alone is no change (DS re-signs file URLs at every
     request): written with a real change of the row, never on their own.
+    `fresh`: column keys created at this sync (empty in the rows the document holds): a row
+    DS gives that the index lacks takes back the loose row of the same content (the other
+    columns), if exactly one has it — with the agents' cells on it.
     """
     col_ids = table_map.col_ids
     names = [col_ids[k] for k in col_ids]
@@ -353,13 +474,25 @@ def plan_rows(
     adds = [(k, plan.add[n]) for k, n in col_ids.items()]  # (column key, its cells): no dict per row
     updates = [(k, plan.update[n]) for k, n in col_ids.items()]
     compared = [(k, n) for k, n in col_ids.items() if k not in volatile]
+    matched = [(k, n) for k, n in compared if k != DOSSIER_REF and k not in fresh]
+    signature_cols = tuple(n for _, n in matched)
     seen: set[Key] = set()
     for row in rows:
-        key = tuple(row[k] for k in key_keys)
+        key = tuple(key_cell(row[k]) for k in key_keys)
         if key in seen:
             continue
         seen.add(key)
         current = index.rows.get(key)
+        if current is None and index.loose:
+            signature = tuple(_signature_cell(row.get(k)) for k, _ in matched)
+            row_id = index.loose_match(signature_cols, signature) if any(v not in (None, False) for v in signature) else None
+            if row_id is not None and row_id not in plan.attached:
+                plan.attached.add(row_id)
+                plan.update_ids.append(row_id)
+                plan.update_keys.append(key)
+                for k, cells in updates:
+                    cells.append(row.get(k))
+                continue
         if current is None:
             plan.add_keys.append(key)
             for k, cells in adds:
@@ -381,17 +514,23 @@ def record_written(index: TableIndex, plan: RowPlan, new_ids: list[int]) -> None
     for i, key in enumerate(plan.add_keys):
         index.put(key, new_ids[i], {n: plan.add[n][i] for n in plan.add})
     for i, key in enumerate(plan.update_keys):
+        cells = {n: plan.update[n][i] for n in plan.update}
+        if plan.update_ids[i] in plan.attached:
+            index.attach(plan.update_ids[i], key, cells)
+            continue
         row_id, values = index.rows[key]
         index.drop(key)
-        index.put(key, row_id, {**values, **{n: plan.update[n][i] for n in plan.update}})
+        index.put(key, row_id, {**values, **cells})
     for key in plan.remove_keys:
         index.drop(key)
 
 
 def plan_cells(table_map: TableMap, index: TableIndex, col_key: str, wanted: dict[Key, Any]) -> RowPlan:
     """Set one OTP column on the rows of `wanted` (key → cell) where it differs."""
-    col = table_map.col_ids[col_key]
-    plan = RowPlan(table_map.table_id, update={col: []})
+    col = table_map.col_ids.get(col_key)
+    plan = RowPlan(table_map.table_id, update={col: []} if col else {})
+    if col is None:  # an agent's formula now: OTP does not write it
+        return plan
     for key, cell in wanted.items():
         current = index.rows.get(key)
         if current is not None and not same_cell(current[1].get(col), cell):
@@ -419,31 +558,97 @@ def plan_removal(maps: dict[str, TableMap], indexes: dict[str, TableIndex], doss
     return plans
 
 
-def plan_dedupe(maps: dict[str, TableMap], indexes: dict[str, TableIndex], agent_columns: dict[str, list[str]]) -> list[Action]:
-    """Repair duplicate rows of a key (left by two syncs at once in an earlier version): keep the
-    first row, copy into it what agents wrote only on a duplicate, remove the duplicates and,
-    for dossiers, the child rows that hung on them."""
-    actions: list[Action] = []
+@dataclass
+class Repair:
+    """What a repair of the rows did, for the history."""
+
+    actions: list[Action] = field(default_factory=list)
+    merged: int = 0  # duplicate rows removed, their agents' cells moved to the row kept
+    kept: list[str] = field(default_factory=list)  # « table : row id » left in place (agents' cells)
+    removed_loose: int = 0  # rows without a dossier and without any agent's cell, removed
+
+
+def plan_dedupe(maps: dict[str, TableMap], indexes: dict[str, TableIndex], agent_columns: dict[str, list[str]]) -> Repair:
+    """Repair duplicate rows of a key (two syncs at once in an earlier version, a row an agent
+    duplicated): keep the first row, move into it what agents wrote only on a duplicate, remove
+    the duplicate. A duplicate whose agents' cells differ from the kept row's stays, reported:
+    a repair never removes an agent's cell. The child rows of a removed dossier row move to the
+    kept one, or go when the kept one has the same child and theirs hold no agent's cell."""
+    repair = Repair()
     for key, table_map in maps.items():
         index = indexes[key]
-        if not index.duplicates:
-            continue
         fills: dict[int, dict[str, Any]] = {}
-        for row_key, _, values in index.duplicates:
+        removed: list[int] = []
+        for row_key, dup_id, values in index.duplicates:
             kept_id, kept = index.rows[row_key]
+            moved = fills.setdefault(kept_id, {})
+            cells = {}
             for col in agent_columns.get(key, []):
-                if kept.get(col) in (None, "", False, 0) and values.get(col) not in (None, "", False, 0):
-                    fills.setdefault(kept_id, {}).setdefault(col, values[col])
-        for row_id, cells in fills.items():
-            actions.append(["UpdateRecord", table_map.table_id, row_id, cells])
-        extra = sorted(row_id for _, row_id, _ in index.duplicates)
-        if key == "dossiers":
+                mine, theirs = moved.get(col, kept.get(col)), values.get(col)
+                if _blank(theirs) or same_cell(mine, theirs):
+                    continue
+                if not _blank(mine):
+                    break
+                cells[col] = theirs
+            else:
+                moved.update(cells)
+                removed.append(dup_id)
+                continue
+            repair.kept.append(f"{table_map.table_id} : ligne {dup_id}")
+        repair.actions += [["UpdateRecord", table_map.table_id, rid, cells] for rid, cells in fills.items() if cells]
+        if key == "dossiers" and removed:
+            kept_of = {dup_id: index.rows[row_key][0] for row_key, dup_id, _ in index.duplicates}
             for child, child_map in maps.items():
-                orphans = sorted(indexes[child].rows[k][0] for owner in extra for k in indexes[child].owned.get(owner, ()))
-                if child != "dossiers" and orphans:
-                    actions.append(["BulkRemoveRecord", child_map.table_id, orphans])
-        actions.append(["BulkRemoveRecord", table_map.table_id, extra])
+                if child != "dossiers":
+                    repair.actions += _move_children(child_map, indexes[child], {d: kept_of[d] for d in removed},
+                                                     agent_columns.get(child, []))
+        if removed:
+            repair.actions.append(["BulkRemoveRecord", table_map.table_id, sorted(removed)])
+            repair.merged += len(removed)
+    return repair
+
+
+def _move_children(table_map: TableMap, index: TableIndex, kept_of: dict[int, int], agent_cols: list[str]) -> list[Action]:
+    ref_col = table_map.col_ids[DOSSIER_REF]
+    moves, removals = [], []
+    for old, new in kept_of.items():
+        for key in index.owned.get(old, ()):
+            row_id, values = index.rows[key]
+            if (new, *key[1:]) not in index.rows:
+                moves.append(row_id)
+            elif all(_blank(values.get(c)) for c in agent_cols):
+                removals.append(row_id)
+            # else: left on the removed dossier, then loose: kept and reported (`plan_sweep`)
+    actions: list[Action] = []
+    if moves:
+        targets = {index.rows[k][0]: kept_of[o] for o in kept_of for k in index.owned.get(o, ())}
+        actions.append(["BulkUpdateRecord", table_map.table_id, moves, {ref_col: [targets[m] for m in moves]}])
+    if removals:
+        actions.append(["BulkRemoveRecord", table_map.table_id, sorted(removals)])
     return actions
+
+
+def plan_sweep(maps: dict[str, TableMap], indexes: dict[str, TableIndex], agent_columns: dict[str, list[str]]) -> Repair:
+    """After a sync: the rows of the tables it read that belong to no dossier (loose, or whose
+    Ref points at no dossier row) and that DS gave no row for. Those without any agent's cell
+    are removed (DS's content, in the document again where it belongs); those with one stay,
+    reported — never an agent's cell lost."""
+    repair = Repair()
+    live = {row_id for row_id, _ in indexes["dossiers"].rows.values()} if "dossiers" in indexes else None
+    for key, table_map in maps.items():
+        index = indexes.get(key)
+        if index is None or (key != "dossiers" and live is None):
+            continue
+        stray = dict(index.loose)
+        if key != "dossiers":
+            stray.update({rid: v for rid, v in index.rows.values() if v.get(index.ref_col) not in live})
+        agent_cols = agent_columns.get(key, [])
+        gone = sorted(rid for rid, v in stray.items() if all(_blank(v.get(c)) for c in agent_cols))
+        repair.kept += [f"{table_map.table_id} : ligne {rid}" for rid in sorted(set(stray) - set(gone))]
+        if gone:
+            repair.actions.append(["BulkRemoveRecord", table_map.table_id, gone])
+            repair.removed_loose += len(gone)
+    return repair
 
 
 @dataclass
@@ -508,13 +713,16 @@ def plan_membership(held: dict[int, tuple[Any, Any]], listed: set[int], pending:
     return out
 
 
-def changed_dossiers(copied: dict[int, float | None], nodes: list[dict[str, Any]]) -> dict[int, str]:
+def changed_dossiers(copied: dict[int, float | None], nodes: list[dict[str, Any]], *,
+                     reread: float | None = None) -> dict[int, str]:
     """The listed dossiers (light nodes) that the copy does not hold as DS has them: new ones,
-    and those whose modification date moved since they were copied (`copied`: number → the
-    copy's « Date de dernière modification »). Returns number → DS's date."""
+    those whose modification date moved since they were copied (`copied`: number → the copy's
+    « Date de dernière modification », in seconds), and those dated from `reread` on (copied in
+    the second of their date: see `sync.reread_since`). Returns number → DS's date."""
     out = {}
     for node in nodes:
         number, date = node["number"], node.get("dateDerniereModification")
-        if number not in copied or (date is not None and datetime_cell(date) != copied[number]):
+        seconds = datetime_cell(date)
+        if number not in copied or (seconds is not None and (seconds != copied[number] or (reread is not None and seconds >= reread))):
             out[number] = date
     return out

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .champ_types import DATETIME, DATETIME_FORMAT, Part, column_key, parts_for
+from .champ_types import DATETIME, DATETIME_FORMAT, FALLBACK, Part, column_key, parts_for
 from .grist_values import choice_list_cell, datetime_cell, int_cell, text_cell
 from .models import Descriptor, Dossier, Structure
 
@@ -142,7 +142,8 @@ def _demandeur_kind(d: Dossier) -> str | None:
 def _champ_columns(descriptors: list[Descriptor], timezone: str, unknown: list[str]) -> list[ColumnSpec]:
     columns = []
     for descriptor in descriptors:
-        parts, known = parts_for(descriptor.kind)
+        # a champ whose type changed between revisions: its text, the one reading every type's value
+        parts, known = (FALLBACK, True) if descriptor.mixed else parts_for(descriptor.kind)
         if not known and descriptor.kind not in unknown:
             unknown.append(descriptor.kind)
         for part in parts:
@@ -193,6 +194,9 @@ def _file_columns() -> list[ColumnSpec]:
         col("lien", "Lien (signé par DS : expire environ une heure après la copie du dossier)", "Text", link, "Lien", widget="HyperLink"),
         col("taille", "Taille (octets)", "Int", lambda f: int_cell(f.get("byteSizeBigInt")), "Taille"),
         col("type", "Type", "Text", lambda f: text_cell(f.get("contentType")), "Type"),
+        # a file replaced by one of the same name, size and type: only its checksum tells (and
+        # the link, re-signed at every request, is no change on its own: `writer.VOLATILE`)
+        col("empreinte", "Empreinte (MD5, base64)", "Text", lambda f: text_cell(f.get("checksum")), "Empreinte"),
     ]
 
 

@@ -53,7 +53,8 @@ from .docstate import DocState, load_state, meta_race_repairs, meta_table_action
 from .ds_client import EPOCH, PAGE_SIZE, DSClient
 from .grist_values import datetime_cell
 from .lease import FencedSink, Lease, acquire
-from .planner import TableMap, changed_dossiers, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
+from .grist_values import epoch_of
+from .planner import Repair, TableMap, changed_dossiers, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
 from .filters import Filters, parse_filters
 from .layout import lay_out
 from .schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, build_schema
@@ -61,6 +62,7 @@ from .sink import GristSink
 from .writer import Writer
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
+SETTLE_S = 10  # DS dates have whole seconds, and are stamped before their commit: see `reread_since`
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -111,6 +113,8 @@ class SyncResult:
     deleted_numbers: list[int] = field(default_factory=list)
     fetched: int = 0
     ds_requests: int = 0
+    added_numbers: set[int] = field(default_factory=set)  # one dossier changed is one « mis à jour »
+    updated_numbers: set[int] = field(default_factory=set)
     incremental: bool = False
     resumed: bool = False
     cursor: str | None = None
@@ -120,7 +124,16 @@ class SyncResult:
     binned: list[int] = field(default_factory=list)
     restored: list[int] = field(default_factory=list)
     filtered_out: list[int] = field(default_factory=list)  # left the agent's filter
-    repaired: int = 0
+    recreated: list[str] = field(default_factory=list)  # OTP's tables/columns an agent deleted, made again
+    released: list[str] = field(default_factory=list)  # OTP's columns an agent turned into formulas
+    repairs: Repair = field(default_factory=Repair)
+    reattached: int = 0  # rows that got their dossier back
+
+    def count(self, added: set[int], updated: set[int]) -> None:
+        self.added_numbers |= added
+        self.updated_numbers |= updated
+        self.added = len(self.added_numbers)
+        self.updated = len(self.updated_numbers - self.added_numbers)
 
     @property
     def message(self) -> str:
@@ -183,6 +196,7 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
     ahead = Streams([ds.refresh_pages(number)], depth=READ_AHEAD) if _incremental(procedure, params.filters) else None
     async with ahead or contextlib.nullcontext():
         structure = await ds.structure(number)
+        check_instance(state.procedure(number), structure, params.endpoint)
         state = await _ensure_meta_tables(sink, state)
         lease = await acquire(sink, number, params.holder, clock())
         run = _Run(params, ds, FencedSink(sink, lease, clock), emit, should_cancel or (lambda: False), clock, lease)
@@ -192,6 +206,16 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, emit: E
         except BaseException as error:
             await run.stopped(error)
             raise
+
+
+def check_instance(procedure: dict[str, Any] | None, structure, endpoint: str) -> None:
+    """One copy, one DS: a procedure copied from a DS instance is never merged with the
+    procedure of the same number on another one. Told apart by what DS reports of it (its id
+    and creation date), not by the address typed: a relay in front of the same DS is the same."""
+    recorded = (procedure or {}).get("Instance_DS") or ""
+    if recorded and recorded != structure.instance:
+        first = ds_base_url(procedure.get("Adresse_API") or "") if procedure.get("Adresse_API") else "?"
+        raise errors.other_instance(structure.number, first, ds_base_url(endpoint))
 
 
 def _incremental(procedure: dict[str, Any], filters: Filters) -> bool:
@@ -225,6 +249,7 @@ class _Run:
         self.result = SyncResult(params.number, "", resumed=bool(carried))  # counts: this run's own
         self.result.skipped = [int(n) for n in carried.get("skipped") or []]
         self.excluded: set[int] = set()  # dossiers DS has, outside the agent's filter
+        self.gone: set[int] = set()  # dossiers DS answered `not_found` for, asked by number
         self.writer: Writer | None = None
 
     def checkpoint(self) -> dict[str, Any]:
@@ -241,11 +266,14 @@ class _Run:
         params, result = self.params, self.result
         procedure = state.procedure(params.number) or {}
         cursor = procedure.get("Curseur") or None
+        schema = build_schema(structure, timezone=state.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
+        plan = plan_schema(state, schema)
         if not self.full:  # a new sync, or an interrupted incremental one: its listing sees what was written
             self.full = not cursor
             self.since, self.after, self.newest = (EPOCH if self.full else None), None, cursor
-        if cursor and not _incremental(procedure, params.filters):
-            # the agent changed the filter: a full sync, so that a widened one lets dossiers in
+        if cursor and (not _incremental(procedure, params.filters) or plan.refill):
+            # the agent changed the filter (a widened one lets dossiers in), or deleted a table or
+            # column of OTP's, made again now: a full sync, to fill it
             self.since, self.after, self.full, self.newest = EPOCH, None, True, None
         result.incremental = not self.full
         # a full sync's first page is asked for now: it comes while the tables are prepared
@@ -253,25 +281,24 @@ class _Run:
         async with first or contextlib.nullcontext():
             if first is not None:
                 first.start()
-            return await self._execute(structure, state, cursor, ahead, first)
+            return await self._execute(structure, schema, plan, state, cursor, ahead, first)
 
-    async def _execute(self, structure, state: DocState, cursor: str | None, ahead: Streams | None,
+    async def _execute(self, structure, schema, plan, state: DocState, cursor: str | None, ahead: Streams | None,
                        first: Prefetch | None) -> SyncResult:
         params, ds, result = self.params, self.ds, self.result
         number = params.number
         result.title = structure.title
-        schema = build_schema(structure, timezone=state.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
         result.unknown_types = schema.unknown_kinds
+        result.recreated, result.released = plan.recreated, plan.released
 
         self.emit({"kind": "phase", "message": "Préparation des tables…"})
-        plan = plan_schema(state, schema)
         await self.sink.apply(plan.actions)
         state = await load_state(self.sink)
         maps = refresh_maps(state, schema, plan.maps)
         await self.sink.apply(plan_registry(state, schema, maps) + plan_ref_display(state, maps))
         state = await lay_out(self.sink, state, number, maps, title=structure.title)  # once per procedure
         self.emit({"kind": "phase", "message": "Lecture de la copie dans le document…"})
-        writer = self.writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps))
+        writer = self.writer = Writer(self.sink, maps, _types(state, maps), _agent_columns(state, maps), plan.fresh)
         await writer.load()
         procedure = state.procedure(number) or {}
 
@@ -329,7 +356,8 @@ class _Run:
         # does a resumed full one after its pages (dossiers modified meanwhile), and a streamed one
         # when the document held dossiers the streams did not list.
         if not self.full or result.resumed or (streams and any(n not in listed for n in writer.dossier_ids)):
-            changed, dates = await self._listing(writer, listed, ahead, streamed=(structure.dossiers_count or 0) >= PARALLEL_FROM)
+            changed, dates = await self._listing(writer, listed, ahead, streamed=(structure.dossiers_count or 0) >= PARALLEL_FROM,
+                                                 reread=epoch_of(procedure.get("Relire_depuis")))
             if changed:
                 self.emit({"kind": "phase", "message": f"Lecture des {len(changed)} dossiers nouveaux ou modifiés…"})
                 since = min((datetime_cell(c) or 0 for c in changed.values()), default=0)
@@ -355,19 +383,22 @@ class _Run:
                                 OUT_OF_FILTER: membership.out_of_filter})
         result.filtered_out = sorted(membership.filtered_out)
         await writer.remove_dossiers(membership.remove)
+        await writer.sweep()
         result.binned, result.restored = sorted(membership.binned), sorted(membership.restored)
         result.deleted_numbers = sorted(membership.deleted)
         result.deleted = len(membership.deleted)
 
         result.total = len(writer.dossier_ids)
-        result.repaired = writer.repaired
+        result.repairs, result.reattached = writer.repairs, writer.reattached
         result.cursor = self.newest
         result.ds_requests = ds.request_count
-        await self.sink.finish([
-            _procedure_action(state, number, structure.title, self.newest, result.total, params.endpoint, result.skipped,
-                              params.filters.key()),
-            _history_action(result, self.started, "Terminée"),
-        ])
+        now = self.clock()
+        record = {"Titre": structure.title, "Curseur": self.newest or "", "Derniere_synchro": now,
+                  "Nb_dossiers": result.total, "Adresse_API": params.endpoint, "A_reprendre": " ".join(map(str, result.skipped)),
+                  "Filtres": params.filters.key(), "Instance_DS": structure.instance,
+                  "Relire_depuis": reread_since(self.newest, cursor, self.started, now, procedure.get("Derniere_synchro"),
+                                                procedure.get("Relire_depuis"))}
+        await self.sink.finish([_procedure_action(state, number, record), _history_action(result, self.started, "Terminée", now=now)])
         return result
 
     async def _write(self, dossiers, skipped: list[int], schema, writer: Writer, *, after: str | None = None) -> None:
@@ -383,9 +414,8 @@ class _Run:
         result.skipped += [n for n in skipped if n not in result.skipped]
 
         checkpoint = {**self.checkpoint(), "after": after or self.after}
-        added, updated = await writer.write_page(dossiers, schema, lambda *_counts: checkpoint)
-        result.added += added
-        result.updated += updated
+        added, updated = await writer.write_page(dossiers, schema, lambda: checkpoint)
+        result.count(added, updated)
 
     async def _take_one(self, dossier_number: int, schema, writer: Writer, listed: set[int]) -> bool:
         """Fetch one dossier and write it; False when DS no longer has it. One DS cannot answer
@@ -398,20 +428,21 @@ class _Run:
             listed.add(dossier_number)
             return True
         if dossier is None:
+            self.gone.add(dossier_number)
             return False
         await self._write([dossier], [], schema, writer)
         listed.add(dossier.number)
         return True
 
     async def _listing(self, writer: Writer, listed: set[int], ahead: Streams | None, *,
-                       streamed: bool) -> tuple[dict[int, str], list[float]]:
+                       streamed: bool, reread: float | None = None) -> tuple[dict[int, str], list[float]]:
         """List every dossier DS has, light (the pages `ahead` already read, if any); refresh
         labels; return the dossiers to fetch (new ones, or whose modification date differs from
         the copy's: number → DS's date) and every listed dossier's date. From a far DS (its first light page was slow), a large
         procedure is listed one stream per state."""
         self.emit({"kind": "phase", "message": "Liste des dossiers et de leurs labels…"})
         number, filters, ds = self.params.number, self.params.filters, self.ds
-        copied = {n: writer.cell(n, DATE_MODIFIED) for n in writer.dossier_ids}
+        copied = {n: epoch_of(writer.cell(n, DATE_MODIFIED)) for n in writer.dossier_ids}
         changed: dict[int, str] = {}
         dates: list[float] = []  # every listed dossier's modification date
 
@@ -424,8 +455,8 @@ class _Run:
                 self.excluded.update(n["number"] for n in nodes if not filters.matches(n))
                 self.excluded.difference_update(n["number"] for n in nodes if filters.matches(n))
                 nodes = [n for n in nodes if n["number"] not in self.excluded]
-                self.result.updated += await writer.refresh_labels(nodes)
-                changed.update(changed_dossiers(copied, nodes))
+                self.result.count(set(), await writer.refresh_labels(nodes))
+                changed.update(changed_dossiers(copied, nodes, reread=reread))
                 dates.extend(datetime_cell(n.get("dateDerniereModification")) or 0 for n in nodes)
                 await self.sink.keep()
                 if changed:
@@ -454,7 +485,7 @@ class _Run:
         pending_dates, deleted_dates = _dates(pending), _dates(deleted)
         gone = False
         for n in unlisted:
-            if n not in pending_dates and n not in deleted_dates:
+            if n not in pending_dates and n not in deleted_dates and n not in self.gone:
                 self._check_cancel()
                 gone = not await self._take_one(n, schema, writer, listed) or gone
                 await self.sink.keep()
@@ -641,7 +672,32 @@ def _later(a: str, b: str) -> bool:
     return (datetime_cell(a) or 0) > (datetime_cell(b) or 0)
 
 
-def _history_action(result: SyncResult, started: float, status: str, message: str | None = None) -> list[Any]:
+def _structure_notes(result: SyncResult) -> list[str]:
+    """What agents did to OTP's tables, and what OTP did about it, in their words."""
+    notes, repairs = [], result.repairs
+    if result.recreated:
+        notes.append("Tables ou colonnes d'OTP supprimées dans le document, recréées et remplies de nouveau "
+                     "(synchronisation complète) : " + ", ".join(result.recreated))
+    if result.released:
+        notes.append("Colonnes d'OTP transformées en formule : elles sont désormais les vôtres, OTP n'y écrit plus "
+                     "(une colonne dont OTP a besoin pour s'y retrouver est recréée à côté) : " + ", ".join(result.released))
+    if result.reattached:
+        notes.append(f"{result.reattached} lignes rattachées de nouveau à leur dossier (une ligne de dossier supprimée "
+                     "à la main, ou une colonne clé recréée), avec vos saisies.")
+    if repairs.merged:
+        notes.append(f"{repairs.merged} lignes en double réunies (même numéro de dossier) ; vos saisies y ont été "
+                     "reportées sur la ligne gardée.")
+    if repairs.removed_loose:
+        notes.append(f"{repairs.removed_loose} lignes sans dossier retirées (sans aucune saisie d'agent ; DS a "
+                     "redonné leur contenu).")
+    if repairs.kept:
+        notes.append("Lignes sans dossier, ou en double, conservées parce qu'elles portent des saisies d'agents "
+                     "(à vérifier, puis à supprimer à la main) : " + ", ".join(repairs.kept[:20]))
+    return notes
+
+
+def _history_action(result: SyncResult, started: float, status: str, message: str | None = None, *,
+                    now: float | None = None) -> list[Any]:
     notes = []
     if result.resumed:
         notes.append("Reprise d'une synchronisation interrompue, à partir de son dernier point de reprise.")
@@ -658,13 +714,12 @@ def _history_action(result: SyncResult, started: float, status: str, message: st
     if result.skipped:
         notes.append("Dossiers que DS n'a pas pu donner en entier (non écrits, repris à la prochaine synchronisation) : "
                      + ", ".join(f"n° {n}" for n in result.skipped) + (". Erreurs DS : " + " ; ".join(result.problems) if result.problems else ""))
-    if result.repaired:
-        notes.append(f"{result.repaired} lignes en double (synchronisations simultanées d'une version précédente) réparées.")
+    notes += _structure_notes(result)
     kind = "Reprise" if result.resumed else ("Incrémentale" if result.incremental else "Complète")
     return ["AddRecord", "OTP_Historique", None, {
         "Demarche": result.number,
         "Debut": started,
-        "Fin": time.time(),
+        "Fin": now if now is not None else time.time(),
         "Type": kind,
         "Statut": status,
         "Dossiers_recus": result.fetched,
@@ -677,11 +732,31 @@ def _history_action(result: SyncResult, started: float, status: str, message: st
     }]
 
 
-def _procedure_action(state: DocState, number: int, title: str, cursor: str | None, count: int,
-                      endpoint: str, skipped: list[int], filters_key: str) -> list[Any]:
-    record = {"Titre": title, "Curseur": cursor or "", "Derniere_synchro": time.time(), "Nb_dossiers": count,
-              "Adresse_API": endpoint, "A_reprendre": " ".join(map(str, skipped)), "Filtres": filters_key}
+def _procedure_action(state: DocState, number: int, record: dict[str, Any]) -> list[Any]:
     row = state.procedure(number)
     if row is None:
         return ["AddRecord", "OTP_Demarches", None, {"Numero": number, **record}]
     return ["UpdateRecord", "OTP_Demarches", row["id"], record]
+
+
+def reread_since(newest: str | None, previous_newest: str | None, started: float, now: float,
+                 previous_end: float | None, previous_window: str | None) -> str:
+    """From which modification date the next sync fetches the copied dossiers again.
+
+    DS's dates have whole seconds and are stamped before their transaction commits: a dossier
+    copied within SETTLE_S of its date may change again with the same date (a second change in
+    that second, or one committed late), which comparing dates cannot see. Such a copy was made
+    during this sync, so its date is after `newest − (sync's duration) − SETTLE_S` (DS's clock
+    had reached `newest` by the end): the next sync fetches the dossiers dated from there again.
+    When this sync started SETTLE_S or more after the previous one ended, its fetches of the
+    previous window saw every change of those seconds: the window then starts after the
+    previous newest date, and a sync that changed nothing leaves nothing to fetch again."""
+    if not newest:
+        return ""
+    window = (datetime_cell(newest) or 0) - (now - started) - SETTLE_S
+    settled = previous_end is not None and started - previous_end >= SETTLE_S
+    if settled and previous_newest:
+        window = max(window, (datetime_cell(previous_newest) or 0) + 1)
+    elif not settled and previous_window:
+        window = min(window, epoch_of(previous_window) or window)
+    return _shift_epoch(window)

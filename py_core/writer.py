@@ -17,11 +17,14 @@ from .planner import (
     RowPlan,
     TableIndex,
     TableMap,
+    Repair,
     plan_cells,
     plan_dedupe,
+    exact_integers,
     plan_int_widening,
     plan_removal,
     plan_rows,
+    plan_sweep,
     record_written,
     resolve_refs,
 )
@@ -35,21 +38,23 @@ VOLATILE = {"fichiers": frozenset({"lien"})}  # DS signs file URLs anew at every
 
 class Writer:
     def __init__(self, sink: FencedSink, maps: dict[str, TableMap], types: dict[str, dict[str, str]],
-                 agent_columns: dict[str, list[str]]):
+                 agent_columns: dict[str, list[str]], fresh: dict[str, set[str]] | None = None):
         self.sink = sink
         self.maps = maps
         self.types = types  # per table key: col id → Grist type
         self.agent_columns = agent_columns  # per table key: columns that are the agents'
+        self.fresh = fresh or {}  # per table key: column keys created at this sync (see `plan_rows`)
         self.indexes: dict[str, TableIndex] = {}
         self.dossier_ids: dict[int, int] = {}  # dossier number → row id
-        self.repaired = 0
+        self.repairs = Repair()  # duplicates merged, stray rows removed or kept (for the history)
+        self.reattached = 0  # rows that got their dossier back (see `TableIndex.loose`)
         self._reading: asyncio.Future | None = None  # the other tables being read (`read_ahead`)
 
     async def load(self) -> None:
         """Index the dossiers table; the other tables are read when a write first needs them
         (`read_ahead`): a sync in which nothing changed reads only the dossiers."""
         dossiers = await self._index("dossiers")
-        if dossiers.duplicates:  # repaired with the child rows that hang on them
+        if dossiers.duplicates or dossiers.loose:  # repaired with the child rows that hang on them
             self._reading = asyncio.ensure_future(self._read(list(self.maps)))
             await self._reading
         else:
@@ -81,12 +86,13 @@ class Writer:
         for key, index in zip(keys, await asyncio.gather(*(self._index(k) for k in keys))):
             self.indexes[key] = index
         loaded = {k: self.maps[k] for k in keys}
-        repairs = plan_dedupe(loaded, self.indexes, self.agent_columns)
-        if repairs:
-            self.repaired += sum(len(self.indexes[k].duplicates) for k in keys)
-            await self.sink.apply(repairs)
+        repair = plan_dedupe(loaded, self.indexes, self.agent_columns)
+        if repair.actions:
+            await self.sink.apply(repair.actions)
             for key in keys:
                 self.indexes[key] = await self._index(key)
+        self.repairs.merged += repair.merged
+        self.repairs.kept += repair.kept
         if "dossiers" in keys:
             self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
 
@@ -99,22 +105,27 @@ class Writer:
             return
         results = await self.sink.apply(actions, checkpoint)
         for (key, plan), slot in zip(plans, slots):
+            self.reattached += len(plan.attached)
             record_written(self.indexes[key], plan, list(results[slot]) if slot is not None else [])
 
     async def write_page(self, dossiers: list[Dossier], schema: Schema,
-                         checkpoint: Callable[[int, int], dict[str, Any]]) -> tuple[int, int]:
+                         checkpoint: Callable[[], dict[str, Any]]) -> tuple[set[int], set[int]]:
         """Two bundles: dossier rows (their new row ids are the children's Refs), then the child
-        rows with the checkpoint (given the page's added/updated counts): a page is recorded as
-        done only once all of it is written. Returns (added, updated)."""
+        rows with the checkpoint: a page is recorded as done only once all of it is written.
+        Returns the numbers of the dossiers added, and of those changed."""
         await self._need_all()
         by_table: dict[str, list[dict[str, Any]]] = {key: [] for key in self.maps}
         for dossier in dossiers:
             for key, rows in dossier_rows(dossier, schema).items():
                 by_table[key].extend(rows)
 
-        widen = [a for key, rows in by_table.items() for a in plan_int_widening(self.maps[key], rows, self.types[key])]
+        widen = []
+        for key, rows in by_table.items():
+            actions, self.types[key] = plan_int_widening(self.maps[key], rows, self.types[key])
+            widen += actions
         if widen:
             await self.sink.apply(widen)
+        by_table = {key: exact_integers(self.maps[key], rows) for key, rows in by_table.items()}
         # The copy's modification date is what the next sync compares with DS's: it is written
         # last, with the child rows, so that a page interrupted between the two bundles is
         # fetched again (its dossiers keep the date they had).
@@ -122,9 +133,9 @@ class Writer:
         dates = {(row[DOSSIER_KEY],): row.get(DATE_MODIFIED) for row in by_table["dossiers"]}
         held_back = [{**row, DATE_MODIFIED: (index.rows.get((row[DOSSIER_KEY],)) or (0, {}))[1].get(date_col)}
                      for row in by_table["dossiers"]]
-        dossier_plan = plan_rows(self.maps["dossiers"], index, held_back)
+        dossier_plan = self._plan("dossiers", held_back)
         await self.apply([("dossiers", dossier_plan)])
-        for key in dossier_plan.add_keys:
+        for key in dossier_plan.add_keys + dossier_plan.update_keys:
             self.dossier_ids[key[0]] = index.rows[key][0]
         date_plan = plan_cells(self.maps["dossiers"], index, DATE_MODIFIED, dates)
         added = {key[0] for key in dossier_plan.add_keys}
@@ -132,24 +143,35 @@ class Writer:
 
         number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
         child_plans = [
-            (key, plan_rows(self.maps[key], self.indexes[key], resolve_refs(by_table[key], self.dossier_ids),
-                            owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None,
-                            volatile=VOLATILE.get(key, frozenset())))
+            (key, self._plan(key, resolve_refs(by_table[key], self.dossier_ids),
+                             owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None))
             for key in self.maps if key != "dossiers"
         ]
         for _, plan in child_plans:
             changed.update(number_of[key[0]] for key in plan.touched_keys())
-        counts = len(added), len(changed - added)
-        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint(*counts))
-        return counts
+        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint())
+        return added, changed - added
 
-    async def refresh_labels(self, nodes: list[dict[str, Any]]) -> int:
+    def _plan(self, key: str, rows: list[dict[str, Any]], *, owners: set[int] | None = None) -> RowPlan:
+        return plan_rows(self.maps[key], self.indexes[key], rows, owners=owners,
+                         volatile=VOLATILE.get(key, frozenset()), fresh=self.fresh.get(key, frozenset()))
+
+    async def refresh_labels(self, nodes: list[dict[str, Any]]) -> set[int]:
         """Labels change without moving the modification date: compare and update them.
-        Returns how many dossiers' labels changed."""
+        Returns the numbers of the dossiers whose labels changed."""
         labels = {(n["number"],): choice_list_cell(sorted(l["name"] for l in n.get("labels") or [])) for n in nodes}
         label_plan = plan_cells(self.maps["dossiers"], self.indexes["dossiers"], "labels", labels)
         await self.apply([("dossiers", label_plan)])
-        return len(label_plan.update_ids)
+        return {key[0] for key in label_plan.update_keys}
+
+    async def sweep(self) -> None:
+        """The sync's last write: rows left without a dossier (see `plan_sweep`); the indexes
+        are not used after it."""
+        repair = plan_sweep(self.maps, self.indexes, self.agent_columns)
+        if repair.actions:
+            await self.sink.apply(repair.actions)
+        self.repairs.removed_loose += repair.removed_loose
+        self.repairs.kept += repair.kept
 
     async def set_flags(self, flags: dict[str, dict[int, Any]]) -> int:
         """Set OTP's flag columns (column key → number → cell: « Dans la corbeille DS depuis
@@ -171,5 +193,6 @@ class Writer:
 
     def cell(self, number: int, col_key: str) -> Any:
         row = self.indexes["dossiers"].rows.get((number,))
-        return row[1].get(self.maps["dossiers"].col_ids[col_key]) if row else None
+        col = self.maps["dossiers"].col_ids.get(col_key)
+        return row[1].get(col) if row and col else None
 

@@ -48,24 +48,38 @@ def test_first_plan_creates_one_table_per_part_with_typed_columns():
 
 
 def state_after_first_sync(schema):
-    """The document as it stands once `schema` was created and registered."""
+    """The document as it stands once `schema` was created: the plan's one bundle applied as
+    Grist would (tables, columns, and the registry rows written with them, by id)."""
     plan = plan_schema(empty_state(), schema)
-    tables, columns, meta_tables, meta_columns = {}, {}, [], []
+    tables, columns, meta = {}, {}, {"OTP_Tables": [], "OTP_Colonnes": []}
     ref = 100
     for action in plan.actions:
-        table_ref = len(tables) + 1
-        tables[table_ref] = action[1]
-        meta_tables.append({"id": table_ref, "Demarche": 42, "Cle": next(k for k, v in plan.new_tables.items() if v == action[1]), "Table_ref": table_ref})
-        spec_key = meta_tables[-1]["Cle"]
-        keys = {col_id: key for t, key, col_id in plan.new_columns if t == spec_key}
-        for col in action[2]:
-            ref += 1
-            options = json.loads(col.get("widgetOptions") or "{}")
-            columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], options, False)
-            meta_columns.append({"id": ref, "Demarche": 42, "Table_ref": table_ref, "Cle": keys[col["id"]], "Col_ref": ref,
-                                 "Dans_le_formulaire": True, "Libelle_DS": col["label"], "Type_Grist": col["type"],
-                                 "Options_DS": json.dumps(options)})
-    return DocState(tables, columns, "Europe/Paris", {"OTP_Tables": meta_tables, "OTP_Colonnes": meta_columns})
+        if action[0] == "AddTable":
+            table_ref = len(tables) + 1
+            tables[table_ref] = action[1]
+            for col in action[2]:
+                ref += 1
+                options = json.loads(col.get("widgetOptions") or "{}")
+                columns[ref] = GristColumn(ref, table_ref, col["id"], col["type"], col["label"], options, False)
+        elif action[0] == "AddRecord":
+            meta[action[1]].append({"id": len(meta[action[1]]) + 1, **action[3]})
+        elif action[0] == "BulkAddRecord":
+            names = list(action[3])
+            for i in range(len(action[2])):
+                meta[action[1]].append({"id": len(meta[action[1]]) + 1, **{n: action[3][n][i] for n in names}})
+    return DocState(tables, columns, "Europe/Paris", meta)
+
+
+def test_the_first_plan_registers_what_it_creates_in_the_same_bundle():
+    schema = schema_of(desc("A", "Nom"), desc("B", "Nom"))
+    plan = plan_schema(empty_state(), schema)
+    created = {(a[1], c["id"]) for a in plan.actions if a[0] == "AddTable" for c in a[2]}
+    registered = next(a[3] for a in plan.actions if a[0] == "BulkAddRecord" and a[1] == "OTP_Colonnes")
+    assert set(zip(registered["Table_id"], registered["Col_id"])) == created
+    state = state_after_first_sync(schema)
+    by_key = {(r["Table_ref"], r["Cle"]): r["Col_ref"] for r in state.registered_columns(42)}
+    champs_ref = next(r for r, t in state.tables.items() if t == "D42_Champs")
+    assert state.columns[by_key[(champs_ref, "B")]].col_id == "Nom_2", "resolved by id until its ref is written"
 
 
 def test_schema_evolution_renames_labels_adds_columns_and_keeps_the_rest():
@@ -99,13 +113,38 @@ def test_agents_edits_to_otp_columns_win_until_ds_changes_that_champ():
     assert not any("type" in a[3] for a in actions), "the agent's type stays"
 
 
-def test_an_unregistered_table_from_an_interrupted_first_sync_is_adopted_not_doubled():
+def test_a_table_or_column_nobody_registered_is_an_agents_never_adopted():
     schema = schema_of(desc("A", "Nom"))
     state = state_after_first_sync(schema)
-    state.meta = {}  # created, never registered
+    state.meta = {}  # tables named as OTP would name them, that OTP's registry does not hold
     plan = plan_schema(state, schema)
-    assert not any(a[0] == "AddTable" for a in plan.actions)
-    assert plan.maps["champs"].table_id == "D42_Champs" and plan.maps["champs"].col_ids["A"] == "Nom"
+    created = {a[1] for a in plan.actions if a[0] == "AddTable"}
+    assert "D42_Champs_2" in created and plan.maps["champs"].table_id == "D42_Champs_2"
+    assert plan.maps["champs"].col_ids["A"] == "Nom"
+
+
+def test_a_deleted_otp_column_is_made_again_and_asks_for_a_refill():
+    schema = schema_of(desc("A", "Nom"))
+    state = state_after_first_sync(schema)
+    nom = next(c for c in state.columns.values() if c.col_id == "Nom")
+    del state.columns[nom.ref]
+    plan = plan_schema(state, schema)
+    assert plan.refill and plan.recreated and plan.fresh == {"champs": {"A"}}
+    assert any(a[:3] == ["AddColumn", "D42_Champs", "Nom"] for a in plan.actions)
+
+
+def test_an_otp_column_turned_into_a_formula_is_the_agents():
+    schema = schema_of(desc("A", "Nom"))
+    state = state_after_first_sync(schema)
+    nom = next(c for c in state.columns.values() if c.col_id == "Nom")
+    nom.is_formula = True
+    plan = plan_schema(state, schema)
+    assert "A" not in plan.maps["champs"].col_ids and plan.released and not plan.refill
+    assert not any(a[0] in ("AddColumn", "ModifyColumn") for a in plan.actions)
+    dossier_ref = next(c for c in state.columns.values() if c.col_id == "Dossier" and state.tables[c.table_ref] == "D42_Champs")
+    dossier_ref.is_formula = True  # a key: OTP makes its own again
+    plan = plan_schema(state, schema)
+    assert plan.maps["champs"].col_ids["dossier"] == "Dossier_2" and plan.refill
 
 
 def test_an_unchanged_schema_plans_nothing():
@@ -145,7 +184,7 @@ def test_an_unknown_future_champ_type_becomes_a_text_column_with_a_note():
     from py_core.sync import SyncResult
 
     schema = schema_of(desc("F", "Champ du futur", "HologrammeChampDescriptor"))
-    champs = {c["id"]: c["type"] for c in plan_schema(empty_state(), schema).actions[1][2]}
+    champs = {c["id"]: c["type"] for c in next(a for a in plan_schema(empty_state(), schema).actions if a[1] == "D42_Champs")[2]}
     assert champs["Champ_du_futur"] == "Text"
     assert schema.unknown_kinds == ["Hologramme"]
     result = SyncResult(42, "t", total=1, added=1, unknown_types=schema.unknown_kinds)
@@ -166,10 +205,12 @@ def test_integers_beyond_32_bits_widen_the_column_to_numeric_once():
     schema = schema_of(desc("N", "Population", "IntegerNumberChampDescriptor"))
     champs = plan_schema(empty_state(), schema).maps["champs"]
     types = {"Population": "Int"}
-    assert plan_int_widening(champs, [{"dossier": 1, "N": 2**31 - 1}], types) == []
-    actions = plan_int_widening(champs, [{"dossier": 1, "N": 3_000_000_000}], types)
+    assert plan_int_widening(champs, [{"dossier": 1, "N": 2**31 - 1}], types) == ([], types)
+    actions, types = plan_int_widening(champs, [{"dossier": 1, "N": 3_000_000_000}], types)
     assert actions == [["ModifyColumn", "D42_Champs", "Population", {"type": "Numeric", "widgetOptions": '{"decimals": 0}'}]]
-    assert plan_int_widening(champs, [{"dossier": 2, "N": 2**40}], types) == []
+    assert plan_int_widening(champs, [{"dossier": 2, "N": 2**40}], types)[0] == []
+    actions, types = plan_int_widening(champs, [{"dossier": 3, "N": 12345678901234567891}], types)
+    assert actions == [["ModifyColumn", "D42_Champs", "Population", {"type": "Text"}]], "beyond 2**53: its digits"
     state = state_after_first_sync(schema)
     next(c for c in state.columns.values() if c.col_id == "Population").type = "Numeric"
     assert [a for a in plan_schema(state, schema).actions if a[1] == "D42_Champs"] == [], "never narrowed back"

@@ -138,7 +138,7 @@ def test_duplicates_left_by_an_earlier_version_are_repaired_with_agents_cells_ke
     copy = {k: v for k, v in original.items() if k not in ("id", "manualSort") and k not in formulas and not k.startswith("gristHelper")}
     lab.sink.apply_now([["AddRecord", table, None, {**copy, col: "note sur le doublon"}]])
     result = lab.sync()
-    assert result.repaired == 1
+    assert result.repairs.merged == 1 and not result.repairs.kept
     assert lab.agent_cells() == {n: "note sur le doublon"}
     lab.assert_copy_exact()
 
@@ -341,6 +341,7 @@ def test_500_champs_with_identical_labels_get_distinct_columns():
     with FakeDSServer(store, tokens={"t": "all"}) as server:
         lab = Lab.__new__(Lab)
         lab.number, lab.store, lab.server, lab.sink, lab.timeout, lab.events, lab.holder = 77, store, server, EngineSink(), 5, [], "l/1"
+        lab.elapsed = 0.0
         from tests import lab as lab_module
         lab_module_token = lab_module.TOKEN
         lab_module.TOKEN = "t"

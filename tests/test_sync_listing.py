@@ -40,6 +40,7 @@ def side_effect(lab, when, action) -> None:
 def lab():
     with Lab(dossiers=N) as lab:
         lab.sync()
+        lab.sync()  # fetches again the dossiers copied in the second of their date: then settled
         yield lab
 
 
