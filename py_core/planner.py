@@ -95,6 +95,9 @@ def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
         if table_ref in state.tables:
             table_ids[spec.key] = state.tables[table_ref]
             plan.maps[spec.key] = _plan_existing_table(state, spec, table_ref, by_key, table_ids, plan, column_adds, number)
+            if "dossiers" in plan.fresh and spec.key != "dossiers":
+                # the dossiers table was made again: the Refs these rows hold point at nothing
+                plan.fresh.setdefault(spec.key, set()).add(DOSSIER_REF)
             continue
         table_id = table_ids[spec.key] = naming.table_id(spec.name, taken_tables)
         taken_columns = {"id", "manualsort"}
@@ -169,7 +172,8 @@ def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str], reco
         changes["untieColIdFromLabel"] = True  # the column id stays what formulas use
     wanted_type = _grist_type(column, table_ids)
     recorded_type = recorded.get("Type_Grist") or wanted_type
-    if recorded_type != wanted_type and current.type != wanted_type and _as_otp_left_it(current.type, recorded_type):
+    retargeted = recorded_type.startswith("Ref:") and wanted_type.startswith("Ref:")  # its table made again
+    if recorded_type != wanted_type and current.type != wanted_type and (retargeted or _as_otp_left_it(current.type, recorded_type)):
         changes["type"] = wanted_type  # Grist converts the cells and keeps what it cannot convert
     recorded_options = _options_of(recorded.get("Options_DS"), column.widget_options)
     if column.widget_options and recorded_options != column.widget_options:
@@ -329,7 +333,11 @@ class TableIndex:
     _signatures: dict[tuple, dict[tuple, int | None]] = field(default_factory=dict)  # see `loose_match`
 
     @classmethod
-    def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap) -> TableIndex:
+    def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap, fresh: frozenset[str] | set[str] = frozenset()) -> TableIndex:
+        """`fresh`: column keys created at this sync: a key column among them (deleted by an
+        agent, made again; a Ref whose dossiers table was made again) makes every row loose."""
+        if any(k in fresh for k in table_map.spec.row_key):
+            columns = {**columns, **{table_map.col_ids[k]: [None] * len(columns.get("id") or []) for k in table_map.spec.row_key if k in fresh}}
         key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         ids = columns.get("id") or []
         names = [n for n in columns if n != "id"]

@@ -62,7 +62,8 @@ class Writer:
             self.dossier_ids = {key[0]: row_id for key, (row_id, _) in dossiers.rows.items()}
 
     async def _index(self, key: str) -> TableIndex:
-        return TableIndex.from_columns(await self.sink.fetch_table(self.maps[key].table_id), self.maps[key])
+        return TableIndex.from_columns(await self.sink.fetch_table(self.maps[key].table_id), self.maps[key],
+                                       self.fresh.get(key, frozenset()))
 
     def read_ahead(self) -> None:
         """Start reading the other tables now: a write will need them (the sync goes on
