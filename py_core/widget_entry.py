@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .ds_client import DSClient
-from .sink import BridgeSink
-from .sync import parse_params, synchronise
-from .transport import PyfetchTransport
+from .ds.client import DSClient
+from .grist.sink import BridgeSink
+from .jobs.copy import parse_params, synchronise
+from .ds.transport import PyfetchTransport
 
 
 async def sync_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any = None) -> str:

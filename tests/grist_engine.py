@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from py_core import errors
-from py_core.sink import written_tables
+from py_core.grist.sink import written_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL = ROOT / "node_modules" / "grist-static" / "dist" / "pipe" / "packages" / "grist-1.0-py3-none-any.whl"

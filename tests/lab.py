@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-from py_core.ds_client import DSClient
-from py_core.sync import SyncParams, parse_params, synchronise
-from py_core.transport import UrllibTransport
+from py_core.ds.client import DSClient
+from py_core.jobs.copy import SyncParams, parse_params, synchronise
+from py_core.ds.transport import UrllibTransport
 from tests.grist_engine import EngineSink
 
 TOKEN = "jeton-du-labo"
@@ -127,7 +127,7 @@ class Lab:
         numbers = [r["Numero"] for r in rows]
         assert sorted(numbers) == self.ds_numbers(), "dossiers differ from DS"
         assert len(set(numbers)) == len(numbers), "duplicate dossier rows"
-        from py_core.grist_values import datetime_cell
+        from py_core.grist.values import datetime_cell
 
         for row in rows:
             assert bool(row["Dans_la_corbeille_DS_depuis"]) == (row["Numero"] in procedure.binned), row["Numero"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from py_core.champ_types import KINDS, parts_for
-from py_core.models import Descriptor
+from py_core.plan.champ_types import KINDS, parts_for
+from py_core.ds.models import Descriptor
 
 
 def cells(kind, champ):

@@ -10,8 +10,8 @@ import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from py_core import errors
-from py_core.ds_client import EPOCH, DSClient
-from py_core.transport import UrllibTransport
+from py_core.ds.client import EPOCH, DSClient
+from py_core.ds.transport import UrllibTransport
 
 TOKEN = "jeton-client"
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from py_core import errors
-from py_core.ds_client import interpret
-from py_core.sync import parse_params
+from py_core.ds.client import interpret
+from py_core.jobs.copy import parse_params
 
 
 def body(payload):
@@ -60,7 +60,7 @@ def test_a_partial_answer_comes_with_its_errors_never_as_complete():
     (None, None, 60.0),        # nothing said: DS's window
 ])
 def test_rate_limit_wait_follows_the_headers(reset, retry_after, expected):
-    from py_core.ds_client import rate_limit_wait
+    from py_core.ds.client import rate_limit_wait
     assert rate_limit_wait(reset, retry_after, now=1_000_000) == expected
 
 

@@ -11,10 +11,11 @@ import json
 
 import pytest
 
-from py_core.docstate import load_state, meta_table_actions
-from py_core.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
-from py_core.planner import plan_schema, refresh_maps
-from py_core.schema import build_schema
+from py_core.grist.document import load_state
+from py_core.grist.meta import meta_table_actions
+from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core.plan.registry import plan_schema, refresh_maps
+from py_core.plan.schema import build_schema
 from tests.grist_engine import engine_missing
 from tests.lab import Lab, run
 

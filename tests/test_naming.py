@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from py_core.naming import MAX_ID_LENGTH, column_id, table_id
+from py_core.plan.naming import MAX_ID_LENGTH, column_id, table_id
 
 VALID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

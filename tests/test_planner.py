@@ -2,10 +2,11 @@
 
 import json
 
-from py_core.docstate import DocState, GristColumn
-from py_core.models import Structure
-from py_core.planner import TableIndex, plan_rows, plan_schema, record_written
-from py_core.schema import build_schema
+from py_core.grist.meta import DocState, GristColumn
+from py_core.ds.models import Structure
+from py_core.plan.diff import TableIndex, plan_rows, record_written
+from py_core.plan.registry import plan_schema
+from py_core.plan.schema import build_schema
 
 
 def structure(champs, annotations=(), labels=()):
@@ -181,7 +182,7 @@ def test_row_diff_treats_blank_text_and_none_alike_and_updates_real_changes():
 
 
 def test_an_unknown_future_champ_type_becomes_a_text_column_with_a_note():
-    from py_core.sync import SyncResult
+    from py_core.jobs.copy import SyncResult
 
     schema = schema_of(desc("F", "Champ du futur", "HologrammeChampDescriptor"))
     champs = {c["id"]: c["type"] for c in next(a for a in plan_schema(empty_state(), schema).actions if a[1] == "D42_Champs")[2]}
@@ -200,7 +201,7 @@ def test_a_type_change_converts_the_column_in_place():
 
 
 def test_integers_beyond_32_bits_widen_the_column_to_numeric_once():
-    from py_core.planner import plan_int_widening
+    from py_core.plan.diff import plan_int_widening
 
     schema = schema_of(desc("N", "Population", "IntegerNumberChampDescriptor"))
     champs = plan_schema(empty_state(), schema).maps["champs"]

@@ -5,8 +5,8 @@ import re
 import pytest
 from graphql import GraphQLObjectType, build_schema, parse, validate
 
-from py_core.champ_types import KINDS
-from py_core.queries import QUERY_FILES, document
+from py_core.plan.champ_types import KINDS
+from py_core.ds.queries import QUERY_FILES, document
 from tests.conftest import DS_SCHEMA
 
 if not DS_SCHEMA.exists():

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from py_core import errors
-from py_core.grist_values import same_cell
+from py_core.grist.values import same_cell
 from tests.grist_engine import EngineSink, engine_missing
 from tests.lab import Lab, run
 
@@ -146,7 +146,7 @@ def test_duplicates_left_by_an_earlier_version_are_repaired_with_agents_cells_ke
 def test_two_syncs_at_once_write_no_duplicate_and_the_second_is_told():
     with Lab(dossiers=250) as lab:
         async def both():
-            from py_core.sync import parse_params, synchronise
+            from py_core.jobs.copy import parse_params, synchronise
 
             def params(holder):
                 return parse_params({"demarche": str(lab.number), "token": "jeton-du-labo",
@@ -409,7 +409,7 @@ def test_a_filter_keeps_only_the_dossiers_wanted_and_follows_changes(lab):
     ({"archived": "peut-être"}, "archivés"),
 ])
 def test_a_filter_that_makes_no_sense_is_refused_in_french(raw, detail):
-    from py_core.filters import parse_filters
+    from py_core.plan.filters import parse_filters
     with pytest.raises(errors.InputError) as caught:
         parse_filters(raw)
     assert caught.value.code == "filters_invalid" and detail in caught.value.message_fr
@@ -429,7 +429,7 @@ def test_a_document_grist_refuses_to_write_says_which_tables_and_loses_nothing(l
 
 
 def test_written_tables_names_the_users_tables_first():
-    from py_core.sink import written_tables
+    from py_core.grist.sink import written_tables
     actions = [["UpdateRecord", "OTP_Etat", 1, {}], ["BulkAddRecord", "D1_Champs", [], {}], ["AddRecord", "D1_Champs", None, {}],
                ["UpdateRecord", "_grist_Views", 1, {}]]
     assert written_tables(actions) == ["D1_Champs", "OTP_Etat"]

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from py_core import errors, sync
+from py_core import errors
+from py_core.jobs import copy as sync
 from tests.grist_engine import engine_missing
 from tests.lab import Lab
 

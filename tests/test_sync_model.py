@@ -17,7 +17,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule  # noqa: E402
 
 from py_core import errors  # noqa: E402
-from py_core.grist_values import choice_list_cell  # noqa: E402
+from py_core.grist.values import choice_list_cell  # noqa: E402
 from tests.grist_engine import engine_missing  # noqa: E402
 from tests.lab import Lab  # noqa: E402
 

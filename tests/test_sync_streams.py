@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from py_core import errors, sync
-from py_core.ds_client import DSClient
-from py_core.transport import Response
+from py_core import errors
+from py_core.jobs import copy as sync
+from py_core.ds.client import DSClient
+from py_core.ds.transport import Response
 from tests.grist_engine import engine_missing
 from tests.lab import Lab, run
 

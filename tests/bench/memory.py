@@ -21,9 +21,9 @@ import time
 import tracemalloc
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-from py_core.ds_client import DSClient
-from py_core.sync import parse_params, synchronise
-from py_core.transport import UrllibTransport
+from py_core.ds.client import DSClient
+from py_core.jobs.copy import parse_params, synchronise
+from py_core.ds.transport import UrllibTransport
 from tests.grist_engine import EngineSink
 from tests.lab import NUMBER, TOKEN
 

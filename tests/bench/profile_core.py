@@ -18,7 +18,7 @@ import pstats
 import time
 
 from tests.lab import Lab, no_sleep  # noqa: F401
-from py_core.sync import synchronise
+from py_core.jobs.copy import synchronise
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from playwright.sync_api import sync_playwright
 
 from demo.fake_ds import FakeDSServer, FakeDSStore
 from demo.serve import StaticServer, default_root_map
-from py_core.queries import document
+from py_core.ds.queries import document
 from tests.bench.workloads import sample, wide_procedure
 from tests.e2e.harness import CHROMIUM, CHROMIUM_FLAGS, Host, ensure_built, find_widget_frame
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-from py_core.docstate import load_state
-from py_core.ds_client import DSClient
-from py_core.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
-from py_core.planner import plan_schema, refresh_maps
-from py_core.schema import build_schema
-from py_core.transport import UrllibTransport
+from py_core.grist.document import load_state
+from py_core.ds.client import DSClient
+from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core.plan.registry import plan_schema, refresh_maps
+from py_core.plan.schema import build_schema
+from py_core.ds.transport import UrllibTransport
 
 TOKEN = "jeton-de-test-pages"
 NUMBER = 24680

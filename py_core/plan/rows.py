@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Dossier
+from ..ds.models import Dossier
 from .schema import DOSSIER_REF, FILE_CHAMP, FILE_POSITION, POSITION, ROW_KEY, Schema, TableSpec
 
 Row = dict[str, Any]

@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sink import GristSink, records
 
 META_TABLES: dict[str, list[tuple[str, str, str]]] = {
     "OTP_Demarches": [
@@ -150,34 +149,6 @@ class DocState:
         return ref
 
 
-async def load_state(sink: GristSink) -> DocState:
-    tables = records(await sink.fetch_table("_grist_Tables"))
-    columns = records(await sink.fetch_table("_grist_Tables_column"))
-    info = records(await sink.fetch_table("_grist_DocInfo"))
-    timezone = (info[0].get("timezone") if info else None) or "Europe/Paris"
-    state = DocState(
-        tables={t["id"]: t["tableId"] for t in tables if t.get("tableId")},
-        columns={
-            c["id"]: GristColumn(
-                ref=c["id"],
-                table_ref=c["parentId"],
-                col_id=c["colId"],
-                type=c.get("type") or "Any",
-                label=c.get("label") or "",
-                widget_options=_options(c.get("widgetOptions")),
-                is_formula=bool(c.get("isFormula")),
-                visible_col=c.get("visibleCol") or 0,
-            )
-            for c in columns
-        },
-        timezone=timezone,
-    )
-    for name in META_TABLES:
-        if state.table_ref(name) is not None:
-            state.meta[name] = records(await sink.fetch_table(name))
-    return state
-
-
 def _meta_column(name: str, col_id: str, type_: str, label: str) -> dict[str, Any]:
     info = {"type": type_, "label": label, "isFormula": False, "untieColIdFromLabel": True}
     if (name, col_id) in META_OPTIONS:
@@ -213,7 +184,7 @@ def meta_race_repairs(actions: list[list[Any]], results: list[Any]) -> list[list
     return repairs
 
 
-def _options(raw: Any) -> dict[str, Any]:
+def parse_options(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     try:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .champ_types import DATETIME, DATETIME_FORMAT, FALLBACK, Part, column_key, parts_for
-from .grist_values import choice_list_cell, datetime_cell, int_cell, text_cell
-from .models import Descriptor, Dossier, Structure
+from ..grist.values import choice_list_cell, datetime_cell, int_cell, text_cell
+from ..ds.models import Descriptor, Dossier, Structure
 
 STATE_LABELS = {
     "en_construction": "En construction",

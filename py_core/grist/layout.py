@@ -25,9 +25,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .docstate import DocState, load_state
-from .planner import TableMap
-from .schema import AVIS_KEY, DOSSIER_KEY, DOSSIER_REF, FILE_CHAMP, FILE_POSITION, ROW_KEY
+from .meta import DocState
+from .document import load_state
+from ..plan.registry import TableMap
+from ..plan.schema import AVIS_KEY, DOSSIER_KEY, DOSSIER_REF, FILE_CHAMP, FILE_POSITION, ROW_KEY
 from .sink import GristSink, records
 
 Action = list[Any]

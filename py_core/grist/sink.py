@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import errors
+from .. import errors
 
 Columns = dict[str, list[Any]]  # Grist's column-oriented table: {"id": [...], "Col": [...]}
 

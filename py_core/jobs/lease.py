@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
-from .sink import Columns, GristSink, records
+from .. import errors
+from ..grist.sink import Columns, GristSink, records
 
 TABLE = "OTP_Etat"
 LEASE_S = 120.0  # renewed at every write and before every wait (retries, rate limit)

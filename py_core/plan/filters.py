@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
+from .. import errors
 
 STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")
 

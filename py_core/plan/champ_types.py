@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .grist_values import choice_list_cell, date_cell, datetime_cell, float_cell, int_cell, text_cell
-from .models import Descriptor
+from ..grist.values import choice_list_cell, date_cell, datetime_cell, float_cell, int_cell, text_cell
+from ..ds.models import Descriptor
 
 Champ = dict[str, Any]
 DATETIME = "DateTime"  # completed with the document's time zone by the schema builder

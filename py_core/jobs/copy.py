@@ -48,18 +48,21 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import errors
-from .docstate import DocState, load_state, meta_race_repairs, meta_table_actions
-from .ds_client import EPOCH, PAGE_SIZE, DSClient
-from .grist_values import datetime_cell
+from .. import errors
+from ..grist.meta import DocState, meta_race_repairs, meta_table_actions
+from ..grist.document import load_state
+from ..ds.client import EPOCH, PAGE_SIZE, DSClient
+from ..grist.values import datetime_cell
 from .lease import FencedSink, Lease, acquire
-from .grist_values import epoch_of
-from .planner import Repair, TableMap, changed_dossiers, plan_membership, plan_ref_display, plan_registry, plan_schema, refresh_maps
-from .filters import Filters, parse_filters
-from .layout import lay_out
-from .schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, build_schema
-from .sink import GristSink
-from .writer import Writer
+from ..grist.values import epoch_of
+from ..plan.diff import Repair
+from ..plan.registry import TableMap, plan_ref_display, plan_registry, plan_schema, refresh_maps
+from ..plan.membership import changed_dossiers, plan_membership
+from ..plan.filters import Filters, parse_filters
+from ..grist.layout import lay_out
+from ..plan.schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, build_schema
+from ..grist.sink import GristSink
+from ..grist.writer import Writer
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 SETTLE_S = 10  # DS dates have whole seconds, and are stamped before their commit: see `reread_since`

@@ -11,26 +11,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from .lease import FencedSink
-from .models import Dossier
-from .planner import (
-    RowPlan,
-    TableIndex,
-    TableMap,
-    Repair,
-    plan_cells,
-    plan_dedupe,
-    exact_integers,
-    plan_int_widening,
-    plan_removal,
-    plan_rows,
-    plan_sweep,
-    record_written,
-    resolve_refs,
-)
-from .rows import dossier_rows
-from .schema import DATE_MODIFIED, DOSSIER_KEY, Schema
-from .grist_values import choice_list_cell
+from ..jobs.lease import FencedSink
+from ..ds.models import Dossier
+from ..plan.diff import RowPlan, TableIndex, Repair, plan_cells, plan_dedupe, exact_integers, plan_int_widening, plan_removal, plan_rows, plan_sweep, record_written, resolve_refs
+from ..plan.registry import TableMap
+from ..plan.rows import dossier_rows
+from ..plan.schema import DATE_MODIFIED, DOSSIER_KEY, Schema
+from .values import choice_list_cell
 
 CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
 VOLATILE = {"fichiers": frozenset({"lien"})}  # DS signs file URLs anew at every request

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
+from .. import errors
 from .models import DeletedDossier, Dossier, PageInfo, Structure
 from .queries import document
 from .transport import NetworkError, Transport

@@ -1,0 +1,34 @@
+"""Read what the Grist document holds (`DocState`, see `meta.py`) through a sink."""
+
+from __future__ import annotations
+
+from .meta import META_TABLES, DocState, GristColumn, parse_options
+from .sink import GristSink, records
+
+
+async def load_state(sink: GristSink) -> DocState:
+    tables = records(await sink.fetch_table("_grist_Tables"))
+    columns = records(await sink.fetch_table("_grist_Tables_column"))
+    info = records(await sink.fetch_table("_grist_DocInfo"))
+    timezone = (info[0].get("timezone") if info else None) or "Europe/Paris"
+    state = DocState(
+        tables={t["id"]: t["tableId"] for t in tables if t.get("tableId")},
+        columns={
+            c["id"]: GristColumn(
+                ref=c["id"],
+                table_ref=c["parentId"],
+                col_id=c["colId"],
+                type=c.get("type") or "Any",
+                label=c.get("label") or "",
+                widget_options=parse_options(c.get("widgetOptions")),
+                is_formula=bool(c.get("isFormula")),
+                visible_col=c.get("visibleCol") or 0,
+            )
+            for c in columns
+        },
+        timezone=timezone,
+    )
+    for name in META_TABLES:
+        if state.table_ref(name) is not None:
+            state.meta[name] = records(await sink.fetch_table(name))
+    return state
