@@ -11,14 +11,16 @@ from typing import Any
 
 from .ds.client import DSClient
 from .grist.sink import BridgeSink
-from .jobs.copy import parse_params, synchronise
+from .jobs.copy import synchronise
+from .jobs.params import parse_params
+from .progress import Progress
 from .ds.transport import PyfetchTransport
 
 
 async def sync_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any = None) -> str:
     params = parse_params(json.loads(params_json))
-    ds = DSClient(params.endpoint, params.token, PyfetchTransport())
-    result = await synchronise(params, ds, BridgeSink(grist_call), lambda event: emit(json.dumps(event)),
+    ds = DSClient(params.endpoint, params.token, PyfetchTransport(), progress=Progress(lambda event: emit(json.dumps(event))))
+    result = await synchronise(params, ds, BridgeSink(grist_call),
                                should_cancel=(lambda: bool(should_cancel())) if should_cancel else None)
     return json.dumps({**result.to_dict(), "heap_mb": _heap_mb()}, ensure_ascii=False)
 

@@ -22,7 +22,10 @@ from typing import Any
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from py_core.ds.client import DSClient
-from py_core.jobs.copy import SyncParams, parse_params, synchronise
+from py_core.clock import Clock
+from py_core.jobs.copy import synchronise
+from py_core.jobs.params import SyncParams, parse_params
+from py_core.progress import Progress
 from py_core.ds.transport import UrllibTransport
 from tests.grist_engine import EngineSink
 
@@ -62,20 +65,22 @@ class Lab:
         return parse_params({"demarche": str(self.number), "token": TOKEN, "endpoint": self.server.url,
                              "holder": self.holder, **extra})
 
-    def client(self, url: str | None = None, **options: Any) -> DSClient:
-        options = {"sleep": no_sleep, "retry_base": 0.01, **options}
-        return DSClient(url or self.server.url, TOKEN, UrllibTransport(timeout=self.timeout), **options)
+    def client(self, url: str | None = None, *, clock=None, **options: Any) -> DSClient:
+        """A DS client as the widget makes one: its progress goes to `events`; the lab's clock
+        (waits are not slept)."""
+        options = {"retry_base": 0.01, **options}
+        return DSClient(url or self.server.url, TOKEN, UrllibTransport(timeout=self.timeout),
+                        progress=Progress(self.events.append), clock=Clock(now=clock or self.clock, sleep=no_sleep), **options)
 
     def clock(self) -> float:
         """The widget's clock: each `sync` starts a minute after the previous one (their dates in
-        the document; `sync.reread_since` settles the last seconds' dossiers after SETTLE_S)."""
+        the document; `copy_kind.reread_since` settles the last seconds' dossiers after SETTLE_S)."""
         return time.time() + self.elapsed
 
     def sync(self, *, sink=None, should_cancel=None, clock=None, client=None, **extra: Any):
         self.elapsed += 60
-        kwargs = {"should_cancel": should_cancel, "clock": clock or self.clock}
-        return run(synchronise(self.params(**extra), client or self.client(), sink or self.sink,
-                               self.events.append, **kwargs))
+        return run(synchronise(self.params(**extra), client or self.client(clock=clock), sink or self.sink,
+                               should_cancel=should_cancel))
 
     def sync_from(self, server: FakeDSServer, **extra: Any):
         """A sync of the same document from another API address (another DS, or a relay)."""

@@ -10,6 +10,8 @@ import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from py_core import errors
+from py_core.clock import Clock
+from py_core.progress import Progress
 from py_core.ds.client import EPOCH, DSClient
 from py_core.ds.transport import UrllibTransport
 
@@ -92,7 +94,7 @@ def test_rate_limit_waits_until_reset_with_a_countdown_then_goes_on(ds):
     async def sleep(seconds):
         waited.append(seconds)
 
-    structure = run(client(ds.url, emit=events.append, sleep=sleep).structure(111))
+    structure = run(client(ds.url, progress=Progress(events.append), clock=Clock(sleep=sleep)).structure(111))
     assert structure.number == 111
     countdown = [e["seconds"] for e in events if e["kind"] == "wait"]
     assert countdown and countdown == sorted(countdown, reverse=True) and countdown[-1] == 1
@@ -104,7 +106,7 @@ def test_server_errors_and_silence_are_retried_with_backoff(ds):
     ds.fail_next(500)
     ds.delay_next(0.6)
     events = []
-    ds_client = client(ds.url, emit=events.append, timeout=0.3)
+    ds_client = client(ds.url, progress=Progress(events.append), timeout=0.3)
     assert run(ds_client.structure(111)).number == 111
     assert ds_client.request_count == 4
     assert [e["message"].split(" :")[0] for e in events if e["kind"] == "wait"][:3] == [

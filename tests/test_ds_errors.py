@@ -6,7 +6,7 @@ import pytest
 
 from py_core import errors
 from py_core.ds.client import interpret
-from py_core.jobs.copy import parse_params
+from py_core.jobs.params import parse_params
 
 
 def body(payload):

@@ -182,7 +182,7 @@ def test_row_diff_treats_blank_text_and_none_alike_and_updates_real_changes():
 
 
 def test_an_unknown_future_champ_type_becomes_a_text_column_with_a_note():
-    from py_core.jobs.copy import SyncResult
+    from py_core.jobs.copy_result import SyncResult
 
     schema = schema_of(desc("F", "Champ du futur", "HologrammeChampDescriptor"))
     champs = {c["id"]: c["type"] for c in next(a for a in plan_schema(empty_state(), schema).actions if a[1] == "D42_Champs")[2]}

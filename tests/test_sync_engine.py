@@ -146,14 +146,15 @@ def test_duplicates_left_by_an_earlier_version_are_repaired_with_agents_cells_ke
 def test_two_syncs_at_once_write_no_duplicate_and_the_second_is_told():
     with Lab(dossiers=250) as lab:
         async def both():
-            from py_core.jobs.copy import parse_params, synchronise
+            from py_core.jobs.copy import synchronise
+            from py_core.jobs.params import parse_params
 
             def params(holder):
                 return parse_params({"demarche": str(lab.number), "token": "jeton-du-labo",
                                      "endpoint": lab.server.url, "holder": holder})
             return await asyncio.gather(
-                synchronise(params("navigateur-A/1"), lab.client(), lab.sink, lambda e: None),
-                synchronise(params("navigateur-B/1"), lab.client(), lab.sink, lambda e: None),
+                synchronise(params("navigateur-A/1"), lab.client(), lab.sink),
+                synchronise(params("navigateur-B/1"), lab.client(), lab.sink),
                 return_exceptions=True)
 
         outcomes = run(both())

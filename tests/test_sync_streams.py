@@ -10,6 +10,7 @@ import pytest
 
 from py_core import errors
 from py_core.jobs import copy as sync
+from py_core.clock import Clock
 from py_core.ds.client import DSClient
 from py_core.ds.transport import Response
 from tests.grist_engine import engine_missing
@@ -126,8 +127,8 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
         waited.append(seconds)
         now["t"] += seconds
 
-    client = DSClient("http://x/api/v2/graphql", "jeton", _Transport(), sleep=sleep)
-    client.clock = lambda: now["t"]
+    client = DSClient("http://x/api/v2/graphql", "jeton", _Transport(),
+                      clock=Clock(now=lambda: now["t"], monotonic=lambda: now["t"], sleep=sleep))
 
     async def burst(n):
         for _ in range(n):

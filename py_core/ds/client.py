@@ -13,11 +13,10 @@ Errors are matched on their `extensions.code` and `path`, never on the message t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,8 @@ from .. import errors
 from .models import DeletedDossier, Dossier, PageInfo, Structure
 from .queries import document
 from .transport import NetworkError, Transport
+from ..clock import Clock
+from ..progress import Progress
 
 DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
 PAGE_SIZE = 100  # DS silently caps `first` at 100
@@ -34,8 +35,6 @@ MAX_RATE_WAITS = 30
 RATE_LIMIT = 400  # DS allows 400 requests per minute per token: never send more
 RATE_WINDOW_S = 60.0
 
-Emit = Callable[[dict[str, Any]], None]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -60,23 +59,20 @@ class Page:
 
 
 class DSClient:
-    def __init__(self, endpoint: str, token: str, transport: Transport, *, emit: Emit | None = None,
-                 sleep: Sleep = asyncio.sleep, max_retries: int = 4, retry_base: float = 1.0,
-                 on_wait: Callable[[], Awaitable[None]] | None = None):
+    def __init__(self, endpoint: str, token: str, transport: Transport, *, progress: Progress | None = None,
+                 clock: Clock | None = None, max_retries: int = 4, retry_base: float = 1.0):
         self.endpoint = endpoint
         self._token = token
         self.transport = transport
         self.request_count = 0
-        self.emit = emit or (lambda event: None)
-        self.sleep = sleep
+        self.progress = progress or Progress()  # the job's too: its waits renew the job's lease
+        self.clock = clock or Clock()  # the job's too
         self.max_retries = max_retries
         self.retry_base = retry_base
-        self.on_wait = on_wait  # e.g. renew the sync's lease during a long wait
         self.sent: deque[float] = deque()  # when the requests of the last minute left
-        # the fastest round trip of each query (how far DS is, see `sync.Streams`: the fastest,
-        # because an answer waits while the widget is busy, e.g. reading the copy meanwhile)
+        # the fastest round trip of each query (how far DS is, see `jobs.streams.Streams`: the
+        # fastest, because an answer waits while the widget is busy, e.g. reading the copy)
         self.fastest_s: dict[str, float] = {}
-        self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the token
         return f"DSClient({self.endpoint!r})"
@@ -95,10 +91,10 @@ class DSClient:
         while True:
             await self._pace()
             self.request_count += 1
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
-                elapsed = time.monotonic() - started
+                elapsed = self.clock.monotonic() - started
                 self.fastest_s[query_name] = min(elapsed, self.fastest_s.get(query_name, elapsed))
             except NetworkError as error:
                 if error.cors or failures >= self.max_retries:
@@ -112,7 +108,7 @@ class DSClient:
                 continue
             if response.status == 429:
                 rate_waits += 1
-                wait_s = rate_limit_wait(response.header("ratelimit-reset"), response.header("retry-after"))
+                wait_s = rate_limit_wait(response.header("ratelimit-reset"), response.header("retry-after"), self.clock.now())
                 if rate_waits > MAX_RATE_WAITS:
                     raise errors.rate_limited(wait_s)
                 await self._wait(wait_s, "DS limite le nombre de requêtes : reprise automatique")
@@ -127,7 +123,7 @@ class DSClient:
     async def _pace(self) -> None:
         """Several streams at once must stay under DS's limit: at most `RATE_LIMIT` requests in
         any `RATE_WINDOW_S` seconds (waits, with a countdown, until the oldest one is a minute old)."""
-        now = self.clock()
+        now = self.clock.monotonic()
         while self.sent and self.sent[0] <= now - RATE_WINDOW_S:
             self.sent.popleft()
         if len(self.sent) >= RATE_LIMIT:
@@ -140,14 +136,12 @@ class DSClient:
 
     async def _wait(self, seconds: float, why: str) -> None:
         """Wait, telling the agent every second how long is left."""
-        if self.on_wait is not None:
-            await self.on_wait()
+        await self.progress.before_wait()
         remaining = seconds
         while remaining > 0:
-            shown = max(1, round(remaining))
-            self.emit({"kind": "wait", "seconds": shown, "message": f"{why} dans {shown} s…"})
+            self.progress.waiting(max(1, round(remaining)), why)
             step = min(1.0, remaining)
-            await self.sleep(step)
+            await self.clock.sleep(step)
             remaining -= step
 
     # -- queries -----------------------------------------------------------------------------

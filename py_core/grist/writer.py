@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
 from ..ds.models import Dossier
 from ..plan.diff import RowPlan, TableIndex, Repair, plan_cells, plan_dedupe, exact_integers, plan_int_widening, plan_removal, plan_rows, plan_sweep, record_written, resolve_refs
@@ -84,7 +85,7 @@ class Writer:
         if "dossiers" in keys:
             self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
 
-    async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: dict[str, Any] | None = None) -> None:
+    async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: Checkpoint | None = None) -> None:
         actions, slots = [], []
         for _, plan in plans:
             slots.append(len(actions) if plan.add_keys else None)
@@ -96,8 +97,7 @@ class Writer:
             self.reattached += len(plan.attached)
             record_written(self.indexes[key], plan, list(results[slot]) if slot is not None else [])
 
-    async def write_page(self, dossiers: list[Dossier], schema: Schema,
-                         checkpoint: Callable[[], dict[str, Any]]) -> tuple[set[int], set[int]]:
+    async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
         """Two bundles: dossier rows (their new row ids are the children's Refs), then the child
         rows with the checkpoint: a page is recorded as done only once all of it is written.
         Returns the numbers of the dossiers added, and of those changed."""
@@ -137,7 +137,7 @@ class Writer:
         ]
         for _, plan in child_plans:
             changed.update(number_of[key[0]] for key in plan.touched_keys())
-        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint())
+        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint)
         return added, changed - added
 
     def _plan(self, key: str, rows: list[dict[str, Any]], *, owners: set[int] | None = None) -> RowPlan:

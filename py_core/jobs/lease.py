@@ -16,22 +16,28 @@ exclusion on exactly that:
   stale sync write again: rows are only ever removed in a bundle that first adds a higher one,
   and a sync that ends keeps its row (expired, no checkpoint) until the next sync removes it.
 
-The checkpoint (`Reprise`, JSON) says where the dossier pages stopped (`since`, `after`, the
-newest modification date copied, counts); a failed or cancelled sync frees its lease but keeps
-it, and the next sync of the procedure resumes from there.
+The checkpoint (`Reprise`) is the job's own (for the copy: `checkpoint.Checkpoint`), stored as
+text with the data it describes; a failed or cancelled job frees its lease but keeps it, and
+the next job of the procedure resumes from there.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .. import errors
 from ..grist.sink import Columns, GristSink, records
 
 TABLE = "OTP_Etat"
+
+
+class Stored(Protocol):
+    """A job's checkpoint, as the lease stores it."""
+
+    def to_json(self) -> str: ...
+
 LEASE_S = 120.0  # renewed at every write and before every wait (retries, rate limit)
 
 
@@ -40,7 +46,7 @@ class Lease:
     number: int
     row_id: int
     holder: str
-    checkpoint: dict[str, Any] = field(default_factory=dict)  # carried over from an interrupted sync
+    checkpoint: str = ""  # carried over from an interrupted job (its `to_json()`)
 
 
 def _ago(seconds: float) -> str:
@@ -61,7 +67,7 @@ async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Leas
     carried = _latest_checkpoint(rows)
     actions: list[list[Any]] = [["AddRecord", TABLE, None, {
         "Demarche": number, "Detenteur": holder, "Debut": now, "Expire": now + LEASE_S,
-        "Reprise": json.dumps(carried) if carried else "",
+        "Reprise": carried,
     }]]
     for row in rows:  # take over: fails whole if another sync removed one of them first
         actions += [["UpdateRecord", TABLE, row["id"], {"Expire": row.get("Expire") or 0}], ["RemoveRecord", TABLE, row["id"]]]
@@ -78,15 +84,11 @@ async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Leas
     return Lease(number, row_id, holder, carried)
 
 
-def _latest_checkpoint(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _latest_checkpoint(rows: list[dict[str, Any]]) -> str:
     for row in sorted(rows, key=lambda r: r.get("Debut") or 0, reverse=True):
-        try:
-            value = json.loads(row.get("Reprise") or "")
-        except ValueError:
-            continue
-        if isinstance(value, dict) and value:
-            return value
-    return {}
+        if row.get("Reprise"):
+            return str(row["Reprise"])
+    return ""
 
 
 class FencedSink:
@@ -101,14 +103,14 @@ class FencedSink:
     async def fetch_table(self, table_id: str) -> Columns:
         return await self.sink.fetch_table(table_id)
 
-    def _renewal(self, checkpoint: dict[str, Any] | None) -> list[Any]:
+    def _renewal(self, checkpoint: Stored | None) -> list[Any]:
         self.renewed = self.clock()
         record: dict[str, Any] = {"Expire": self.renewed + LEASE_S}
         if checkpoint is not None:
-            record["Reprise"] = json.dumps(checkpoint)
+            record["Reprise"] = checkpoint.to_json()
         return ["UpdateRecord", TABLE, self.lease.row_id, record]
 
-    async def apply(self, actions: list[list[Any]], checkpoint: dict[str, Any] | None = None) -> list[Any]:
+    async def apply(self, actions: list[list[Any]], checkpoint: Stored | None = None) -> list[Any]:
         if not actions and checkpoint is None:
             return []
         return (await self._fenced([*actions, self._renewal(checkpoint)]))[: len(actions)]
@@ -127,10 +129,10 @@ class FencedSink:
         done = ["UpdateRecord", TABLE, self.lease.row_id, {"Expire": 0, "Reprise": ""}]
         return (await self._fenced([*actions, done]))[: len(actions)]
 
-    async def release(self, checkpoint: dict[str, Any]) -> None:
-        """A sync that stops early frees the lease and leaves its checkpoint for the next one."""
+    async def release(self, checkpoint: Stored) -> None:
+        """A job that stops early frees the lease and leaves its checkpoint for the next one."""
         try:
-            await self._fenced([["UpdateRecord", TABLE, self.lease.row_id, {"Expire": 0, "Reprise": json.dumps(checkpoint)}]])
+            await self._fenced([["UpdateRecord", TABLE, self.lease.row_id, {"Expire": 0, "Reprise": checkpoint.to_json()}]])
         except errors.OTPError:
             pass  # lease already taken over: the other sync carries on
 

@@ -270,3 +270,19 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) ->
         names = list(adds[0])
         actions.append(["BulkAddRecord", "OTP_Colonnes", [None] * len(adds), {n: [a[n] for a in adds] for n in names}])
     return actions
+
+
+def column_types(state: DocState, maps: dict[str, TableMap]) -> dict[str, dict[str, str]]:
+    """Per table key: col id → the column's Grist type now."""
+    return {key: {c.col_id: c.type for c in state.table_columns(state.table_ref(m.table_id))} for key, m in maps.items()}
+
+
+def agent_columns(state: DocState, maps: dict[str, TableMap]) -> dict[str, list[str]]:
+    """The columns of OTP's tables that are the agents' own (data columns OTP does not fill)."""
+    out = {}
+    for key, table_map in maps.items():
+        ours = set(table_map.col_ids.values())
+        out[key] = [c.col_id for c in state.table_columns(state.table_ref(table_map.table_id))
+                    if c.col_id not in ours and not c.is_formula and c.col_id != "manualSort"
+                    and not c.col_id.startswith("gristHelper_")]
+    return out

@@ -22,7 +22,9 @@ import tracemalloc
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from py_core.ds.client import DSClient
-from py_core.jobs.copy import parse_params, synchronise
+from py_core.jobs.copy import synchronise
+from py_core.jobs.params import parse_params
+from py_core.progress import Progress
 from py_core.ds.transport import UrllibTransport
 from tests.grist_engine import EngineSink
 from tests.lab import NUMBER, TOKEN
@@ -64,8 +66,8 @@ def measure(dossiers: int) -> dict:
         tracemalloc.start()
         held[0] = tracemalloc.get_traced_memory()[0]
         started = time.perf_counter()
-        client = DSClient(url, TOKEN, UrllibTransport(timeout=300))
-        result = asyncio.run(synchronise(params, client, sink, on_event))
+        client = DSClient(url, TOKEN, UrllibTransport(timeout=300), progress=Progress(on_event))
+        result = asyncio.run(synchronise(params, client, sink))
         seconds = time.perf_counter() - started
         end_held, end_peak = tracemalloc.get_traced_memory()
         steps.append((end_peak / MB, last[0]))

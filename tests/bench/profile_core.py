@@ -42,7 +42,7 @@ def main() -> None:
         lab.server.store = lab.store
     with lab:
         def once():
-            return asyncio.run(synchronise(lab.params(), lab.client(), lab.sink, lambda e: None))
+            return asyncio.run(synchronise(lab.params(), lab.client(), lab.sink))
         if args.resync:
             once()
         profiler = cProfile.Profile()

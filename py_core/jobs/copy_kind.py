@@ -1,0 +1,76 @@
+"""Which kind of copy runs (pure): decided once, from the document's state and the request.
+
+- **full**: the first copy of a procedure, or the agent changed the filter (a widened one lets
+  dossiers in), or a table or column of OTP's was made again (it must be filled): every
+  dossier, by pages, each page's checkpoint stored with it;
+- **incremental**: the procedure was copied before with the same filter: the listing first,
+  then the dossiers whose date moved;
+- **resumed**: an interrupted copy left its checkpoint: a full one goes on after its last page
+  written (then lists, for what changed meanwhile); an incremental one starts again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..ds.client import EPOCH
+from ..ds.dates import iso_second
+from ..grist.values import datetime_cell, epoch_of
+from ..plan.filters import Filters
+from .checkpoint import Checkpoint
+
+SETTLE_S = 10  # DS dates have whole seconds, and are stamped before their commit: see `reread_since`
+
+
+@dataclass(frozen=True)
+class Kind:
+    checkpoint: Checkpoint  # where this copy starts
+    resumed: bool
+
+    @property
+    def full(self) -> bool:
+        return self.checkpoint.full
+
+
+def lists_first(procedure: dict[str, Any], filters: Filters) -> bool:
+    """A copy that lists first (and may read the listing from its very start): the procedure
+    was copied before, with the same filter."""
+    return bool(procedure.get("Curseur")) and filters.key() == (procedure.get("Filtres") or "")
+
+
+def plan_kind(procedure: dict[str, Any], filters: Filters, carried: Checkpoint | None, *, refill: bool) -> Kind:
+    """`procedure`: its row in OTP_Demarches ({} when never copied); `carried`: the checkpoint
+    an interrupted copy left; `refill`: a table or column of OTP's was just made again."""
+    cursor = procedure.get("Curseur") or None
+    if carried is not None and carried.full:
+        checkpoint = carried
+    else:
+        full = not cursor
+        checkpoint = Checkpoint(EPOCH if full else None, None, cursor, full, carried.skipped if carried else ())
+    if cursor and (not lists_first(procedure, filters) or refill):
+        checkpoint = checkpoint.moved(since=EPOCH, after=None, newest=None, full=True)
+    return Kind(checkpoint, resumed=carried is not None)
+
+
+def reread_since(newest: str | None, previous_newest: str | None, started: float, now: float,
+                 previous_end: float | None, previous_window: str | None) -> str:
+    """From which modification date the next sync fetches the copied dossiers again.
+
+    DS's dates have whole seconds and are stamped before their transaction commits: a dossier
+    copied within SETTLE_S of its date may change again with the same date (a second change in
+    that second, or one committed late), which comparing dates cannot see. Such a copy was made
+    during this sync, so its date is after `newest − (sync's duration) − SETTLE_S` (DS's clock
+    had reached `newest` by the end): the next sync fetches the dossiers dated from there again.
+    When this sync started SETTLE_S or more after the previous one ended, its fetches of the
+    previous window saw every change of those seconds: the window then starts after the
+    previous newest date, and a sync that changed nothing leaves nothing to fetch again."""
+    if not newest:
+        return ""
+    window = (datetime_cell(newest) or 0) - (now - started) - SETTLE_S
+    settled = previous_end is not None and started - previous_end >= SETTLE_S
+    if settled and previous_newest:
+        window = max(window, (datetime_cell(previous_newest) or 0) + 1)
+    elif not settled and previous_window:
+        window = min(window, epoch_of(previous_window) or window)
+    return iso_second(window)

@@ -1,0 +1,51 @@
+"""What the agent asks of a job, validated (French errors for bad input)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import errors
+from ..plan.filters import Filters, parse_filters
+
+
+@dataclass(frozen=True)
+class SyncParams:
+    number: int
+    token: str
+    endpoint: str
+    keep_deleted: bool = False  # flag dossiers deleted in DS instead of removing them
+    ds_site: str = ""  # the DS site links point at (scheme://host); default: the API's origin
+    holder: str = ""  # who holds the lease: "<browser id>/<tab id>"
+    filters: Filters = field(default_factory=Filters)  # which dossiers the agent wants
+
+    def __repr__(self) -> str:  # never show the token
+        return f"SyncParams(number={self.number}, endpoint={self.endpoint!r})"
+
+
+def parse_params(raw: dict[str, Any]) -> SyncParams:
+    """Validate what the agent typed; raise an `InputError` with a French message."""
+    number_text = str(raw.get("demarche") or "").strip()
+    if not number_text.isdigit() or int(number_text) <= 0 or len(number_text) > 9:
+        raise errors.invalid_number(number_text)
+    token = str(raw.get("token") or "").strip()
+    if not token:
+        raise errors.empty_token()
+    endpoint = str(raw.get("endpoint") or "").strip()
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise errors.invalid_endpoint()
+    site = str(raw.get("ds_site") or "").strip().rstrip("/")
+    if site and (urlsplit(site).scheme not in ("https", "http") or not urlsplit(site).netloc):
+        raise errors.invalid_endpoint()
+    holder = str(raw.get("holder") or "").strip()[:80] or f"{secrets.token_hex(6)}/{secrets.token_hex(4)}"
+    return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")),
+                      ds_site=ds_base_url(site) if site else "", holder=holder,
+                      filters=parse_filters(raw.get("filters")))
+
+
+def ds_base_url(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
