@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
+from .dates import EPOCH
 from .models import DeletedDossier, Dossier, PageInfo, Structure
 from .queries import document
 from .transport import NetworkError, Transport
@@ -29,7 +30,6 @@ from ..progress import Progress
 
 DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
 PAGE_SIZE = 100  # DS silently caps `first` at 100
-EPOCH = "1970-01-01T00:00:00Z"
 PAGE_RETRIES = 2  # a page answered with errors is asked again this many times
 MAX_RATE_WAITS = 30
 RATE_LIMIT = 400  # DS allows 400 requests per minute per token: never send more

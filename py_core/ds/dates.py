@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 from ..grist.values import datetime_cell
 
+EPOCH = "1970-01-01T00:00:00Z"  # `updatedSince` of a full copy: every dossier, ordered by last modification
+
 
 def iso_second(seconds: float) -> str:
     """An `ISO8601DateTime` for DS, to the second below."""

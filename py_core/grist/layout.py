@@ -152,25 +152,19 @@ class Pages:
 def plan_sections(state: DocState, maps: dict[str, TableMap], pages: Pages) -> tuple[list[Action], list[str]]:
     """Bundle 2: the widgets of both pages (`CreateViewSection`; a chart's summary table comes
     with it). Returns the actions and what each one is (its role, for `plan_arrangement`)."""
-    actions: list[Action] = []
-    roles: list[str] = []
     dossiers = maps["dossiers"]
     d_ref = state.table_ref(dossiers.table_id)
-
-    def add(role: str, table_id: str, view: int, kind: str, group_by: list[int] | None = None) -> None:
-        actions.append(["CreateViewSection", state.table_ref(table_id), view, kind, group_by, None])
-        roles.append(role)
-
-    add("list", dossiers.table_id, pages.dossiers_view, "record")
-    add("card", dossiers.table_id, pages.dossiers_view, "single")
-    for key in _child_keys(maps):
-        add(key, maps[key].table_id, pages.dossiers_view, "single" if key in ("champs", "annotations") else "record")
+    wanted = [("list", dossiers.table_id, pages.dossiers_view, "record", None),
+              ("card", dossiers.table_id, pages.dossiers_view, "single", None)]
+    wanted += [(key, maps[key].table_id, pages.dossiers_view, "single" if key in ("champs", "annotations") else "record", None)
+               for key in _child_keys(maps)]
     for group, *_ in CHARTS:
-        col_id = dossiers.col_ids.get(group, group)
-        col_ref = state.column_ref(dossiers.table_id, col_id)
+        col_ref = state.column_ref(dossiers.table_id, dossiers.col_ids.get(group, group))
         if col_ref is not None and d_ref is not None:
-            add("chart:" + group, dossiers.table_id, pages.dashboard_view, "chart", [col_ref])
-    return actions, roles
+            wanted.append(("chart:" + group, dossiers.table_id, pages.dashboard_view, "chart", [col_ref]))
+    actions = [["CreateViewSection", state.table_ref(table_id), view, kind, group_by, None]
+               for _, table_id, view, kind, group_by in wanted]
+    return actions, [role for role, *_ in wanted]
 
 
 def _child_keys(maps: dict[str, TableMap]) -> list[str]:
@@ -183,78 +177,87 @@ SECTION_TITLES = {"list": "Dossiers", "card": "Dossier sélectionné", "champs":
                   "annotations": "Annotations", "fichiers": "Fichiers", "avis": "Avis d'experts"}
 
 
+@dataclass
+class Arrangement:
+    """What bundle 3 changes, gathered section by section."""
+
+    sections: dict[int, dict[str, Any]]  # section ref → its update
+    remove_fields: list[int]
+    widths: dict[int, int]  # field ref → width
+    relabel: list[Action]
+
+
 def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout, pages: Pages,
                      created: dict[str, int]) -> list[Action]:
     """Bundle 3 (`created`: role → section ref): titles, links to the selected dossier, chart
     types, the list's columns and widths, each page's arrangement; Grist's raw pages of the
     procedure's and the registry's tables removed, the history's renamed."""
-    actions: list[Action] = []
-    dossiers = maps["dossiers"]
-    list_ref = created.get("list")
-    section_updates: dict[int, dict[str, Any]] = {}
-    remove_fields: list[int] = []
-    widths: dict[int, int] = {}
-    relabel: list[Action] = []
-
-    def fields_of(section: int) -> list[dict[str, Any]]:
-        return sorted((f for f in layout.fields.values() if f["parentId"] == section), key=lambda f: f["parentPos"])
-
+    done = Arrangement({}, [], {}, [])
     for role, section in created.items():
         if role.startswith("chart:"):
-            group = role.removeprefix("chart:")
-            chart = next(c for c in CHARTS if c[0] == group)
-            table_ref = layout.sections[section]["tableRef"] if section in layout.sections else 0
-            group_col = next((c.ref for c in state.table_columns(table_ref)
-                              if c.col_id == dossiers.col_ids.get(group, group)), None)
-            count_col = next((c for c in state.table_columns(table_ref) if c.col_id == "count"), None)
-            for f in fields_of(section):  # the group and its count only (Grist adds sums)
-                if f["colRef"] not in (group_col, count_col.ref if count_col else None):
-                    remove_fields.append(f["id"])
-            if count_col is not None and count_col.label != COUNT_LABEL:
-                relabel.append(["ModifyColumn", state.tables[table_ref], "count",
-                                {"label": COUNT_LABEL, "untieColIdFromLabel": True}])
-            section_updates[section] = {"title": chart[1], "chartType": chart[2],
-                                        "options": json.dumps({"multiseries": False, **chart[3]}),
-                                        "sortColRefs": json.dumps([group_col] if group_col else [])}
-            continue
-        key = "dossiers" if role in ("list", "card") else role
-        table_map = maps[key]
-        update: dict[str, Any] = {"title": SECTION_TITLES.get(role) or "Bloc : " + _block_label(table_map)}
-        if role != "list" and list_ref:
-            update["linkSrcSectionRef"] = list_ref
-            update["linkSrcColRef"] = 0
-            target = 0 if role == "card" else state.column_ref(table_map.table_id, table_map.col_ids[DOSSIER_REF]) or 0
-            update["linkTargetColRef"] = target
-        section_updates[section] = update
-        keys = {col_id: k for k, col_id in table_map.col_ids.items()}
-        for f in fields_of(section):
-            column = state.columns.get(f["colRef"])
-            col_key = keys.get(column.col_id) if column else None
-            if role == "list" and col_key not in LIST_COLUMNS:
-                remove_fields.append(f["id"])
-            elif role not in ("list", "card") and col_key in HIDDEN_IN_CHILDREN:
-                remove_fields.append(f["id"])
-            elif layout.sections.get(section, {}).get("parentKey") == "record" and column is not None:
-                widths[f["id"]] = KEY_WIDTHS.get(col_key or "", WIDTHS.get(column.type.split(":")[0], 120))
+            _arrange_chart(state, maps["dossiers"], layout, role.removeprefix("chart:"), section, done)
+        else:
+            _arrange_table(state, maps, layout, role, section, created.get("list"), done)
+    actions: list[Action] = [*done.relabel]
+    actions += [["UpdateRecord", "_grist_Views_section", section, update] for section, update in done.sections.items()]
+    if done.remove_fields:
+        actions.append(["BulkRemoveRecord", "_grist_Views_section_field", sorted(done.remove_fields)])
+    if done.widths:
+        ids = sorted(done.widths)
+        actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [done.widths[i] for i in ids]}])
+    return actions + _page_specs(maps, pages, created) + plan_raw_pages(state, maps, layout)
 
-    actions += relabel
-    for section, update in section_updates.items():
-        actions.append(["UpdateRecord", "_grist_Views_section", section, update])
-    if remove_fields:
-        actions.append(["BulkRemoveRecord", "_grist_Views_section_field", sorted(remove_fields)])
-    if widths:
-        ids = sorted(widths)
-        actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [widths[i] for i in ids]}])
 
+def _fields_of(layout: Layout, section: int) -> list[dict[str, Any]]:
+    return sorted((f for f in layout.fields.values() if f["parentId"] == section), key=lambda f: f["parentPos"])
+
+
+def _arrange_chart(state: DocState, dossiers: TableMap, layout: Layout, group: str, section: int, done: Arrangement) -> None:
+    chart = next(c for c in CHARTS if c[0] == group)
+    table_ref = layout.sections[section]["tableRef"] if section in layout.sections else 0
+    group_col = next((c.ref for c in state.table_columns(table_ref) if c.col_id == dossiers.col_ids.get(group, group)), None)
+    count_col = next((c for c in state.table_columns(table_ref) if c.col_id == "count"), None)
+    for f in _fields_of(layout, section):  # the group and its count only (Grist adds sums)
+        if f["colRef"] not in (group_col, count_col.ref if count_col else None):
+            done.remove_fields.append(f["id"])
+    if count_col is not None and count_col.label != COUNT_LABEL:
+        done.relabel.append(["ModifyColumn", state.tables[table_ref], "count", {"label": COUNT_LABEL, "untieColIdFromLabel": True}])
+    done.sections[section] = {"title": chart[1], "chartType": chart[2],
+                              "options": json.dumps({"multiseries": False, **chart[3]}),
+                              "sortColRefs": json.dumps([group_col] if group_col else [])}
+
+
+def _arrange_table(state: DocState, maps: dict[str, TableMap], layout: Layout, role: str, section: int,
+                   list_ref: int | None, done: Arrangement) -> None:
+    table_map = maps["dossiers" if role in ("list", "card") else role]
+    update: dict[str, Any] = {"title": SECTION_TITLES.get(role) or "Bloc : " + _block_label(table_map)}
+    if role != "list" and list_ref:
+        target = 0 if role == "card" else state.column_ref(table_map.table_id, table_map.col_ids[DOSSIER_REF]) or 0
+        update.update({"linkSrcSectionRef": list_ref, "linkSrcColRef": 0, "linkTargetColRef": target})
+    done.sections[section] = update
+    keys = {col_id: k for k, col_id in table_map.col_ids.items()}
+    for f in _fields_of(layout, section):
+        column = state.columns.get(f["colRef"])
+        col_key = keys.get(column.col_id) if column else None
+        if role == "list" and col_key not in LIST_COLUMNS:
+            done.remove_fields.append(f["id"])
+        elif role not in ("list", "card") and col_key in HIDDEN_IN_CHILDREN:
+            done.remove_fields.append(f["id"])
+        elif layout.sections.get(section, {}).get("parentKey") == "record" and column is not None:
+            done.widths[f["id"]] = KEY_WIDTHS.get(col_key or "", WIDTHS.get(column.type.split(":")[0], 120))
+
+
+def _page_specs(maps: dict[str, TableMap], pages: Pages, created: dict[str, int]) -> list[Action]:
+    """The list on the left, all its height; on the right the card, then in pairs; the charts two by two."""
+    actions: list[Action] = []
     linked = [created[k] for k in _child_keys(maps) if k in created]
-    if list_ref:  # the list on the left, all its height; on the right the card, then in pairs
+    if created.get("list"):
         pairs = [linked[i:i + 2] for i in range(0, len(linked), 2)]
         right = [{"children": [{"leaf": s} for s in row]} for row in ([[created["card"]]] if "card" in created else []) + pairs]
-        spec = {"children": [{"children": [{"leaf": list_ref}, {"children": right}]}]}
+        spec = {"children": [{"children": [{"leaf": created["list"]}, {"children": right}]}]}
         actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": json.dumps(spec)}])
     charts = [created[r] for r in created if r.startswith("chart:")]
     actions.append(["UpdateRecord", "_grist_Views", pages.dashboard_view, {"layoutSpec": _spec([charts[:2], charts[2:]])}])
-    actions += plan_raw_pages(state, maps, layout)
     return actions
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..ds.client import EPOCH
-from ..ds.dates import iso_second
+from ..ds.dates import EPOCH, iso_second
 from ..grist.values import datetime_cell, epoch_of
 from ..plan.filters import Filters
 from .checkpoint import Checkpoint

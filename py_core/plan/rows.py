@@ -68,22 +68,20 @@ def _champ_row(table: TableSpec, by_descriptor: dict[str, Any], number: int) -> 
 
 def file_rows(number: int, champs: list[dict[str, Any]], table: TableSpec) -> list[Row]:
     """One row per file of every file champ, top-level or in a block row."""
-    out: list[Row] = []
     readers = [c for c in table.columns if c.read is not None and c.key != DOSSIER_REF]
-
-    def visit(champ: dict[str, Any], where: str, label: str) -> None:
-        for position, item in enumerate(champ.get("files") or [], start=1):
-            out.append({
-                DOSSIER_REF: number, FILE_CHAMP: where, FILE_POSITION: position, "champ": label,
-                **{c.key: c.read(item) for c in readers},
-            })
-
+    out: list[Row] = []
     for champ in champs:
-        descriptor_id = champ.get("champDescriptorId") or ""
         if champ.get("files"):
-            visit(champ, descriptor_id, champ.get("label") or "")
+            out += _files(number, champ, champ.get("champDescriptorId") or "", champ.get("label") or "", readers)
         for row in champ.get("rows") or []:
             for sub in row.get("champs") or []:
                 if sub.get("files"):
-                    visit(sub, f"{sub.get('champDescriptorId')}|{row.get('id')}", f"{champ.get('label')} › {sub.get('label')}")
+                    out += _files(number, sub, f"{sub.get('champDescriptorId')}|{row.get('id')}",
+                                  f"{champ.get('label')} › {sub.get('label')}", readers)
     return out
+
+
+def _files(number: int, champ: dict[str, Any], where: str, label: str, readers: list) -> list[Row]:
+    return [{DOSSIER_REF: number, FILE_CHAMP: where, FILE_POSITION: position, "champ": label,
+             **{c.key: c.read(item) for c in readers}}
+            for position, item in enumerate(champ.get("files") or [], start=1)]
