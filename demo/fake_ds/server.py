@@ -11,6 +11,7 @@ Authentication, error codes and HTTP statuses follow the DS facts in
 
 from __future__ import annotations
 
+import email.utils
 import json
 import mimetypes
 import sys
@@ -32,7 +33,7 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "authorization, content-type",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-    "Access-Control-Expose-Headers": "RateLimit-Remaining, RateLimit-Reset",
+    "Access-Control-Expose-Headers": "RateLimit-Remaining, RateLimit-Reset, Date",
     "Access-Control-Max-Age": "600",
 }
 
@@ -277,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *_args) -> None:  # keep test output quiet
         pass
+
+    def date_time_string(self, timestamp=None) -> str:  # the `Date` header: the fake's clock, as DS's is its own
+        return email.utils.formatdate(self.fake.store.wall(), usegmt=True)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = ()) -> None:
         self.send_response(status)

@@ -19,6 +19,7 @@ import base64
 import copy
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -434,6 +435,7 @@ class FakeDSStore:
         self.lock = threading.RLock()
         self.procedures: dict[int, Procedure] = {}
         self._now = parse_iso(now) if isinstance(now, str) else now
+        self._now_set_at = time.monotonic()  # the clock runs from `_now` on, like a server's
         for procedure in procedures:
             self.add_procedure(procedure)
 
@@ -447,11 +449,18 @@ class FakeDSStore:
         """Move the clock forward (at least one second) and return the new now."""
         with self.lock:
             self._now += timedelta(seconds=max(1, seconds))
+            self._now_set_at = time.monotonic()
             return iso(self._now)
 
     def set_now(self, moment: str | datetime) -> None:
         with self.lock:
             self._now = parse_iso(moment) if isinstance(moment, str) else moment
+            self._now_set_at = time.monotonic()
+
+    def wall(self) -> float:
+        """The server's clock (its HTTP `Date`): the fake now, running since it was last set."""
+        with self.lock:
+            return self._now.timestamp() + (time.monotonic() - self._now_set_at)
 
     # -- lookups -------------------------------------------------------------
     def add_procedure(self, procedure: Procedure) -> Procedure:

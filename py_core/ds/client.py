@@ -13,6 +13,7 @@ Errors are matched on their `extensions.code` and `path`, never on the message t
 
 from __future__ import annotations
 
+import email.utils
 import json
 import time
 from collections import deque
@@ -73,6 +74,7 @@ class DSClient:
         # the fastest round trip of each query (how far DS is, see `jobs.streams.Streams`: the
         # fastest, because an answer waits while the widget is busy, e.g. reading the copy)
         self.fastest_s: dict[str, float] = {}
+        self.server_time: float | None = None  # DS's clock: the latest `Date` of its answers (seconds)
 
     def __repr__(self) -> str:  # never show the token
         return f"DSClient({self.endpoint!r})"
@@ -106,6 +108,7 @@ class DSClient:
                                  + (" (délai dépassé)" if error.timeout else "")
                                  + f" : nouvel essai ({failures}/{self.max_retries})")
                 continue
+            self._saw_date(response.header("date"))
             if response.status == 429:
                 rate_waits += 1
                 wait_s = rate_limit_wait(response.header("ratelimit-reset"), response.header("retry-after"), self.clock.now())
@@ -130,6 +133,14 @@ class DSClient:
             await self._wait(self.sent[0] + RATE_WINDOW_S - now, "Limite de DS (400 requêtes par minute) : reprise")
             return await self._pace()
         self.sent.append(now)
+
+    def _saw_date(self, value: str | None) -> None:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() if value else None
+        except (TypeError, ValueError):
+            seconds = None
+        if seconds is not None and (self.server_time is None or seconds > self.server_time):
+            self.server_time = seconds
 
     def _backoff(self, failures: int) -> float:
         return self.retry_base * 2 ** (failures - 1)

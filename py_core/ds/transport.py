@@ -1,8 +1,8 @@
 """HTTP transports: the seam between the DS client and the network.
 
 A transport only moves bytes: `post(url, headers, body) -> Response`. It raises
-`NetworkError` when no HTTP answer arrived (connection refused, DNS, CORS block). Retries, rate
-limiting and a relay plug in here, as wrapping transports.
+`NetworkError` when no HTTP answer arrived (connection refused, DNS, CORS block). Retries and
+DS's rate limit are the client's (`client.py`); tests give it a transport of their own.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class PyfetchTransport:
         finally:
             js.clearTimeout(timer)
         answer_headers = {}
-        for name in ("content-type", "ratelimit-remaining", "ratelimit-reset", "retry-after"):
+        for name in ("content-type", "ratelimit-remaining", "ratelimit-reset", "retry-after", "date"):
             value = answer.js_response.headers.get(name)
             if value is not None:
                 answer_headers[name] = str(value)

@@ -51,7 +51,7 @@ class Writer:
 
     async def _index(self, key: str) -> TableIndex:
         return TableIndex.from_columns(await self.sink.fetch_table(self.maps[key].table_id), self.maps[key],
-                                       self.fresh.get(key, frozenset()))
+                                       self.fresh.get(key, frozenset()), VOLATILE.get(key, frozenset()))
 
     def read_ahead(self) -> None:
         """Start reading the other tables now: a write will need them (the sync goes on
@@ -141,8 +141,7 @@ class Writer:
         return added, changed - added
 
     def _plan(self, key: str, rows: list[dict[str, Any]], *, owners: set[int] | None = None) -> RowPlan:
-        return plan_rows(self.maps[key], self.indexes[key], rows, owners=owners,
-                         volatile=VOLATILE.get(key, frozenset()), fresh=self.fresh.get(key, frozenset()))
+        return plan_rows(self.maps[key], self.indexes[key], rows, owners=owners, volatile=VOLATILE.get(key, frozenset()))
 
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> set[int]:
         """Labels change without moving the modification date: compare and update them.

@@ -144,6 +144,7 @@ class Copy:
         self.params, self.ds, self.sink, self.should_cancel = params, ds, sink, should_cancel
         self.progress, self.clock = ds.progress, ds.clock
         self.started = self.clock.now()
+        self.ds_time = ds.server_time  # DS's clock before any dossier is fetched (see `reread_since`)
         self.carried = carried
         result = SyncResult(params.number, "", resumed=carried is not None)  # counts: this run's own
         result.skipped = list(carried.skipped) if carried else []
@@ -279,7 +280,7 @@ class Copy:
         record = {"Titre": structure.title, "Curseur": newest or "", "Derniere_synchro": now, "Nb_dossiers": result.total,
                   "Adresse_API": params.endpoint, "A_reprendre": " ".join(map(str, result.skipped)),
                   "Filtres": params.filters.key(), "Instance_DS": structure.instance,
-                  "Relire_depuis": reread_since(newest, procedure.get("Curseur") or None, self.started, now,
+                  "Relire_depuis": reread_since(self.ds_time, newest, procedure.get("Curseur") or None, self.started, now,
                                                 procedure.get("Derniere_synchro"), procedure.get("Relire_depuis"))}
         write = ["UpdateRecord", "OTP_Demarches", row["id"], record] if row else \
             ["AddRecord", "OTP_Demarches", None, {"Numero": params.number, **record}]

@@ -52,18 +52,23 @@ def plan_kind(procedure: dict[str, Any], filters: Filters, carried: Checkpoint |
     return Kind(checkpoint, resumed=carried is not None)
 
 
-def reread_since(newest: str | None, previous_newest: str | None, started: float, now: float,
+def reread_since(ds_time: float | None, newest: str | None, previous_newest: str | None, started: float, now: float,
                  previous_end: float | None, previous_window: str | None) -> str:
-    """From which modification date the next sync fetches the copied dossiers again.
+    """From which modification date the next copy fetches the copied dossiers again.
 
     DS's dates have whole seconds and are stamped before their transaction commits: a dossier
     copied within SETTLE_S of its date may change again with the same date (a second change in
-    that second, or one committed late), which comparing dates cannot see. Such a copy was made
-    during this sync, so its date is after `newest − (sync's duration) − SETTLE_S` (DS's clock
-    had reached `newest` by the end): the next sync fetches the dossiers dated from there again.
-    When this sync started SETTLE_S or more after the previous one ended, its fetches of the
-    previous window saw every change of those seconds: the window then starts after the
-    previous newest date, and a sync that changed nothing leaves nothing to fetch again."""
+    that second, or one committed late), which comparing dates cannot see. Every copy of this
+    run was made after DS's clock read `ds_time` (the `Date` of its answer to the structure
+    query, before any dossier was fetched): the dossiers dated from `ds_time − SETTLE_S` on are
+    fetched again by the next copy — none when nothing changed in the seconds before it.
+
+    Without DS's clock (a browser that does not see the `Date` header), `newest` stands for
+    it: DS's clock had reached it by the end, so such a copy is dated after `newest − (this
+    run's duration) − SETTLE_S`; once a run started SETTLE_S or more after the previous one
+    ended, its fetches of the previous window saw every change of those seconds."""
+    if ds_time is not None:
+        return iso_second(ds_time - SETTLE_S)
     if not newest:
         return ""
     window = (datetime_cell(newest) or 0) - (now - started) - SETTLE_S

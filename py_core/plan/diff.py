@@ -32,19 +32,23 @@ class TableIndex:
     owned: dict[Any, set[Key]] = field(default_factory=dict)  # dossier row id → keys
     duplicates: list[tuple[Key, int, dict[str, Any]]] = field(default_factory=list)  # extra rows of a key
     loose: dict[int, dict[str, Any]] = field(default_factory=dict)  # row id → cells, rows without a key
-    _signatures: dict[tuple, dict[tuple, int | None]] = field(default_factory=dict)  # see `loose_match`
+    signature: tuple[tuple[str, str], ...] = ()  # (column key, col id) a loose row is matched on
+    loose_by_signature: dict[tuple, int | None] = field(default_factory=dict)  # None: several rows have it
 
     @classmethod
-    def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap, fresh: frozenset[str] | set[str] = frozenset()) -> TableIndex:
-        """`fresh`: column keys created at this sync: a key column among them (deleted by an
-        agent, made again; a Ref whose dossiers table was made again) makes every row loose."""
+    def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap, fresh: frozenset[str] | set[str] = frozenset(),
+                     volatile: frozenset[str] = frozenset()) -> TableIndex:
+        """`fresh`: column keys created at this sync (empty in the rows held): a key column among
+        them (deleted by an agent, made again; a Ref whose dossiers table was made again) makes
+        every row loose. Loose rows are matched on the other columns, but `volatile` ones."""
         if any(k in fresh for k in table_map.spec.row_key):
             columns = {**columns, **{table_map.col_ids[k]: [None] * len(columns.get("id") or []) for k in table_map.spec.row_key if k in fresh}}
         key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         ids = columns.get("id") or []
         names = [n for n in columns if n != "id"]
         ref_col = table_map.col_ids.get(DOSSIER_REF)
-        index = cls({}, ref_col)
+        signature = tuple((k, n) for k, n in table_map.col_ids.items() if k != DOSSIER_REF and k not in fresh and k not in volatile)
+        index = cls({}, ref_col, signature=signature)
         missing = [None] * len(ids)
         key_columns = [columns.get(k, missing) for k in key_ids]
         # one row at a time from the columns, by zip (the copy of a large table is read at every sync)
@@ -58,6 +62,9 @@ class TableIndex:
                 index.duplicates.append((key, row_id, values))
             else:
                 index.put(key, row_id, values)
+        for row_id, values in index.loose.items():
+            sig = _signature(values, tuple(n for _, n in signature))
+            index.loose_by_signature[sig] = None if sig in index.loose_by_signature else row_id
         return index
 
     def put(self, key: Key, row_id: int, values: dict[str, Any]) -> None:
@@ -70,22 +77,19 @@ class TableIndex:
         if row is not None and self.ref_col is not None:
             self.owned.get(row[1].get(self.ref_col), set()).discard(key)
 
-    def loose_match(self, columns: tuple[str, ...], signature: tuple) -> int | None:
-        """The loose row whose cells in `columns` are `signature`, when exactly one is (rows of
-        the same content, e.g. empty annotations, are left alone: which dossier they were is
-        unknowable)."""
-        by_signature = self._signatures.get(columns)
-        if by_signature is None:
-            by_signature = self._signatures[columns] = {}
-            for row_id, values in self.loose.items():
-                sig = _signature(values, columns)
-                by_signature[sig] = None if sig in by_signature else row_id
-        return by_signature.get(signature)
+    def loose_match(self, row: dict[str, Any]) -> int | None:
+        """The loose row with the content of `row` (a row DS gives, by column key), when exactly
+        one has it (rows of the same content, e.g. empty annotations, are left alone: which
+        dossier they were is unknowable), and the content is not empty."""
+        signature = tuple(_signature_cell(row.get(k)) for k, _ in self.signature)
+        if all(v in (None, False) for v in signature):
+            return None
+        return self.loose_by_signature.get(signature)
 
     def attach(self, row_id: int, key: Key, cells: dict[str, Any]) -> None:
         """A loose row got its key back."""
         values = self.loose.pop(row_id)
-        self._signatures.clear()
+        self.loose_by_signature = {s: r for s, r in self.loose_by_signature.items() if r != row_id}
         self.put(key, row_id, {**values, **cells})
 
 
@@ -107,6 +111,8 @@ def key_cell(value: Any) -> Any:
 
 
 def _signature_cell(value: Any) -> Any:
+    """A cell as content is compared: as Grist stores it, whatever the column's type (a number
+    in a column an agent retyped to Text is its text)."""
     if value in ("", None):
         return None
     if isinstance(value, bool):
@@ -115,6 +121,11 @@ def _signature_cell(value: Any) -> Any:
         return round(float(value), 6)
     if isinstance(value, list):
         return tuple(value)
+    if isinstance(value, str):
+        try:
+            return round(float(value.strip().replace(",", ".")), 6)
+        except ValueError:
+            return value
     return value
 
 
@@ -165,7 +176,6 @@ def plan_rows(
     *,
     owners: set[Any] | None = None,
     volatile: frozenset[str] = frozenset(),
-    fresh: frozenset[str] | set[str] = frozenset(),
 ) -> RowPlan:
     """Diff `rows` (by column key, refs resolved) against `index`.
 
@@ -173,9 +183,8 @@ def plan_rows(
     DS no longer has are removed (a block row deleted in DS disappears in Grist).
     `volatile`: column keys whose change alone is no change (DS re-signs file URLs at every
     request): written with a real change of the row, never on their own.
-    `fresh`: column keys created at this sync (empty in the rows the document holds): a row
-    DS gives that the index lacks takes back the loose row of the same content (the other
-    columns), if exactly one has it — with the agents' cells on it.
+    A row DS gives that the index lacks takes back the loose row of the same content, if
+    exactly one has it (`TableIndex.loose_match`) — with the agents' cells on it.
     """
     col_ids = table_map.col_ids
     names = [col_ids[k] for k in col_ids]
@@ -184,8 +193,6 @@ def plan_rows(
     adds = [(k, plan.add[n]) for k, n in col_ids.items()]  # (column key, its cells): no dict per row
     updates = [(k, plan.update[n]) for k, n in col_ids.items()]
     compared = [(k, n) for k, n in col_ids.items() if k not in volatile]
-    matched = [(k, n) for k, n in compared if k != DOSSIER_REF and k not in fresh]
-    signature_cols = tuple(n for _, n in matched)
     seen: set[Key] = set()
     for row in rows:
         key = tuple(key_cell(row[k]) for k in key_keys)
@@ -194,8 +201,7 @@ def plan_rows(
         seen.add(key)
         current = index.rows.get(key)
         if current is None and index.loose:
-            signature = tuple(_signature_cell(row.get(k)) for k, _ in matched)
-            row_id = index.loose_match(signature_cols, signature) if any(v not in (None, False) for v in signature) else None
+            row_id = index.loose_match(row)
             if row_id is not None and row_id not in plan.attached:
                 plan.attached.add(row_id)
                 plan.update_ids.append(row_id)

@@ -81,39 +81,32 @@ def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
     never adopted (a new champ whose id is taken gets the next free one)."""
     number = schema.number
     registered = state.registered_tables(number)
-    table_rows = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
     by_key = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(number)}
-    taken_tables = {tid.lower() for tid in state.tables.values()}
-    table_ids: dict[str, str] = {}
-    plan = SchemaPlan([], {})
-    column_adds: list[dict[str, Any]] = []
     stale = sorted(r["id"] for r in by_key.values() if r["Table_ref"] not in state.tables)
-    if stale:  # the registry of a table an agent deleted
-        plan.actions.append(["BulkRemoveRecord", "OTP_Colonnes", stale])
+    plan = SchemaPlan([["BulkRemoveRecord", "OTP_Colonnes", stale]] if stale else [], {})  # a deleted table's registry
+    table_ids: dict[str, str] = {}
+    taken_tables = {tid.lower() for tid in state.tables.values()}
+    column_adds: list[dict[str, Any]] = []
+    remade: set[str] = set()
     for spec in schema.tables:  # `dossiers` first: the others' Ref columns point at it
         table_ref = registered.get(spec.key)
         if table_ref in state.tables:
             table_ids[spec.key] = state.tables[table_ref]
-            plan.maps[spec.key] = _plan_existing_table(state, spec, table_ref, by_key, table_ids, plan, column_adds, number)
-            if "dossiers" in plan.fresh and spec.key != "dossiers":
-                # the dossiers table was made again: the Refs these rows hold point at nothing
-                plan.fresh.setdefault(spec.key, set()).add(DOSSIER_REF)
-            continue
-        table_id = table_ids[spec.key] = naming.table_id(spec.name, taken_tables)
-        taken_columns = {"id", "manualsort"}
-        col_ids = {c.key: naming.column_id(c.id_hint, taken_columns) for c in spec.columns}
-        plan.actions.append(["AddTable", table_id, [_column_info(c, col_ids[c.key], table_ids) for c in spec.columns]])
-        row = table_rows.get(spec.key)
-        if row is None:
-            plan.actions.append(["AddRecord", "OTP_Tables", None, {"Demarche": number, "Cle": spec.key, "Table_ref": 0, "Table_id": table_id}])
-        else:  # an agent deleted it: made again, filled by a full sync
-            plan.actions.append(["UpdateRecord", "OTP_Tables", row["id"], {"Table_ref": 0, "Table_id": table_id}])
-            plan.recreated.append(f"table {table_id}")
-            plan.refill = True
-        column_adds += [{"Demarche": number, "Cle": c.key, "Table_ref": 0, "Table_id": table_id, "Col_ref": 0,
-                         "Col_id": col_ids[c.key], "Rendue": False, **_registry_record(c, table_ids)} for c in spec.columns]
-        plan.fresh[spec.key] = set(col_ids)
-        plan.maps[spec.key] = TableMap(spec, table_id, col_ids)
+            part = _plan_existing_table(state, spec, table_ref, by_key, table_ids, number)
+            if "dossiers" in remade:  # the Refs these rows hold point at a table that is no more
+                part.fresh.add(DOSSIER_REF)
+        else:
+            table_ids[spec.key] = naming.table_id(spec.name, taken_tables)
+            part = _plan_new_table(state, spec, table_ids, number)
+            remade |= {spec.key} if part.refill else set()
+        plan.maps[spec.key] = part.table_map
+        plan.actions += part.actions
+        column_adds += part.column_adds
+        plan.recreated += part.recreated
+        plan.released += part.released
+        if part.fresh:
+            plan.fresh[spec.key] = part.fresh
+        plan.refill = plan.refill or part.refill
     if column_adds:
         names = list(column_adds[0])
         plan.actions.append(["BulkAddRecord", "OTP_Colonnes", [None] * len(column_adds),
@@ -121,44 +114,73 @@ def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
     return plan
 
 
+@dataclass
+class _TablePlan:
+    """What planning one table gives (`plan_schema` puts them together)."""
+
+    table_map: TableMap
+    actions: list[Action] = field(default_factory=list)
+    column_adds: list[dict[str, Any]] = field(default_factory=list)  # OTP_Colonnes rows, added in the last action
+    recreated: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    fresh: set[str] = field(default_factory=set)
+    refill: bool = False
+
+
+def _plan_new_table(state: DocState, spec: TableSpec, table_ids: dict[str, str], number: int) -> _TablePlan:
+    table_id = table_ids[spec.key]
+    taken_columns = {"id", "manualsort"}
+    col_ids = {c.key: naming.column_id(c.id_hint, taken_columns) for c in spec.columns}
+    part = _TablePlan(TableMap(spec, table_id, col_ids), fresh=set(col_ids))
+    part.actions.append(["AddTable", table_id, [_column_info(c, col_ids[c.key], table_ids) for c in spec.columns]])
+    row = next((r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number and r.get("Cle") == spec.key), None)
+    if row is None:
+        part.actions.append(["AddRecord", "OTP_Tables", None, {"Demarche": number, "Cle": spec.key, "Table_ref": 0, "Table_id": table_id}])
+    else:  # an agent deleted it: made again, filled by a full sync
+        part.actions.append(["UpdateRecord", "OTP_Tables", row["id"], {"Table_ref": 0, "Table_id": table_id}])
+        part.recreated.append(f"table {table_id}")
+        part.refill = True
+    part.column_adds = [{"Demarche": number, "Cle": c.key, "Table_ref": 0, "Table_id": table_id, "Col_ref": 0,
+                         "Col_id": col_ids[c.key], "Rendue": False, **_registry_record(c, table_ids)} for c in spec.columns]
+    return part
+
+
 def _plan_existing_table(state: DocState, spec: TableSpec, table_ref: int, by_key: dict, table_ids: dict[str, str],
-                         plan: SchemaPlan, column_adds: list[dict[str, Any]], number: int) -> TableMap:
+                         number: int) -> _TablePlan:
     table_id = table_ids[spec.key]
     existing = {c.ref: c for c in state.table_columns(table_ref)}
     taken = {c.col_id.lower() for c in existing.values()} | {"id", "manualsort"}
     essential = ESSENTIAL | set(spec.row_key)
-    col_ids: dict[str, str] = {}
+    part = _TablePlan(TableMap(spec, table_id, {}))
     for column in spec.columns:
         entry = by_key.get((table_ref, column.key))
         current = existing.get(entry["Col_ref"]) if entry else None
         if current is not None and current.is_formula:  # an agent made it a formula: theirs now
             if not entry.get("Rendue"):
-                plan.released.append(f"{current.label or current.col_id} ({table_id}.{current.col_id})")
+                part.released.append(f"{current.label or current.col_id} ({table_id}.{current.col_id})")
                 if column.key not in essential:
-                    plan.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], {"Rendue": True}])
+                    part.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], {"Rendue": True}])
             if column.key not in essential:
                 continue
             current = None
         if current is None:  # a new champ, or an OTP column an agent deleted (or made a formula)
             col_id = naming.column_id(column.id_hint, taken)
-            plan.actions.append(["AddColumn", table_id, col_id, _column_info(column, "", table_ids)])
+            part.actions.append(["AddColumn", table_id, col_id, _column_info(column, "", table_ids)])
             record = {"Table_ref": table_ref, "Table_id": table_id, "Col_ref": 0, "Col_id": col_id, "Rendue": False,
                       **_registry_record(column, table_ids)}
             if entry is None:
-                column_adds.append({"Demarche": number, "Cle": column.key, **record})
+                part.column_adds.append({"Demarche": number, "Cle": column.key, **record})
             else:
-                plan.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], record])
-                if existing.get(entry["Col_ref"]) is None:
-                    plan.recreated.append(f"{column.label} ({table_id})")
-                plan.refill = True
-            plan.fresh.setdefault(spec.key, set()).add(column.key)
+                part.actions.append(["UpdateRecord", "OTP_Colonnes", entry["id"], record])
+                part.recreated += [f"{column.label} ({table_id})"] if existing.get(entry["Col_ref"]) is None else []
+                part.refill = True
+            part.fresh.add(column.key)
         else:
             col_id = current.col_id
             changes = _column_changes(current, column, table_ids, entry)
-            if changes:
-                plan.actions.append(["ModifyColumn", table_id, col_id, changes])
-        col_ids[column.key] = col_id
-    return TableMap(spec, table_id, col_ids)
+            part.actions += [["ModifyColumn", table_id, col_id, changes]] if changes else []
+        part.table_map.col_ids[column.key] = col_id
+    return part
 
 
 def _column_changes(current, column: ColumnSpec, table_ids: dict[str, str], recorded: dict[str, Any]) -> dict[str, Any]:
