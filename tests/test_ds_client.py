@@ -1,19 +1,23 @@
-"""The DS client over real HTTP (CPython transport) against the fake DS server."""
+"""The DS client against the fake DS: over real HTTP (CPython transport), and in process
+(`FakeDSTransport`) where its waits are tested on a clock that takes no time."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from demo.fake_ds.transport import FakeDSTransport
 from py_core import errors
 from py_core.clock import Clock
 from py_core.progress import Progress
 from py_core.ds.client import EPOCH, DSClient
 from py_core.ds.transport import UrllibTransport
+from tests.virtual_clock import VirtualClock
 
 TOKEN = "jeton-client"
 
@@ -85,47 +89,59 @@ def test_closed_port_is_unreachable():
     assert caught.value.code == "unreachable"
 
 
+def in_process(ds, clock: VirtualClock, events=None, **options) -> DSClient:
+    """The client on the fake DS without a socket, on a clock whose waits take no time."""
+    transport = FakeDSTransport(ds, clock.sleep, timeout=options.pop("timeout", 10))
+    return DSClient(ds.url, TOKEN, transport, progress=Progress((events if events is not None else []).append),
+                    clock=clock.clock(), **options)
+
+
 def test_rate_limit_waits_until_reset_with_a_countdown_then_goes_on(ds):
-    import time
-
-    ds.rate_limit_next(int(time.time()) + 2)
-    events, waited = [], []
-
-    async def sleep(seconds):
-        waited.append(seconds)
-
-    structure = run(client(ds.url, progress=Progress(events.append), clock=Clock(sleep=sleep)).structure(111))
+    clock, events = VirtualClock(time.time()), []
+    ds.rate_limit_next(int(clock.now()) + 2)
+    structure = run(in_process(ds, clock, events).structure(111))
     assert structure.number == 111
     countdown = [e["seconds"] for e in events if e["kind"] == "wait"]
     assert countdown and countdown == sorted(countdown, reverse=True) and countdown[-1] == 1
-    assert "reprise automatique" in events[0]["message"] and 1 <= sum(waited) <= 2
+    assert "reprise automatique" in events[0]["message"] and 1 <= sum(clock.slept) <= 2
 
 
 def test_server_errors_and_silence_are_retried_with_backoff(ds):
     ds.fail_next(502, "<html>Bad gateway</html>", "text/html")
     ds.fail_next(500)
-    ds.delay_next(0.6)
-    events = []
-    ds_client = client(ds.url, progress=Progress(events.append), timeout=0.3)
+    ds.delay_next(60)
+    clock, events = VirtualClock(), []
+    ds_client = in_process(ds, clock, events, timeout=40)
     assert run(ds_client.structure(111)).number == 111
     assert ds_client.request_count == 4
-    assert [e["message"].split(" :")[0] for e in events if e["kind"] == "wait"][:3] == [
-        "DS a répondu par une erreur 502", "DS a répondu par une erreur 500", "DS ne répond pas (délai dépassé)"]
+    waits = list(dict.fromkeys(e["message"].split(" :")[0] for e in events if e["kind"] == "wait"))
+    assert waits == ["DS a répondu par une erreur 502", "DS a répondu par une erreur 500", "DS ne répond pas (délai dépassé)"]
+    assert clock.slept[0] == 1.0 and 40 in clock.slept, "backoff from 1 s; a silent DS waited for 40 s"
 
 
 def test_retries_are_bounded_then_the_agent_is_told(ds):
     ds.fail_next(503, count=5)
+    clock = VirtualClock()
     with pytest.raises(errors.DSError) as caught:
-        run(client(ds.url, max_retries=2).structure(111))
+        run(in_process(ds, clock, max_retries=2).structure(111))
     assert caught.value.code == "server_error"
+    assert sum(clock.slept) == 1 + 2, "two retries, after 1 s then 2 s"
     ds._faults.clear()
 
 
 def test_a_request_silent_too_long_is_aborted_and_reported(ds):
+    ds.delay_next(100, count=3)
+    with pytest.raises(errors.DSError) as caught:
+        run(in_process(ds, VirtualClock(), max_retries=1, timeout=40).structure(111))
+    assert caught.value.code == "timeout" and "ne répond plus" in caught.value.message_fr
+
+
+def test_a_request_silent_too_long_over_real_http_is_aborted_too(ds):
+    """The same over a socket: the CPython transport's own timeout."""
     ds.delay_next(1.0, count=3)
     with pytest.raises(errors.DSError) as caught:
         run(client(ds.url, max_retries=1, timeout=0.3).structure(111))
-    assert caught.value.code == "timeout" and "ne répond plus" in caught.value.message_fr
+    assert caught.value.code == "timeout"
 
 
 def test_the_token_is_never_in_the_client_repr(ds):

@@ -51,6 +51,15 @@ class _Fault:
 
 
 @dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds the server waits before answering (latency, an injected silence)
+
+
+@dataclass
 class RecordedRequest:
     """One request the server received (the token itself is never recorded)."""
 
@@ -203,6 +212,35 @@ class FakeDSServer:
                 self._documents[query] = known
         return known
 
+    def answer(self, path: str, authorization: str | None, body: bytes) -> Answer:
+        """What the server answers a POST (recorded in `requests`), and how long it waits first:
+        the one path of the HTTP handler and of `FakeDSTransport` (no socket)."""
+        record = RecordedRequest("POST", path)
+        if urlsplit(path).path != GRAPHQL_PATH:
+            record.status = 404
+            self.requests.append(record)
+            return Answer(404, b"Not Found\n", "text/plain")
+        _fill_operation(record, body)
+        fault = self._take_fault(record)
+        delay = self.latency + (fault.delay if fault is not None else 0.0)
+        if fault is not None and fault.status is not None:
+            record.status = fault.status
+            self.requests.append(record)
+            return Answer(fault.status, fault.body.encode(), fault.content_type, dict(fault.headers), delay)
+        started = time.perf_counter()
+        try:
+            status, payload = self.handle_graphql(_bearer_token(authorization), body, record)
+            if fault is not None and fault.partial is not None and status == 200:
+                payload = fault.partial(payload)
+        except Exception as exc:  # noqa: BLE001 - report like DS does in production
+            status, payload = 500, graphql_error_body(f"Internal Server Error: {exc}", "internal_server_error")
+        record.status = status
+        record.error_codes = [e.get("extensions", {}).get("code") for e in payload.get("errors", [])]
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        record.seconds = time.perf_counter() - started
+        self.requests.append(record)
+        return Answer(status, data, "application/json; charset=utf-8", {}, delay)
+
     def handle_graphql(self, token: str | None, raw_body: bytes, record: RecordedRequest) -> tuple[int, dict]:
         """Answer one POST: (HTTP status, JSON body)."""
         try:
@@ -324,38 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"Not Found\n", "text/plain")
 
     def do_POST(self) -> None:  # noqa: N802
-        record = RecordedRequest("POST", self.path)
-        body = self._read_body()
-        if urlsplit(self.path).path != GRAPHQL_PATH:
-            record.status = 404
-            self.fake.requests.append(record)
-            self._send(404, b"Not Found\n", "text/plain")
-            return
-        _fill_operation(record, body)
-        fault = self.fake._take_fault(record)
-        if self.fake.latency > 0:
-            time.sleep(self.fake.latency)
-        if fault is not None and fault.delay:
-            time.sleep(fault.delay)
-        if fault is not None and fault.status is not None:
-            record.status = fault.status
-            self.fake.requests.append(record)
-            self._send(fault.status, fault.body.encode(), fault.content_type, fault.headers)
-            return
-        token = _bearer_token(self.headers.get("Authorization"))
-        started = time.perf_counter()
-        try:
-            status, payload = self.fake.handle_graphql(token, body, record)
-            if fault is not None and fault.partial is not None and status == 200:
-                payload = fault.partial(payload)
-        except Exception as exc:  # noqa: BLE001 - report like DS does in production
-            status, payload = 500, graphql_error_body(f"Internal Server Error: {exc}", "internal_server_error")
-        record.status = status
-        record.error_codes = [e.get("extensions", {}).get("code") for e in payload.get("errors", [])]
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        record.seconds = time.perf_counter() - started
-        self.fake.requests.append(record)
-        self._send(status, data, "application/json; charset=utf-8")
+        answer = self.fake.answer(self.path, self.headers.get("Authorization"), self._read_body())
+        if answer.delay:
+            time.sleep(answer.delay)
+        self._send(answer.status, answer.body, answer.content_type, answer.headers)
 
 
 def _bearer_token(header: str | None) -> str | None:

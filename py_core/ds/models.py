@@ -157,11 +157,6 @@ class Dossier(_Model):
 _FIELD_BY_ALIAS = {(f.alias or n): n for n, f in Dossier.model_fields.items()}
 
 
-class DossierPage(_Model):
-    page_info: PageInfo = Field(alias="pageInfo")
-    nodes: list[Dossier]
-
-
 class DeletedDossier(_Model):
     number: int
     date_supression: str = Field(alias="dateSupression")

@@ -1,6 +1,6 @@
 """The writer: holds the document's rows of a procedure's tables and applies planned diffs.
 
-Thin on purpose: what to write is decided by the pure planner (`planner.py`); the writer sends
+Thin on purpose: what to write is decided by the pure planners (`plan/`); the writer sends
 the plans as bundles through a `FencedSink` (each write renews the sync's lease and may carry
 its checkpoint) and keeps its indexes up to date with what was written.
 """
@@ -8,20 +8,17 @@ its checkpoint) and keeps its indexes up to date with what was written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
 from ..ds.models import Dossier
-from ..plan.diff import RowPlan, TableIndex, Repair, plan_cells, plan_dedupe, exact_integers, plan_int_widening, plan_removal, plan_rows, plan_sweep, record_written, resolve_refs
+from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
+from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers
 from ..plan.registry import TableMap
-from ..plan.rows import dossier_rows
-from ..plan.schema import DATE_MODIFIED, DOSSIER_KEY, Schema
+from ..plan.schema import Schema
 from .values import choice_list_cell
 
-CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
-VOLATILE = {"fichiers": frozenset({"lien"})}  # DS signs file URLs anew at every request
 
 
 class Writer:
@@ -98,50 +95,21 @@ class Writer:
             record_written(self.indexes[key], plan, list(results[slot]) if slot is not None else [])
 
     async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
-        """Two bundles: dossier rows (their new row ids are the children's Refs), then the child
-        rows with the checkpoint: a page is recorded as done only once all of it is written.
-        Returns the numbers of the dossiers added, and of those changed."""
+        """The page's two bundles (`plan.page`); the checkpoint goes with the second: a page is
+        recorded as done only once all of it is written. Returns the numbers of the dossiers
+        added, and of those changed."""
         await self._need_all()
-        by_table: dict[str, list[dict[str, Any]]] = {key: [] for key in self.maps}
-        for dossier in dossiers:
-            for key, rows in dossier_rows(dossier, schema).items():
-                by_table[key].extend(rows)
-
-        widen = []
-        for key, rows in by_table.items():
-            actions, self.types[key] = plan_int_widening(self.maps[key], rows, self.types[key])
-            widen += actions
-        if widen:
-            await self.sink.apply(widen)
-        by_table = {key: exact_integers(self.maps[key], rows) for key, rows in by_table.items()}
-        # The copy's modification date is what the next sync compares with DS's: it is written
-        # last, with the child rows, so that a page interrupted between the two bundles is
-        # fetched again (its dossiers keep the date they had).
-        index, date_col = self.indexes["dossiers"], self.maps["dossiers"].col_ids[DATE_MODIFIED]
-        dates = {(row[DOSSIER_KEY],): row.get(DATE_MODIFIED) for row in by_table["dossiers"]}
-        held_back = [{**row, DATE_MODIFIED: (index.rows.get((row[DOSSIER_KEY],)) or (0, {}))[1].get(date_col)}
-                     for row in by_table["dossiers"]]
-        dossier_plan = self._plan("dossiers", held_back)
+        page = page_rows(dossiers, schema, self.maps, self.types)
+        if page.widen:
+            await self.sink.apply(page.widen)
+            self.types = page.types
+        dossier_plan = plan_dossiers(self.maps["dossiers"], self.indexes["dossiers"], page.rows["dossiers"])
         await self.apply([("dossiers", dossier_plan)])
-        for key in dossier_plan.add_keys + dossier_plan.update_keys:
-            self.dossier_ids[key[0]] = index.rows[key][0]
-        date_plan = plan_cells(self.maps["dossiers"], index, DATE_MODIFIED, dates)
-        added = {key[0] for key in dossier_plan.add_keys}
-        changed = {key[0] for key in [*dossier_plan.update_keys, *date_plan.update_keys]}
-
-        number_of = {self.dossier_ids[d.number]: d.number for d in dossiers}
-        child_plans = [
-            (key, self._plan(key, resolve_refs(by_table[key], self.dossier_ids),
-                             owners=set(number_of) if key not in CHILD_KEYS_WITHOUT_REMOVAL else None))
-            for key in self.maps if key != "dossiers"
-        ]
-        for _, plan in child_plans:
-            changed.update(number_of[key[0]] for key in plan.touched_keys())
-        await self.apply([*child_plans, ("dossiers", date_plan)], checkpoint)
-        return added, changed - added
-
-    def _plan(self, key: str, rows: list[dict[str, Any]], *, owners: set[int] | None = None) -> RowPlan:
-        return plan_rows(self.maps[key], self.indexes[key], rows, owners=owners, volatile=VOLATILE.get(key, frozenset()))
+        index = self.indexes["dossiers"]
+        self.dossier_ids.update({key[0]: index.rows[key][0] for key in dossier_plan.add_keys + dossier_plan.update_keys})
+        children = plan_children(self.maps, self.indexes, page.rows, self.dossier_ids, [d.number for d in dossiers])
+        await self.apply(children, checkpoint)
+        return page_counts(dossier_plan, children, self.dossier_ids)
 
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> set[int]:
         """Labels change without moving the modification date: compare and update them.
@@ -160,23 +128,19 @@ class Writer:
         self.repairs.removed_loose += repair.removed_loose
         self.repairs.kept += repair.kept
 
-    async def set_flags(self, flags: dict[str, dict[int, Any]]) -> int:
+    async def set_flags(self, flags: dict[str, dict[int, Any]]) -> None:
         """Set OTP's flag columns (column key → number → cell: « Dans la corbeille DS depuis
-        le », « Supprimé dans DS le », « Hors du filtre »); returns how many dossiers changed."""
-        plans = [("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], col, {(n,): v for n, v in cells.items()}))
-                 for col, cells in flags.items()]
-        await self.apply(plans)
-        return len({rid for _, p in plans for rid in p.update_ids})
+        le », « Supprimé dans DS le », « Hors du filtre »)."""
+        await self.apply([("dossiers", plan_cells(self.maps["dossiers"], self.indexes["dossiers"], col,
+                                                  {(n,): v for n, v in cells.items()})) for col, cells in flags.items()])
 
-    async def remove_dossiers(self, numbers: set[int]) -> int:
+    async def remove_dossiers(self, numbers: set[int]) -> None:
         """Remove deleted dossiers and every row that depends on them."""
         gone = {self.dossier_ids[n] for n in numbers if n in self.dossier_ids}
-        if not gone:
-            return 0
-        await self._need_all()
-        await self.apply(plan_removal(self.maps, self.indexes, gone))
-        self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
-        return len(gone)
+        if gone:
+            await self._need_all()
+            await self.apply(plan_removal(self.maps, self.indexes, gone))
+            self.dossier_ids = {n: rid for n, rid in self.dossier_ids.items() if rid not in gone}
 
     def cell(self, number: int, col_key: str) -> Any:
         row = self.indexes["dossiers"].rows.get((number,))

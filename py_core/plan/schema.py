@@ -60,7 +60,6 @@ class TableSpec:
     name: str  # table id hint
     row_key: tuple[str, ...]  # the column keys that identify a row
     columns: list[ColumnSpec]
-    parent_ref: str | None = None  # column key of the Ref to the dossier, for child tables
 
     def column(self, key: str) -> ColumnSpec:
         return next(c for c in self.columns if c.key == key)
@@ -231,12 +230,12 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
     tables = [
         TableSpec("dossiers", f"D{number}_Dossiers", (DOSSIER_KEY,), _dossier_columns(labels, timezone, ds_base, number)),
         TableSpec("champs", f"D{number}_Champs", (DOSSIER_REF,),
-                  [_ref_column(), *_champ_columns(champ_descriptors, timezone, unknown)], DOSSIER_REF),
+                  [_ref_column(), *_champ_columns(champ_descriptors, timezone, unknown)]),
         TableSpec("annotations", f"D{number}_Annotations", (DOSSIER_REF,),
-                  [_ref_column(), *_champ_columns(annotation_descriptors, timezone, unknown)], DOSSIER_REF),
+                  [_ref_column(), *_champ_columns(annotation_descriptors, timezone, unknown)]),
     ]
-    tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone), DOSSIER_REF))
-    tables.append(TableSpec("fichiers", f"D{number}_Fichiers", (DOSSIER_REF, FILE_CHAMP, FILE_POSITION), _file_columns(), DOSSIER_REF))
+    tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone)))
+    tables.append(TableSpec("fichiers", f"D{number}_Fichiers", (DOSSIER_REF, FILE_CHAMP, FILE_POSITION), _file_columns()))
     for block in blocks(champ_descriptors + annotation_descriptors):
         columns = [
             _ref_column(),
@@ -244,7 +243,7 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
             ColumnSpec(POSITION, "Position", "Int", "Position", {}, "otp"),
             *_champ_columns(block.children, timezone, unknown),
         ]
-        tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns, DOSSIER_REF))
+        tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns))
     return Schema(number, tables, unknown)
 
 
