@@ -111,7 +111,7 @@ class Structure(_Model):
     @property
     def instance(self) -> str:
         """What tells this procedure from one of the same number on another DS instance (see
-        `sync.check_instance`): its id and creation date, as DS reports them — the same through
+        `jobs.copy.check_instance`): its id and creation date, as DS reports them — the same through
         a relay as directly."""
         return f"{self.id}|{self.date_creation or ''}"
 

@@ -92,7 +92,7 @@ async def load_layout(sink: GristSink) -> Layout:
 
 
 def wants_layout(state: DocState, number: int) -> bool:
-    """Lay out a procedure's pages only once (`docstate.meta_table_actions` sets the flag of the
+    """Lay out a procedure's pages only once (`meta.meta_table_actions` sets the flag of the
     procedures an earlier version synced: their agents' pages stay as they are)."""
     row = state.procedure(number)
     if row is not None and row.get("Pages_creees"):

@@ -75,7 +75,7 @@ def changed_dossiers(copied: dict[int, float | None], nodes: list[dict[str, Any]
     """The listed dossiers (light nodes) that the copy does not hold as DS has them: new ones,
     those whose modification date moved since they were copied (`copied`: number → the copy's
     « Date de dernière modification », in seconds), and those dated from `reread` on (copied in
-    the second of their date: see `sync.reread_since`). Returns number → DS's date."""
+    the second of their date: see `jobs.copy_kind.reread_since`). Returns number → DS's date."""
     out = {}
     for node in nodes:
         number, date = node["number"], node.get("dateDerniereModification")

@@ -1,8 +1,8 @@
-"""Plans: (document state, wanted schema, wanted rows) → Grist user actions (pure).
+"""Tables and columns: (document state, wanted schema) → Grist user actions and the registry (pure).
 
-Schema: tables and columns are created from the descriptors, labels and types follow DS, and
-nothing a user added (columns, formulas) is touched. Rows: the diff against what the document
-holds, sent as bulk actions (per-row upserts are ~12× slower in Grist).
+Tables and columns are created from the descriptors, each registered in the bundle that creates
+it; labels, types and options follow DS where the column is still as OTP left it; nothing an
+agent added or chose is touched (README « Who owns what »).
 """
 
 from __future__ import annotations

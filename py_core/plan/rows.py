@@ -1,7 +1,7 @@
 """DS dossiers → table rows keyed by column key (pure).
 
 A row is a dict {column key: Grist cell}. The `dossier` column holds the dossier *number*; the
-planner turns it into the Grist row id of that dossier (a Ref).
+`diff.resolve_refs` turns it into the Grist row id of that dossier (a Ref).
 """
 
 from __future__ import annotations

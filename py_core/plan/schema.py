@@ -2,7 +2,7 @@
 
 Table keys: `dossiers`, `champs`, `annotations`, `bloc:<descriptor id>` (one per repeatable
 block). Column keys: fixed names for OTP's own columns, `<descriptor id>[/<part>]` for champs.
-A Ref type is written `Ref:@<table key>` and resolved to the real table id by the planner.
+A Ref type is written `Ref:@<table key>` and resolved to the real table id by `registry`.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def _file_columns() -> list[ColumnSpec]:
         col("taille", "Taille (octets)", "Int", lambda f: int_cell(f.get("byteSizeBigInt")), "Taille"),
         col("type", "Type", "Text", lambda f: text_cell(f.get("contentType")), "Type"),
         # a file replaced by one of the same name, size and type: only its checksum tells (and
-        # the link, re-signed at every request, is no change on its own: `writer.VOLATILE`)
+        # the link, re-signed at every request, is no change on its own: `page.VOLATILE`)
         col("empreinte", "Empreinte (MD5, base64)", "Text", lambda f: text_cell(f.get("checksum")), "Empreinte"),
     ]
 
