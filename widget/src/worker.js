@@ -70,40 +70,6 @@ function emit(eventJson) {
   post({ type: 'event', event });
 }
 
-// ---- Python glue (plain Python, not part of py_core) -----------------------
-const GLUE = `
-import json
-
-def _otp_redact(text, secret):
-    text = str(text)
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text
-
-async def _otp_run(fn_name, params_json, grist_call, emit, should_cancel):
-    """Run py_core.widget_entry.<fn_name>; return a JSON envelope, never raise."""
-    secret = ""
-    try:
-        secret = str(json.loads(params_json).get("token") or "")
-    except Exception:
-        pass
-    try:
-        import py_core.widget_entry as entry
-        fn = getattr(entry, fn_name)
-        result = await fn(params_json, grist_call, emit, should_cancel)
-        return json.dumps({"ok": True, "result": result})
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the UI
-        message = getattr(exc, "message_fr", None)
-        if not message:
-            detail = _otp_redact(f"{type(exc).__name__}: {exc}", secret)
-            message = f"Erreur inattendue : {detail}"
-        import traceback
-        tb = _otp_redact("".join(traceback.format_exception(exc)), secret)
-        code = getattr(exc, "code", None)
-        return json.dumps({"ok": False, "message": _otp_redact(message, secret), "traceback": tb,
-                           "code": code if isinstance(code, str) else None})
-`;
-
 const SELFTEST = `
 import json
 async def _otp_selftest(grist_call):
@@ -148,10 +114,6 @@ async function start() {
   await pyodide.loadPackage(wheelUrls, { messageCallback: () => {}, errorCallback: (m) => console.warn(m) });
   timings.packages = Math.round(performance.now() - t);
 
-  t = performance.now();
-  pyodide.runPython(GLUE);
-  runner = pyodide.globals.get('_otp_run');
-  timings.glue = Math.round(performance.now() - t);
   return manifest;
 }
 
@@ -160,6 +122,8 @@ const ready = pyodideReady.then(async (manifest) => {
   post({ type: 'loading', message: 'Préparation du connecteur…' });
   const t = performance.now();
   await pyodide.runPythonAsync('import py_core.widget_entry');
+  // py_core.widget_entry.run: an entry point's result or error as a JSON envelope (token masked)
+  runner = pyodide.pyimport('py_core.widget_entry').run;
   timings.import = Math.round(performance.now() - t);
   timings.total = Math.round(performance.now() - t0);
   post({
