@@ -8,8 +8,9 @@
 The template is rendered exactly as the official nginx image does (``envsubst`` restricted to
 OTP_PORT, OTP_WIDGET_DIR, DS_ORIGIN and OTP_GRIST_ORIGINS), into a temporary prefix directory with its own
 ``nginx.conf`` (the http {} block that the image or Debian provide in production). The only
-change to the rendered server block is the log directory: ``/var/log/nginx/`` becomes the
-temporary directory's ``logs/``. nginx runs in the foreground as a child process
+changes to the rendered server block are paths: the log directory ``/var/log/nginx/`` becomes the
+temporary directory's ``logs/``, and the optional networks file ``/etc/nginx/otp-reseaux*.conf``
+is looked for in the temporary directory. nginx runs in the foreground as a child process
 (``nginx -p DIR -c DIR/nginx.conf -e ... -g 'daemon off;'``) and is stopped by its pid.
 
 Missing nginx: ``missing_nginx()`` says why; tests skip with that reason, or fail when CI=true.
@@ -79,9 +80,11 @@ http {{
 
 class NginxRelay:
     def __init__(self, widget_dir: str | Path, ds_origin: str, port: int | None = None,
-                 grist_origins: str | list[str] = NO_GRIST):
+                 grist_origins: str | list[str] = NO_GRIST, networks: str | None = None):
         """``grist_origins``: OTP_GRIST_ORIGINS, the Grist servers that may frame the widget
-        (space-separated, or a list)."""
+        (space-separated, or a list). ``networks``: the text of the optional allow/deny file
+        (``/etc/nginx/otp-reseaux.conf`` in production), or None for none."""
+        self.networks = networks
         self.widget_dir = Path(widget_dir).resolve()
         self.ds_origin = ds_origin
         self.grist_origins = grist_origins if isinstance(grist_origins, str) else " ".join(grist_origins)
@@ -106,6 +109,12 @@ class NginxRelay:
         rendered = render_template(f"127.0.0.1:{self.port}", self.widget_dir, self.ds_origin, self.grist_origins)
         assert "/var/log/nginx/" in rendered
         rendered = rendered.replace("/var/log/nginx/", f"{self.dir}/logs/")
+        # The optional allow/deny file (relay/README.md): the test's own directory, empty unless
+        # networks= is given.
+        assert "include /etc/nginx/otp-reseaux*.conf;" in rendered
+        rendered = rendered.replace("/etc/nginx/otp-reseaux*.conf", f"{self.dir}/otp-reseaux*.conf")
+        if self.networks is not None:
+            (self.dir / "otp-reseaux.conf").write_text(self.networks)
         (self.dir / "conf.d" / "default.conf").write_text(rendered)
         user = "user root;\n" if os.geteuid() == 0 else ""
         conf = self.dir / "nginx.conf"

@@ -538,3 +538,15 @@ def test_a_stalled_body_is_cut_after_5_seconds_and_never_reaches_ds(relay, fake)
     answer = b"".join(chunks)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert len(fake.requests) == before
+
+
+def test_the_relay_can_be_restricted_to_the_administrations_networks(widget_dir, fake):
+    """relay/README.md: an /etc/nginx/otp-reseaux.conf of allow/deny lines. Here 127.0.0.1 is
+    not among the allowed networks: everything is refused, nothing reaches DS."""
+    before = len(fake.requests)
+    with NginxRelay(widget_dir, fake.base_url, networks="allow 10.0.0.0/8;\ndeny all;\n") as closed:
+        assert post(closed)[0] == 403
+        assert raw_request(closed.port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 403
+    with NginxRelay(widget_dir, fake.base_url, networks="allow 127.0.0.0/8;\ndeny all;\n") as open_:
+        assert post(open_)[0] == 200
+    assert len(fake.requests) == before + 1
