@@ -278,3 +278,27 @@ def test_a_widget_on_a_plain_static_host_never_reads_a_token_from_its_url(page, 
         assert frame.input_value("#token") == ""
         assert frame.input_value("#endpoint") == "https://demarche.numerique.gouv.fr/api/v2/graphql"
         assert destination(frame) == "Le jeton sera envoyé à : demarche.numerique.gouv.fr"
+
+
+def test_a_relay_error_logs_no_referer_of_the_widget(page, otp_server, request):
+    """The widget's pages and worker send no Referer (Referrer-Policy: no-referrer): when DS is
+    unreachable, nginx's error line about the widget's call has no « referrer: » (the page's URL
+    carries Grist's query string)."""
+    import time
+
+    from tests.relay_nginx import free_port
+    with NginxRelay(ROOT / "widget" / "dist", f"http://127.0.0.1:{free_port()}", grist_origins=otp_server.url) as broken:
+        host = Host(page, otp_server.url, widget_path=broken.url + "/")
+        request.node._otp_host = host
+        host.open(widget=f"{broken.url}/index.html", demarche=NUMBER)
+        frame = host.wait_widget_ready()
+        frame.fill("#token", TOKEN)
+        frame.click("#check")
+        deadline = time.monotonic() + 30
+        while "connect() failed" not in broken.error_log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        error_log = broken.error_log()
+    lines = [line for line in error_log.splitlines() if "connect() failed" in line]
+    assert lines and all('request: "POST /api/v2/graphql HTTP/1.1"' in line for line in lines), error_log[-1500:]
+    assert all("referrer" not in line for line in lines), lines
+    assert TOKEN not in error_log

@@ -281,6 +281,12 @@ let savedOptions = {};
 // sync starts, no click is accepted, and the widget does not even announce itself to its parent.
 let frameTrust = { trusted: false, reason: 'pending', parent: '', foreign: [] };
 
+// A token typed by the agent may be used by a declared Grist's widget, or by the widget opened
+// on its own (not framed: no page speaks for Grist; a sync then stops at its first Grist call,
+// « Ce widget doit être ouvert dans Grist… », a connection test works). Remembered tokens and
+// syncs on opening: only in a declared Grist (frameTrust.trusted).
+function mayUseToken() { return frameTrust.trusted || frameTrust.reason === 'not-framed'; }
+
 function refuseFramer(verdict, allowed) {
   const messages = MSG.untrusted;
   const text = verdict.reason === 'foreign'
@@ -807,7 +813,7 @@ $('confirm-yes').addEventListener('click', () => {
   const pending = pendingConfirmation;
   hideConfirmation();
   if (!pending || currentEndpoint() !== pending.endpoint) return;
-  if (!frameTrust.trusted) return;
+  if (!mayUseToken()) return;
   rememberConfirmed(pending.endpoint);
   pending.onYes();
 });
@@ -898,7 +904,7 @@ async function submit(op) {
     return;
   }
   await configReady;
-  if (!frameTrust.trusted) return;   // refuseFramer() said why
+  if (!mayUseToken()) return;   // refuseFramer() said why
   hideConfirmation();
   [demarcheInput, tokenInput, endpointInput].forEach((i) => markInvalid(i, false));
   const { error, field, params } = validate();
@@ -941,7 +947,7 @@ function showCancel(visible) {
 }
 
 function startSync(params, message) {
-  if (!pythonReady || running || !frameTrust.trusted) return;
+  if (!pythonReady || running || !mayUseToken()) return;
   current = { op: 'sync', params, base: null, stopping: false, t0: performance.now() };
   timings.phases = [];   // [ms since the click, phase] of this sync (the benchmark reads them)
   showCancel(true);
@@ -960,7 +966,7 @@ function startSync(params, message) {
 
 // « Tester la connexion »: the core reads the procedure's structure and writes nothing.
 function startCheck(params) {
-  if (!pythonReady || running || !frameTrust.trusted) return;
+  if (!pythonReady || running || !mayUseToken()) return;
   current = { op: 'check', params, base: null, stopping: false };
   window.otpWidget.lastCheck = null;
   running = true;
@@ -987,7 +993,7 @@ window.otpWidget = {
       worker.postMessage({ type: 'selftest' });
     });
   },
-  check(params) { if (frameTrust.trusted) worker.postMessage({ type: 'check', params }); },
+  check(params) { if (mayUseToken()) worker.postMessage({ type: 'check', params }); },
   lastCheck: null,
   lastError: null,
   autoSync: null,
