@@ -21,6 +21,11 @@ F2 An agent retyped an OTP column of a child table (« Nombre de bénéficiaires
    row, loose, is never matched again (`TableIndex.loose_match` compares DS's 12 with the
    stored '12': `_signature_cell` does not compare as Grist stores, unlike `same_cell`), so it
    is kept as an orphan with the agent's cell and the dossier gets a new champs row without it.
+F3 An agent gave an OTP date column their own zone (« Date de dépôt » → America/Guadeloupe); the
+   document's zone later becomes that same zone, then another one (UTC): OTP retypes the column
+   to UTC — the agent's zone is lost. `plan_registry` records `Type_Grist` = the type OTP wants
+   at every sync, even when it left the agent's type; once the two coincide, the agent's type
+   looks like OTP's (`_as_otp_left_it`) and follows the next zone change.
 """
 
 from __future__ import annotations
@@ -103,3 +108,21 @@ def test_f2_a_champs_row_whose_dossier_row_was_deleted_finds_it_again_despite_a_
         # without a dossier, « conservées parce qu'elles portent des saisies d'agents »
         assert [r["Suivi"] for r in rows] == [f"suivi de {n}"]
         assert "conservées" not in (lab.history()[-1]["Notes"] or "")
+
+
+@pytest.mark.xfail(strict=True, reason="F3: the registry records the type OTP wanted even when it left the agent's; "
+                                       "once the document's zone passes through the agent's zone, the agent's zone is lost")
+def test_f3_an_agents_zone_survives_the_documents_zone_passing_through_it():
+    with Lab(dossiers=12) as lab:
+        lab.sync()
+        col = lab.col_id("dossiers", "date_depot")
+        lab.sink.apply_now([["ModifyColumn", lab.table("dossiers"), col, {"type": "DateTime:America/Guadeloupe"}]])
+        lab.sync()
+        lab.sink.apply_now([["UpdateRecord", "_grist_DocInfo", 1, {"timezone": "America/Guadeloupe"}]])
+        lab.sync()
+        assert lab.column("dossiers", col)["type"] == "DateTime:America/Guadeloupe"
+        lab.sink.apply_now([["UpdateRecord", "_grist_DocInfo", 1, {"timezone": "UTC"}]])
+        lab.sync()
+        # observed: DateTime:UTC (registry Type_Grist was set to DateTime:America/Guadeloupe at the
+        # previous sync, so the agent's type looked like the one OTP gave)
+        assert lab.column("dossiers", col)["type"] == "DateTime:America/Guadeloupe"
