@@ -532,6 +532,11 @@ class SyncHistory(RuleBasedStateMachine):
             getattr(self, name)(i, text)
             if name == "other_instance" or (self.lab.sink.applies, self.ds_generation) != before:
                 event(name)  # what the budget covers: `pytest --hypothesis-show-statistics`
+        if "dossiers" not in self.lab.layout_ids()[0]:
+            # Finding F5 (tests/test_sync_model_findings.py): when the sync that makes the dossiers
+            # table again is interrupted, the next one no longer takes the children's Refs as
+            # stale. Avoided: no fault in the step where the agent deleted the dossiers table.
+            fault = "none"
         self.sync(fault, at)
 
     def sync(self, fault, at):
