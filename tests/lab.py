@@ -198,6 +198,24 @@ class Lab:
         ids = {c["id"]: c["colId"] for c in sink.records("_grist_Tables_column")}
         return {k: ids[r["Col_ref"]] for k, r in self.registry(key, sink).items() if r["Col_ref"] in ids}
 
+    def layout_ids(self, sink: EngineSink | None = None) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Every table of the procedure alive in the document (table key → Grist table id) and
+        every OTP column of each (table key → column key → col id), in one read of each
+        metadata table (`table` and `col_ids` read them per call)."""
+        sink = sink or self.sink
+        tables = sink.table("_grist_Tables")
+        table_ids = dict(zip(tables["id"], tables["tableId"]))
+        refs = {r["Cle"]: r["Table_ref"] for r in sink.records("OTP_Tables") if r["Demarche"] == self.number}
+        columns = sink.table("_grist_Tables_column")
+        col_ids = dict(zip(columns["id"], columns["colId"]))
+        keys = {ref: key for key, ref in refs.items()}
+        out: dict[str, dict[str, str]] = {key: {} for key, ref in refs.items() if ref in table_ids}
+        for r in sink.records("OTP_Colonnes"):
+            key = keys.get(r["Table_ref"])
+            if r["Demarche"] == self.number and key in out and r["Col_ref"] in col_ids:
+                out[key][r["Cle"]] = col_ids[r["Col_ref"]]
+        return {key: table_ids[ref] for key, ref in refs.items() if ref in table_ids}, out
+
     def row_of(self, number: int) -> dict[str, Any]:
         return next(r for r in self.rows("dossiers") if r["Numero"] == number)
 

@@ -608,16 +608,22 @@ class FakeDSStore:
             procedure.dossiers[number] = dossier
             return dossier
 
-    def rebase_dossier(self, number: int, revision_id: str | None = None) -> dict:
+    def rebase_dossier(self, number: int, revision_id: str | None = None, *, drop_removed: bool = False) -> dict:
         """Move a dossier to a revision (default: the active one), as DS does when a dossier
         takes a new revision of the form; its champs stay as they are (add new ones with
-        :meth:`update_champ`). Like DS's rebase, its modification date is not changed."""
+        :meth:`update_champ`). Like DS's rebase, its modification date is not changed.
+        ``drop_removed``: the champs (and annotations) that revision no longer has at their
+        place (removed from the form, or moved into or out of a block) go, as in DS."""
         with self.lock:
             procedure, dossier = self.find_dossier(number)
             revision = procedure.revision(revision_id) if revision_id else procedure.active_revision
             if revision is None:
                 raise KeyError(f"no revision {revision_id}")
             dossier["_revisionId"] = revision["id"]
+            if drop_removed:
+                for key in ("champs", "annotations"):
+                    kept = {d["id"] for d in revision["annotationDescriptors" if key == "annotations" else "champDescriptors"]}
+                    dossier[key] = [c for c in dossier[key] if c["champDescriptorId"] in kept]
             return dossier
 
     def replace_file(self, number: int, descriptor_id: str, position: int = 0, *,
