@@ -1,6 +1,5 @@
 """What the model-based test (`test_sync_model.py`) found in py_core, each as its smallest
-reproduction. Marked xfail(strict=True): CI stays green while the bug is there and turns red
-(XPASS) once it is fixed — then drop the mark and the model's avoidance named after it.
+reproduction: fixed, kept as regression tests.
 
 Findings on 891431b (CPython, Grist's engine, the fake DS):
 
@@ -57,8 +56,6 @@ def rows_of(lab: Lab, key: str, number: int) -> list[dict]:
     return [r for r in lab.rows(key) if numbers.get(r[ref]) == number]
 
 
-@pytest.mark.xfail(strict=True, reason="F1a: a dossiers column made again takes every child row as loose: "
-                                       "a binned dossier's champs, annotations and avis are removed")
 def test_f1a_a_deleted_etat_column_keeps_the_rows_of_a_dossier_in_the_bin():
     with Lab(dossiers=12) as lab:
         lab.sync()
@@ -76,8 +73,6 @@ def test_f1a_a_deleted_etat_column_keeps_the_rows_of_a_dossier_in_the_bin():
         assert {k: len(rows_of(lab, k, n)) for k in ("champs", "annotations", "avis")} == before
 
 
-@pytest.mark.xfail(strict=True, reason="F1b: a dossiers column made again takes every child row as loose: "
-                                       "a changed champs row is duplicated, the agent's cell left on the stale one")
 def test_f1b_a_deleted_etat_column_updates_a_changed_champs_row_in_place():
     with Lab(dossiers=12) as lab:
         lab.sync()
@@ -98,8 +93,6 @@ def test_f1b_a_deleted_etat_column_updates_a_changed_champs_row_in_place():
         assert "conservées" not in (lab.history()[-1]["Notes"] or "")
 
 
-@pytest.mark.xfail(strict=True, reason="F2: a loose row is matched by content as DS gives it, not as Grist stores "
-                                       "it in a column the agent retyped: never matched again")
 def test_f2_a_champs_row_whose_dossier_row_was_deleted_finds_it_again_despite_a_retyped_column():
     with Lab(dossiers=12) as lab:
         lab.sync()
@@ -123,8 +116,6 @@ def test_f2_a_champs_row_whose_dossier_row_was_deleted_finds_it_again_despite_a_
         assert "conservées" not in (lab.history()[-1]["Notes"] or "")
 
 
-@pytest.mark.xfail(strict=True, reason="F3: the registry records the type OTP wanted even when it left the agent's; "
-                                       "once the document's zone passes through the agent's zone, the agent's zone is lost")
 def test_f3_an_agents_zone_survives_the_documents_zone_passing_through_it():
     with Lab(dossiers=12) as lab:
         lab.sync()
@@ -141,8 +132,6 @@ def test_f3_an_agents_zone_survives_the_documents_zone_passing_through_it():
         assert lab.column("dossiers", col)["type"] == "DateTime:America/Guadeloupe"
 
 
-@pytest.mark.xfail(strict=True, reason="F4: « Labels » retyped to Text by an agent: every sync rewrites the "
-                                       "labelled dossiers and counts them « mis à jour »")
 def test_f4_labels_retyped_to_text_settle():
     with Lab(dossiers=12) as lab:
         lab.sync()
@@ -158,8 +147,6 @@ def test_f4_labels_retyped_to_text_settle():
         assert lab.snapshot(exclude=kept) == before
 
 
-@pytest.mark.xfail(strict=True, reason="F5: the sync that makes the dossiers table again is interrupted: the next "
-                                       "one no longer takes the children's Refs as stale, no agent's row finds its dossier")
 def test_f5_children_find_their_dossier_after_an_interrupted_sync_made_the_dossiers_table_again():
     from py_core import errors
 

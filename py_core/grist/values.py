@@ -78,6 +78,10 @@ def same_cell(old: Any, new: Any) -> bool:
         return old == str(new) or _same_number(old, new)
     if isinstance(old, list) and isinstance(new, list):
         return old == new
+    if isinstance(old, str) and isinstance(new, list) and new[:1] == ["L"]:
+        # a ChoiceList written into a column an agent retyped to Text: Grist keeps its text
+        items = new[1:]
+        return old in (repr(items), repr(tuple(items)), ", ".join(map(str, items)), ",".join(map(str, items)))
     return old == new
 
 

@@ -20,10 +20,13 @@ class Checkpoint:
     newest: str | None = None  # newest `dateDerniereModification` copied
     full: bool = False
     skipped: tuple[int, ...] = ()
+    # columns of tables that existed, made at the start of a full copy that fills them (table key
+    # → column keys): a resumed copy still takes them as fresh (`plan.diff.TableIndex`)
+    fresh: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({"since": self.since, "after": self.after, "newest": self.newest, "full": self.full,
-                           "skipped": list(self.skipped)})
+                           "skipped": list(self.skipped), "fresh": {k: list(v) for k, v in self.fresh}})
 
     @classmethod
     def from_json(cls, text: str | None) -> Checkpoint | None:
@@ -35,7 +38,9 @@ class Checkpoint:
         if not isinstance(value, dict) or not value.get("since"):
             return None
         skipped = tuple(int(n) for n in value.get("skipped") or [] if str(n).isdigit())
-        return cls(value.get("since"), value.get("after"), value.get("newest"), bool(value.get("full")), skipped)
+        fresh = value.get("fresh") if isinstance(value.get("fresh"), dict) else {}
+        return cls(value.get("since"), value.get("after"), value.get("newest"), bool(value.get("full")), skipped,
+                   tuple((str(k), tuple(map(str, v))) for k, v in fresh.items() if isinstance(v, list)))
 
     def moved(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)

@@ -53,7 +53,7 @@ from ..plan.membership import changed_dossiers, plan_membership
 from ..plan.registry import SchemaPlan, agent_columns, column_types, plan_ref_display, plan_registry, plan_schema, refresh_maps
 from ..plan.schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, Schema, build_schema
 from .checkpoint import Checkpoint
-from .copy_kind import lists_first, plan_kind, reread_since
+from .copy_kind import carry_fresh, lists_first, plan_kind, reread_since
 from .copy_result import SyncResult, history_line
 from .history import status_of
 from .lease import FencedSink, acquire
@@ -159,6 +159,9 @@ class Copy:
         procedure = doc.procedure(params.number) or {}
         kind = plan_kind(procedure, params.filters, self.carried, refill=plan.refill)
         state.checkpoint, state.result.incremental = kind.checkpoint, not kind.full
+        if kind.full:  # columns made at the start of a full copy stay fresh until it is done
+            plan.fresh, kept = carry_fresh(plan.fresh, plan.created, kind.checkpoint.fresh)
+            state.checkpoint = state.checkpoint.moved(fresh=kept)
         # a full copy's first page is asked for now: it comes while the tables are prepared
         first = Prefetch(self.ds.dossier_pages(params.number, kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
         async with first or contextlib.nullcontext():
@@ -183,10 +186,12 @@ class Copy:
         result.title, result.unknown_types = structure.title, schema.unknown_kinds
         result.recreated, result.released = plan.recreated, plan.released
         self.progress.phase("Préparation des tables…")
-        await self.sink.apply(plan.actions)
+        # the checkpoint goes with the tables made: a copy interrupted before it filled them
+        # resumes knowing which columns are still fresh
+        await self.sink.apply(plan.actions, self._checkpoint() if self.state.checkpoint.fresh else None)
         doc = await load_state(self.sink)
         maps = refresh_maps(doc, schema, plan.maps)
-        await self.sink.apply(plan_registry(doc, schema, maps) + plan_ref_display(doc, maps))
+        await self.sink.apply(plan_registry(doc, schema, maps, plan.typed) + plan_ref_display(doc, maps))
         doc = await lay_out(self.sink, doc, number, maps, title=structure.title)  # once per procedure
         self.progress.phase("Lecture de la copie dans le document…")
         self.writer = Writer(self.sink, maps, column_types(doc, maps), agent_columns(doc, maps), plan.fresh)

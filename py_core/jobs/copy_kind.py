@@ -78,3 +78,17 @@ def reread_since(ds_time: float | None, newest: str | None, previous_newest: str
     elif not settled and previous_window:
         window = min(window, epoch_of(previous_window) or window)
     return iso_second(window)
+
+
+def carry_fresh(fresh: dict[str, set[str]], created: set[str], carried: tuple[tuple[str, tuple[str, ...]], ...]
+                ) -> tuple[dict[str, set[str]], tuple[tuple[str, tuple[str, ...]], ...]]:
+    """A full copy that fills columns made in tables that existed (an agent deleted them, or the
+    dossiers table the children's Refs point at) keeps them in its checkpoint, stored with the
+    tables made: interrupted, the copy that resumes still takes them as fresh. Returns the
+    columns fresh for this copy, and those its checkpoint keeps."""
+    kept = {k: set(v) for k, v in carried}
+    for key, columns in fresh.items():
+        if key not in created:
+            kept[key] = kept.get(key, set()) | columns
+    merged = {**fresh, **{k: fresh.get(k, set()) | v for k, v in kept.items()}}
+    return merged, tuple((k, tuple(sorted(v))) for k, v in sorted(kept.items()))

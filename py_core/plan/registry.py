@@ -39,6 +39,8 @@ class SchemaPlan:
     released: list[str] = field(default_factory=list)  # OTP columns an agent just turned into formulas
     fresh: dict[str, set[str]] = field(default_factory=dict)  # table key → column keys created now
     refill: bool = False  # an OTP table or column was made again: every dossier is fetched to fill it
+    created: set[str] = field(default_factory=set)  # tables created now (all their columns fresh)
+    typed: set[tuple[str, str]] = field(default_factory=set)  # (table key, column key) whose type OTP sets now
 
 
 # Columns the copy cannot do without (besides each table's row key): an agent who turns one into
@@ -100,6 +102,8 @@ def plan_schema(state: DocState, schema: Schema) -> SchemaPlan:
             part = _plan_new_table(state, spec, table_ids, number)
             remade |= {spec.key} if part.refill else set()
         plan.maps[spec.key] = part.table_map
+        plan.created |= {spec.key} if table_ref not in state.tables else set()
+        plan.typed |= {(spec.key, k) for k in part.typed}
         plan.actions += part.actions
         column_adds += part.column_adds
         plan.recreated += part.recreated
@@ -125,13 +129,14 @@ class _TablePlan:
     released: list[str] = field(default_factory=list)
     fresh: set[str] = field(default_factory=set)
     refill: bool = False
+    typed: set[str] = field(default_factory=set)  # column keys whose type OTP sets now
 
 
 def _plan_new_table(state: DocState, spec: TableSpec, table_ids: dict[str, str], number: int) -> _TablePlan:
     table_id = table_ids[spec.key]
     taken_columns = {"id", "manualsort"}
     col_ids = {c.key: naming.column_id(c.id_hint, taken_columns) for c in spec.columns}
-    part = _TablePlan(TableMap(spec, table_id, col_ids), fresh=set(col_ids))
+    part = _TablePlan(TableMap(spec, table_id, col_ids), fresh=set(col_ids), typed=set(col_ids))
     part.actions.append(["AddTable", table_id, [_column_info(c, col_ids[c.key], table_ids) for c in spec.columns]])
     row = next((r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number and r.get("Cle") == spec.key), None)
     if row is None:
@@ -175,10 +180,12 @@ def _plan_existing_table(state: DocState, spec: TableSpec, table_ref: int, by_ke
                 part.recreated += [f"{column.label} ({table_id})"] if existing.get(entry["Col_ref"]) is None else []
                 part.refill = True
             part.fresh.add(column.key)
+            part.typed.add(column.key)
         else:
             col_id = current.col_id
             changes = _column_changes(current, column, table_ids, entry)
             part.actions += [["ModifyColumn", table_id, col_id, changes]] if changes else []
+            part.typed |= {column.key} if "type" in changes else set()
         part.table_map.col_ids[column.key] = col_id
     return part
 
@@ -252,9 +259,12 @@ def plan_ref_display(state: DocState, maps: dict[str, TableMap]) -> list[Action]
     return actions
 
 
-def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> list[Action]:
+def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap],
+                  typed: set[tuple[str, str]] = frozenset()) -> list[Action]:
     """Record (after the schema actions applied and `state` was reloaded) where everything lives:
-    the refs of what was just created (registered by id in its own bundle), ids renamed since."""
+    the refs of what was just created (registered by id in its own bundle), ids renamed since.
+    `Type_Grist` is the type OTP gave a column: it changes only where OTP set the type now
+    (`typed`); a type an agent chose, even one that happens to be OTP's wish, stays theirs."""
     number = schema.number
     actions: list[Action] = []
     table_rows = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
@@ -281,6 +291,8 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap]) ->
                       "Col_ref": state.column_ref(table_map.table_id, col_id), "Col_id": col_id, "Rendue": False,
                       **_registry_record(column, table_ids)}
             row = registered.get((table_ref, column.key))
+            if row is not None and (key, column.key) not in typed and raw[row["id"]].get("Type_Grist"):
+                record["Type_Grist"] = raw[row["id"]]["Type_Grist"]
             if row is None:
                 adds.append({"Demarche": number, "Cle": column.key, **record})
             elif any(raw[row["id"]].get(k) != v for k, v in record.items()):
