@@ -58,3 +58,18 @@ def test_every_key_is_one_of_ds_annotation_value_input():
     fields = build_schema(REAL_SCHEMA.read_text()).type_map["AnnotationValueInput"].fields
     keys = {key for kind, cell, options, expected, _ in CASES if expected for key in expected}
     assert keys <= set(fields), keys - set(fields)
+
+
+@pytest.mark.parametrize("base, cell, current, outcome", [
+    ("12", "12", "12", "unchanged"),   # nobody changed it
+    ("12", "15", "12", "send"),        # the agent changed it, DS did not
+    ("12", "12", "14", "unchanged"),   # only DS changed it: the next copy brings it
+    ("12", "15", "14", "conflict"),    # both changed it: the agent chooses
+    ("12", "15", "15", "already"),     # DS already has the agent's value: nothing to send
+    (None, "", None, "unchanged"),     # blank is blank
+])
+def test_three_way_never_overwrites_a_change_made_in_ds(base, cell, current, outcome):
+    from py_core.grist.values import same_cell
+    from py_core.plan.send import three_way
+
+    assert three_way(base, cell, current, same_cell).outcome == outcome

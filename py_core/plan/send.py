@@ -108,3 +108,27 @@ def _moment(cell: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One sendable value, three ways: what DS had at the last copy (`base`), the agent's cell,
+    and what DS has now (read again just before sending)."""
+
+    outcome: str  # "unchanged" | "send" | "conflict" | "already" (DS has the agent's value)
+    base: Any = None
+    cell: Any = None
+    current: Any = None
+
+
+def three_way(base: Any, cell: Any, current: Any, same=lambda a, b: a == b) -> Change:
+    """Never a silent overwrite: a value is sent only when the agent changed it (`cell` ≠ `base`)
+    and DS did not (`current` = `base`); when both changed it is a conflict, unless DS already
+    has the agent's value. `same` compares cells as Grist stores them."""
+    if same(cell, base):
+        return Change("unchanged", base, cell, current)
+    if same(current, base):
+        return Change("send", base, cell, current)
+    if same(current, cell):
+        return Change("already", base, cell, current)
+    return Change("conflict", base, cell, current)
