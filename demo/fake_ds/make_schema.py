@@ -5,10 +5,12 @@ real schema snapshot changes::
 
     python -m demo.fake_ds.make_schema ../shared/ds/schema.graphql
 
-It keeps the types reachable from ``Query.demarche`` and ``Query.dossier``
-(mutations, inputs and a few fields the fake does not serve are dropped),
+It keeps the types reachable from ``Query.demarche``, ``Query.dossier`` and
+``Query.demarcheDescriptor`` and from the mutations OTP sends (``MUTATIONS``;
+the other mutations, and a few fields the fake does not serve, are dropped),
 copies every kept field verbatim (name, type, arguments, deprecation) and
-drops descriptions.
+drops descriptions. ``@oneOf`` (an input with exactly one key) is dropped from
+the SDL, which graphql-core 3.2 does not enforce: the fake's resolvers do.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from graphql import (
 )
 from graphql.language import Node
 
-ROOT_FIELDS = {"demarche", "dossier"}
+ROOT_FIELDS = {"demarche", "dossier", "demarcheDescriptor"}
+MUTATIONS = {
+    "dossierModifierAnnotations", "dossierAjouterLabel", "dossierSupprimerLabel",
+    "dossierPasserEnInstruction", "dossierAccepter", "dossierRefuser", "dossierClasserSansSuite",
+    "dossierRepasserEnConstruction", "dossierRepasserEnInstruction",
+}
 BUILTIN_SCALARS = {"String", "Boolean", "ID", "Int", "Float"}
 # Fields deliberately left out: they would pull in large unrelated parts of the
 # schema or need an input type the fake does not implement.
@@ -45,8 +52,12 @@ HEADER = (
 
 def subset_sdl(real_sdl: str) -> str:
     schema = build_schema(real_sdl)
-    kept: dict[str, set[str] | None] = {"Query": set(ROOT_FIELDS)}
+    kept: dict[str, set[str] | None] = {"Query": set(ROOT_FIELDS), "Mutation": set(MUTATIONS)}
     todo = [schema.query_type.fields[name].type for name in ROOT_FIELDS]
+    todo += [schema.query_type.fields[name].args[a].type for name in ROOT_FIELDS for a in schema.query_type.fields[name].args]
+    for name in MUTATIONS:
+        field = schema.mutation_type.fields[name]
+        todo += [field.type, *(arg.type for arg in field.args.values())]
     todo += [schema.type_map[n] for n in ("String", "Boolean", "ID", "Int", "Float")]
 
     def visit(named):
@@ -76,9 +87,11 @@ def subset_sdl(real_sdl: str) -> str:
         if name not in kept or name in BUILTIN_SCALARS:
             continue
         node = _strip_descriptions(node)
+        if getattr(node, "directives", None):
+            node.directives = tuple(d for d in node.directives if d.name.value != "oneOf")
         fields = getattr(node, "fields", None)
         if fields is not None:
-            wanted = ROOT_FIELDS if name == "Query" else None
+            wanted = ROOT_FIELDS if name == "Query" else MUTATIONS if name == "Mutation" else None
             dropped = DROPPED_FIELDS.get(name, set())
             node.fields = tuple(
                 f for f in fields
@@ -87,7 +100,7 @@ def subset_sdl(real_sdl: str) -> str:
         definitions.append(node)
     definitions.sort(key=lambda n: n.name.value)
     body = "\n\n".join(print_ast(n) for n in definitions)
-    return HEADER + "schema {\n  query: Query\n}\n\n" + body + "\n"
+    return HEADER + "schema {\n  query: Query\n  mutation: Mutation\n}\n\n" + body + "\n"
 
 
 def _strip_descriptions(node):

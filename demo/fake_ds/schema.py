@@ -24,6 +24,7 @@ from graphql import (
     visit,
 )
 
+from .mutations import MUTATION_RESOLVERS
 from .store import FakeDSStore, Procedure, encode_id, instant, iso, paris_midnight, parse_iso, to_paris
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
@@ -433,6 +434,8 @@ def make_schema() -> GraphQLSchema:
     set_resolver("File", "url", resolve_file_url)
     set_resolver("Avis", "attachment", lambda a, _i: (a.get("attachments") or [None])[0])
 
+    for name, resolver in MUTATION_RESOLVERS.items():
+        set_resolver("Mutation", name, resolver)
     types["Champ"].resolve_type = resolve_champ_type
     for name in ("ChampDescriptor", "Demandeur", "GeoArea", "Column"):
         types[name].resolve_type = resolve_by_typename
@@ -443,8 +446,9 @@ def make_schema() -> GraphQLSchema:
 _REQUEST_IDS = itertools.count(1)
 
 
-def make_context(store: FakeDSStore, allowed, document: DocumentNode, base_url: str) -> dict:
+def make_context(store: FakeDSStore, allowed, document: DocumentNode, base_url: str, writable: bool = True) -> dict:
     return {
+        "writable": writable,
         "request_id": next(_REQUEST_IDS),
         "store": store,
         "allowed": allowed,

@@ -85,18 +85,20 @@ class FakeDSServer:
     """Fake DS GraphQL endpoint.
 
     ``tokens`` maps a bearer token to the procedure numbers it may read
-    (an iterable of ints) or ``"all"``. ``expired_tokens`` answer HTTP 401.
+    (an iterable of ints) or ``"all"``. ``expired_tokens`` answer HTTP 401;
+    ``read_only_tokens`` read, and are refused every mutation in its payload.
     ``latency``: seconds every GraphQL request waits before its answer (a DS far away; the
     wait holds no lock, so concurrent requests overlap as on the real API).
     """
 
     def __init__(self, store: FakeDSStore, tokens: Mapping[str, Iterable[int] | str] | None = None,
-                 expired_tokens: Iterable[str] = (), cors: bool = True, port: int = 0,
+                 expired_tokens: Iterable[str] = (), read_only_tokens: Iterable[str] = (), cors: bool = True, port: int = 0,
                  host: str = "127.0.0.1", latency: float = 0.0):
         self.store = store
         self.latency = latency  # seconds every GraphQL answer waits (a distant DS); settable
         self.tokens = {t: (v if v == "all" else frozenset(v)) for t, v in (tokens or {}).items()}
         self.expired_tokens = set(expired_tokens)
+        self.read_only_tokens = set(read_only_tokens)
         self.cors = cors
         self.host = host
         self.requested_port = port
@@ -275,7 +277,7 @@ class FakeDSServer:
         if errors:
             return 200, {"errors": [e.formatted for e in errors]}
 
-        context = make_context(self.store, allowed, document, self.base_url)
+        context = make_context(self.store, allowed, document, self.base_url, writable=token not in self.read_only_tokens)
         with self.store.lock:  # one consistent snapshot per query
             result = execute(self.schema, document, variable_values=variables,
                              operation_name=record.operation_name, context_value=context)

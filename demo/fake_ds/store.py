@@ -436,6 +436,7 @@ class FakeDSStore:
         self.procedures: dict[int, Procedure] = {}
         self._now = parse_iso(now) if isinstance(now, str) else now
         self._now_set_at = time.monotonic()  # the clock runs from `_now` on, like a server's
+        self.notifications: list[dict] = []  # e-mails DS sent the usagers (instruction mutations)
         for procedure in procedures:
             self.add_procedure(procedure)
 
@@ -646,6 +647,30 @@ class FakeDSStore:
             champ["files"] = [*files[:position], new, *files[position + 1:]]
             champ["updatedAt"] = stamp
             return new
+
+    def touch_modified(self, dossier: dict) -> str:
+        """An instructeur's change through the API: only `dateDerniereModification` moves."""
+        stamp = self.advance()
+        dossier["dateDerniereModification"] = stamp
+        return stamp
+
+    def change_state(self, number: int, state: str, *, motivation: str | None = None, notify: bool = True,
+                     by: str | None = None) -> str:
+        """An instruction mutation: the new state, its dates, the usager e-mailed unless told not to
+        (recorded in `notifications`)."""
+        with self.lock:
+            _, dossier = self.find_dossier(number)
+            stamp = self.touch_modified(dossier)
+            dossier["state"] = state
+            if state == "en_instruction":
+                dossier["datePassageEnInstruction"] = stamp
+                dossier["dateTraitement"] = None
+            elif state in ("accepte", "refuse", "sans_suite"):
+                dossier["dateTraitement"] = stamp
+                dossier["motivation"] = motivation
+            if notify:
+                self.notifications.append({"dossier": number, "state": state, "by": by, "at": stamp})
+            return stamp
 
     def set_labels(self, number: int, names: Iterable[str]) -> list[dict]:
         """Replace a dossier's labels. Like DS, this does NOT bump its modification date."""
