@@ -71,16 +71,29 @@ class Writer:
         # all asked at once: Grist prepares one table while the previous one crosses over
         for key, index in zip(keys, await asyncio.gather(*(self._index(k) for k in keys))):
             self.indexes[key] = index
+        self._loosen(keys)
         loaded = {k: self.maps[k] for k in keys}
         repair = plan_dedupe(loaded, self.indexes, self.agent_columns)
         if repair.actions:
             await self.sink.apply(repair.actions)
             for key in keys:
                 self.indexes[key] = await self._index(key)
+            self._loosen(keys)
         self.repairs.merged += repair.merged
         self.repairs.kept += repair.kept
         if "dossiers" in keys:
             self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
+
+    def _loosen(self, keys: list[str]) -> None:
+        """Child rows whose Ref names no dossier row are loose (see `TableIndex.loosen`)."""
+        dossiers = self.indexes.get("dossiers")
+        if dossiers is None:
+            return
+        # every dossier row there is (a loose one too: its children follow it when it gets its key back)
+        live = {row_id for row_id, _ in dossiers.rows.values()} | {row_id for _, row_id, _ in dossiers.duplicates} | set(dossiers.loose)
+        for key in keys:
+            if key != "dossiers":
+                self.indexes[key].loosen(live)
 
     async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: Checkpoint | None = None) -> None:
         actions, slots = [], []

@@ -77,6 +77,20 @@ class TableIndex:
         if row is not None and self.ref_col is not None:
             self.owned.get(row[1].get(self.ref_col), set()).discard(key)
 
+    def loosen(self, live: set[int]) -> None:
+        """Rows whose Ref names no dossier row of the document (`live`) are loose too: a Ref column
+        an agent retyped to Int keeps a deleted dossier row's id (Grist empties only real Refs)."""
+        stray = [key for key, (_, values) in self.rows.items() if values.get(self.ref_col) not in live]
+        for key in stray:
+            row_id, values = self.rows[key]
+            self.drop(key)
+            self.loose[row_id] = values
+        if stray:
+            self.loose_by_signature = {}
+            for row_id, values in self.loose.items():
+                sig = _signature(values, tuple(n for _, n in self.signature))
+                self.loose_by_signature[sig] = None if sig in self.loose_by_signature else row_id
+
     def loose_match(self, row: dict[str, Any]) -> int | None:
         """The loose row with the content of `row` (a row DS gives, by column key), when exactly
         one has it (rows of the same content, e.g. empty annotations, are left alone: which
