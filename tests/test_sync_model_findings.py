@@ -183,8 +183,6 @@ def test_f5_children_find_their_dossier_after_an_interrupted_sync_made_the_dossi
         assert filled <= on_their_dossier
 
 
-@pytest.mark.xfail(strict=True, reason="F6: a child row whose Ref the agent retyped to Int, its dossier row deleted "
-                                       "by hand: its key is a stale row id, not blank: never attached again")
 def test_f6_a_row_whose_ref_is_an_int_finds_its_dossier_again_after_its_dossier_row_was_deleted():
     with Lab(dossiers=12) as lab:
         lab.sync()
