@@ -103,7 +103,7 @@ def test_cancel_stops_between_pages_and_the_next_sync_resumes(open_host, ds, sto
     frame = host.wait_widget_ready()
     frame.click("#sync")
     frame.wait_for_selector("#cancel:not([hidden])")
-    frame.wait_for_function("/^[1-9][0-9]* \\/ 250 dossiers/.test(document.getElementById('status').textContent)")
+    frame.wait_for_function("() => /^[1-9][0-9]* \\/ 250 dossiers/.test(document.getElementById('status').textContent)")
     frame.click("#cancel")
     from harness import wait_widget_state
     assert wait_widget_state(frame, ("done", "error", "cancelled"), 60) == "cancelled"

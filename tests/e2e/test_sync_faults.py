@@ -61,7 +61,7 @@ def test_hostile_text_from_ds_is_shown_as_text_and_copied_exactly(open_host, ds,
     assert host.sync()["state"] == "done"
     frame = host.widget
     frame.click("#check")  # « Tester la connexion » shows the procedure's title
-    frame.wait_for_function("document.getElementById('status').textContent.includes('Connexion réussie')")
+    frame.wait_for_function("() => document.getElementById('status').textContent.includes('Connexion réussie')")
     assert hostile in frame.evaluate("document.getElementById('status').textContent")
     assert frame.evaluate("!window.otpPwned && !document.querySelector('main img[src=x]')"), "nothing executes"
     assert host.records("OTP_Demarches")[0]["Titre"] == hostile
@@ -120,7 +120,7 @@ def test_a_filter_chosen_in_the_widget_keeps_only_those_dossiers_and_is_remember
     assert sorted(r["Numero"] for r in host.records(f"D{NUMBER}_Dossiers")) == wanted
     assert state in host.records("OTP_Demarches")[0]["Filtres"]
     frame = host.reload_widget()
-    frame.wait_for_function(f"document.getElementById('f-{state}').checked")
+    frame.wait_for_function(f"() => document.getElementById('f-{state}').checked")
     assert frame.evaluate("document.getElementById('filters').open")
     frame.uncheck(f"#f-{state}", force=True)  # widened: a full sync brings the others
     again = host.sync()
