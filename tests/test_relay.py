@@ -415,8 +415,8 @@ def csp_directives(value: str) -> dict[str, list[str]]:
 def test_every_widget_file_carries_the_content_security_policy(widget_dir, fake):
     origins = "https://grist.numerique.gouv.fr http://127.0.0.1:8484"
     with NginxRelay(widget_dir, fake.base_url, grist_origins=origins) as relay_csp:
-        for rel in ("", "index.html", "app.js", "trust.js", "guard.js", "worker.js", "pyodide/pyodide.mjs",
-                    "absent.html"):
+        for rel in ("", "index.html", "app.js", "trust.js", "guard.js", "worker.js", "messages.js", "constants.js",
+                    "pyodide/pyodide.mjs", "absent.html"):
             try:
                 response = urllib.request.urlopen(f"{relay_csp.url}/{rel}")
             except urllib.error.HTTPError as error:   # absent.html: 404, same headers

@@ -5,16 +5,10 @@ Every table below is sent to Node in one run; node missing: skipped, unless CI=t
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-TRUST = Path(__file__).resolve().parents[1] / "widget" / "src" / "trust.js"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.widget_modules import module_url, run_node
+
 GRIST = "https://grist.numerique.gouv.fr"
 OTHER_GRIST = "https://grist.example.fr"
 EVIL = "https://evil.example"
@@ -107,9 +101,6 @@ process.stdout.write(JSON.stringify(out));
 
 @pytest.fixture(scope="module")
 def results():
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("CI=true and node is missing") if IN_CI else pytest.skip("node is not installed")
     cases = {
         "framers": [c[1] for c in FRAMERS], "messages": [c[1] for c in MESSAGES],
         "destinations": [c[1] for c in DESTINATIONS], "config": CONFIG,
@@ -121,10 +112,7 @@ def results():
         "confirmations": ["https://api.example.fr/graphql?x=1#y", "https://api.example.fr/other", "nope"],
         "origins": f" {GRIST}  {OTHER_GRIST}/ {GRIST} 'self' * https://x.fr/path ftp://x.fr http://127.0.0.1:8484 ",
     }
-    proc = subprocess.run([node, "--input-type=module", "-e", SCRIPT, TRUST.as_uri()], input=json.dumps(cases),
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return run_node(SCRIPT, [module_url("trust.js")], cases)
 
 
 @pytest.mark.parametrize("index", range(len(FRAMERS)), ids=[c[0] for c in FRAMERS])

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import errors
+from .. import constants, errors
 from ..ds.client import PAGE_SIZE, DSClient
 from ..ds.dates import EPOCH, iso_second, later, shift
 from ..ds.models import Structure
@@ -61,7 +61,7 @@ from .params import SyncParams, ds_base_url
 from .streams import Prefetch, Streams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
-STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")  # DS's DossierState
+STATES = constants.DOSSIER_STATES  # DS's DossierState
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
 PARALLEL_FROM = 1000  # dossiers: from there a full copy pages one stream per state at once,
 PARALLEL_LATENCY_S = 1.0  # when DS is that far (its fastest answer to the query so far)

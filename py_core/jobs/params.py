@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import errors
+from .. import constants, errors
 from ..plan.filters import Filters, parse_filters
 
 
@@ -28,7 +28,7 @@ class SyncParams:
 def parse_params(raw: dict[str, Any]) -> SyncParams:
     """Validate what the agent typed; raise an `InputError` with a French message."""
     number_text = str(raw.get("demarche") or "").strip()
-    if not number_text.isdigit() or int(number_text) <= 0 or len(number_text) > 9:
+    if not number_text.isdigit() or int(number_text) <= 0 or len(number_text) > constants.DEMARCHE_MAX_DIGITS:
         raise errors.invalid_number(number_text)
     token = str(raw.get("token") or "").strip()
     if not token:

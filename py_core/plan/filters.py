@@ -16,9 +16,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import errors
+from .. import constants, errors
 
-STATES = ("en_construction", "en_instruction", "accepte", "refuse", "sans_suite")
+STATES = constants.DOSSIER_STATES
+ARCHIVED = constants.ARCHIVED_CHOICES
+DOCUMENT_KEYS = constants.FILTER_DOCUMENT_KEYS
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ class Filters:
         """What decides which dossiers are in: stored to see a change."""
         if not self.active:
             return ""
-        return json.dumps({"etats": list(self.states), "depot_depuis": self.deposited_since,
-                           "groupes": list(self.groupes), "archives": self.archived}, ensure_ascii=False, sort_keys=True)
+        values = {"states": list(self.states), "deposited_since": self.deposited_since,
+                  "groupes": list(self.groupes), "archived": self.archived}
+        return json.dumps({DOCUMENT_KEYS[k]: v for k, v in values.items()}, ensure_ascii=False, sort_keys=True)
 
     def matches(self, node: dict[str, Any]) -> bool:
         """`node`: a dossier as DS sends it (page node or light listing node)."""
@@ -72,7 +75,7 @@ def parse_filters(raw: Any) -> Filters:
     if since and not (len(since) == 10 and since[4] == "-" and since[7] == "-" and since.replace("-", "").isdigit()):
         raise errors.invalid_filters(f"date de dépôt « {since[:20]} » (attendu : AAAA-MM-JJ)")
     archived = str(raw.get("archived") or "all")
-    if archived not in ("all", "exclude", "only"):
+    if archived not in ARCHIVED:
         raise errors.invalid_filters(f"choix des dossiers archivés « {archived[:20]} »")
     groupes = tuple(str(g).strip() for g in raw.get("groupes") or [] if str(g).strip())
     return Filters(states, since, groupes, archived, bool(raw.get("keep_out")))

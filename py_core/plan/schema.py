@@ -14,14 +14,9 @@ from typing import Any
 from .champ_types import DATETIME, DATETIME_FORMAT, FALLBACK, Part, column_key, parts_for
 from ..grist.values import choice_list_cell, datetime_cell, int_cell, text_cell
 from ..ds.models import Descriptor, Dossier, Structure
+from .. import constants
 
-STATE_LABELS = {
-    "en_construction": "En construction",
-    "en_instruction": "En instruction",
-    "accepte": "Accepté",
-    "refuse": "Refusé",
-    "sans_suite": "Classé sans suite",
-}
+STATE_LABELS = constants.STATE_LABELS
 
 # The states in DS's own colours (DSFR badges: grey-blue, blue, green, red, grey)
 STATE_COLOURS = {

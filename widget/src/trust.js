@@ -6,7 +6,40 @@
 //      the relay's OTP_GRIST_ORIGINS), every ancestor frame included.
 //   2. Where the token may go without asking: the relay's own endpoint (exact URL) and DS's sites.
 //
+//   3. Which address the token may go to at all: https, or plain http to this computer only.
+//
 // app.js and guard.js import this module; build.py ships it as widget/dist/trust.js.
+
+import { DEMARCHE_MAX_DIGITS } from './constants.js';
+
+export const DEFAULT_ENDPOINT = 'https://demarche.numerique.gouv.fr/api/v2/graphql';
+// DS's own sites: the token may go there without asking (over https).
+export const DS_HOSTS = ['demarche.numerique.gouv.fr', 'www.demarches-simplifiees.fr'];
+// Plain http is allowed only to this machine (tests, the local demo).
+export const LOCAL_HOSTNAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+export function parseUrl(value) { try { return new URL(value); } catch (e) { return null; } }
+export function isLocalHost(hostname) { return LOCAL_HOSTNAMES.includes(hostname); }
+
+// A procedure number as the core accepts it (py_core/jobs/params.py): digits, not 0, not too long.
+export function validDemarche(value) {
+  const text = String(value);
+  return /^[0-9]+$/.test(text) && Number(text) > 0 && text.length <= DEMARCHE_MAX_DIGITS;
+}
+
+// An API address: a complete http(s) URL.
+export function validEndpoint(value) {
+  const url = parseUrl(value);
+  return Boolean(url) && (url.protocol === 'https:' || url.protocol === 'http:');
+}
+
+// The host the token must not be sent to (plain http elsewhere than this computer), else null.
+export function refusedTransport(endpoint) {
+  const url = parseUrl(endpoint);
+  if (!url || url.protocol === 'https:') return null;
+  if (url.protocol === 'http:' && isLocalHost(url.hostname)) return null;
+  return url.host;
+}
 
 // "https://grist.example.gouv.fr", "http://127.0.0.1:8484"...: scheme://host[:port], nothing else.
 export function normalizeOrigin(value) {
@@ -80,7 +113,7 @@ export function acceptMessage({ source, origin, parent, expectedOrigin }) {
 // Where the token may go without the agent confirming it: the relay's own endpoint (exact URL:
 // not another path of its origin), DS's own sites over https, and the DS instance the relay
 // serves (dsSite). Returns 'relay', 'ds' or null (ask first, unless the agent typed it).
-export function trustedDestination(endpoint, { relayEndpoint = '', dsHosts = [], dsSite = '' } = {}) {
+export function trustedDestination(endpoint, { relayEndpoint = '', dsHosts = DS_HOSTS, dsSite = '' } = {}) {
   let url;
   try { url = new URL(endpoint); } catch (e) { return null; }
   if (url.username || url.password) return null;
@@ -89,6 +122,28 @@ export function trustedDestination(endpoint, { relayEndpoint = '', dsHosts = [],
   const site = normalizeOrigin(dsSite);
   if (site && url.origin === site) return 'ds';
   return null;
+}
+
+// null when the token may go to this URL without asking, else the host to show in the question.
+// Without asking: a trusted destination (above), an address the agent typed (source 'agent'), or
+// one the agent confirmed before in this browser (isConfirmed(endpoint), exact address).
+// An invalid URL gives null too: the form refuses it first.
+export function hostNeedingConfirmation(endpoint, { relayEndpoint = '', dsSite = '', source = 'default',
+  isConfirmed = () => false } = {}) {
+  const url = parseUrl(endpoint);
+  if (!url) return null;
+  if (trustedDestination(endpoint, { relayEndpoint, dsSite })) return null;
+  if (source === 'agent' || isConfirmed(endpoint)) return null;
+  return url.host;
+}
+
+// Links to dossiers point at DS's site, never at the relay: the site to send the core when the
+// API address is the relay's (its origin), else ''.
+export function linkSite({ endpoint, defaultEndpoint, dsSite }) {
+  const relay = parseUrl(defaultEndpoint);
+  const url = parseUrl(endpoint);
+  if (dsSite && relay && url && url.origin === relay.origin && defaultEndpoint !== DEFAULT_ENDPOINT) return dsSite;
+  return '';
 }
 
 // What a confirmation is remembered for: the exact address (origin and path), never only its host.
@@ -103,6 +158,6 @@ export function confirmationKey(endpoint) {
 // server: "otp.demarche:<grist origin> <document>:<number>". The Grist origin is the trusted
 // parent's, so a document id given by another server never recalls this one's token.
 export function memoryKey(gristOrigin, docKey, demarche) {
-  if (!gristOrigin || !docKey || !/^[0-9]{1,15}$/.test(String(demarche))) return null;
+  if (!gristOrigin || !docKey || !validDemarche(demarche)) return null;
   return `otp.demarche:${gristOrigin} ${docKey}:${demarche}`;
 }

@@ -1,5 +1,6 @@
 // OTP widget — Python side, in a module Web Worker.
 //
+// Its French messages are in messages.js (WORKER_MSG).
 // Loads Pyodide and the wheels listed in manifest.json, imports
 // py_core.widget_entry, then runs its coroutines on request. The worker never
 // talks to Grist directly: Grist calls go through the main thread (which owns
@@ -22,6 +23,7 @@
 //                                          core's OTPError code (token_expired, cancelled, …)
 //   {type:'selftest-result', ok, result|message}
 
+import { WORKER_MSG as MSG } from './messages.js';
 import { loadPyodide } from './pyodide/pyodide.mjs';
 
 const post = (msg) => self.postMessage(msg);
@@ -39,7 +41,7 @@ function gristCall(method, argsJson) {
   try {
     args = argsJson === undefined || argsJson === null || argsJson === '' ? [] : JSON.parse(argsJson);
   } catch (e) {
-    return Promise.reject(new Error(`grist_call(${method}): arguments JSON invalides`));
+    return Promise.reject(new Error(MSG.badArguments(method)));
   }
   if (!Array.isArray(args)) args = [args];
   return new Promise((resolve, reject) => {
@@ -55,7 +57,7 @@ function onGristResult(msg) {
   if (msg.ok) {
     call.resolve(JSON.stringify(msg.result === undefined ? null : msg.result));
   } else {
-    call.reject(new Error(msg.message || `Échec de l'appel Grist ${call.method}`));
+    call.reject(new Error(msg.message || MSG.gristFailed(call.method)));
   }
 }
 
@@ -97,7 +99,7 @@ let pyodide = null;
 let runner = null;
 
 async function start() {
-  post({ type: 'loading', message: 'Chargement de Python…' });
+  post({ type: 'loading', message: MSG.loadingPython });
   const manifestUrl = new URL('./manifest.json', import.meta.url);
   const manifestPromise = fetch(manifestUrl, { cache: 'no-cache' }).then((r) => {
     if (!r.ok) throw new Error(`manifest.json: HTTP ${r.status}`);
@@ -107,7 +109,7 @@ async function start() {
   pyodide = await loadPyodide({ indexURL: new URL('./pyodide/', import.meta.url).href });
   timings.pyodide = Math.round(performance.now() - t);
 
-  post({ type: 'loading', message: 'Chargement des modules…' });
+  post({ type: 'loading', message: MSG.loadingModules });
   t = performance.now();
   const manifest = await manifestPromise;
   const wheelUrls = manifest.wheels.map((w) => new URL(`./wheels/${w.file}`, import.meta.url).href);
@@ -119,7 +121,7 @@ async function start() {
 
 const pyodideReady = start();   // Pyodide + wheels (enough for the self-test)
 const ready = pyodideReady.then(async (manifest) => {
-  post({ type: 'loading', message: 'Préparation du connecteur…' });
+  post({ type: 'loading', message: MSG.preparing });
   const t = performance.now();
   await pyodide.runPythonAsync('import py_core.widget_entry');
   // py_core.widget_entry.run: an entry point's result or error as a JSON envelope (token masked)
@@ -139,7 +141,7 @@ ready.catch((err) => {
     type: 'error',
     op: 'load',
     fatal: true,
-    message: `Impossible de charger le moteur Python du widget. Rechargez la page ; si le problème persiste, contactez l'administrateur du widget. (${detail})`,
+    message: MSG.loadFailed(detail),
   });
 });
 
@@ -148,7 +150,7 @@ let busy = false;
 
 async function runOperation(op, fnName, params) {
   if (busy) {
-    post({ type: 'error', op, message: 'Une opération est déjà en cours : attendez qu’elle se termine.' });
+    post({ type: 'error', op, message: MSG.busy });
     return;
   }
   busy = true;
@@ -169,7 +171,7 @@ async function runOperation(op, fnName, params) {
       post({ type: 'error', op, message: envelope.message, code: envelope.code || null });
     }
   } catch (err) {
-    let message = `Erreur inattendue : ${(err && err.message) || err}`;
+    let message = MSG.unexpected((err && err.message) || err);
     if (token && token.length >= 4) message = message.split(token).join('***');
     post({ type: 'error', op, message });
   } finally {
@@ -195,8 +197,8 @@ self.onmessage = (ev) => {
     case 'grist-result': onGristResult(msg); break;
     case 'sync': runOperation('sync', 'sync_from_widget', msg.params); break;
     case 'check': runOperation('check', 'check_from_widget', msg.params); break;
-    case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: 'Annulation : la synchronisation s’arrête après la page en cours…' } }); } break;
+    case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: MSG.stopping } }); } break;
     case 'selftest': runSelftest(); break;
-    default: console.warn('OTP worker: message inconnu', msg.type);
+    default: console.warn(MSG.unknownMessage, msg.type);
   }
 };
