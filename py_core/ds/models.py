@@ -25,7 +25,11 @@ class Descriptor(_Model):
     other_option: bool | None = Field(default=None, alias="otherOption")
     children: list[Descriptor] = Field(default_factory=list, alias="champDescriptors")
     in_form: bool = True  # OTP's: False for a champ only older revisions have
-    mixed: bool = False  # OTP's: True when revisions gave this champ different types
+    older_kinds: list[str] = Field(default_factory=list)  # OTP's: other kinds older revisions gave this champ
+
+    @property
+    def mixed(self) -> bool:
+        return bool(self.older_kinds)
 
 
     @property
@@ -56,8 +60,8 @@ def merge_descriptors(active: list[Descriptor], older: list[list[Descriptor]]) -
                 merged[descriptor.id] = descriptor.model_copy(update={"in_form": rank == 0, "children": children})
                 continue
             update: dict[str, Any] = {}
-            if descriptor.typename != known.typename:
-                update["mixed"] = True
+            if descriptor.typename != known.typename and descriptor.kind not in known.older_kinds:
+                update["older_kinds"] = [*known.older_kinds, descriptor.kind]
             if descriptor.children:
                 update["children"] = _merge_children(known.children, descriptor.children)
             if update:
@@ -70,8 +74,8 @@ def _merge_children(known: list[Descriptor], older: list[Descriptor]) -> list[De
     for child in older:
         if child.id not in by_id:
             by_id[child.id] = child.model_copy(update={"in_form": False})
-        elif child.typename != by_id[child.id].typename:
-            by_id[child.id] = by_id[child.id].model_copy(update={"mixed": True})
+        elif child.typename != by_id[child.id].typename and child.kind not in by_id[child.id].older_kinds:
+            by_id[child.id] = by_id[child.id].model_copy(update={"older_kinds": [*by_id[child.id].older_kinds, child.kind]})
     return list(by_id.values())
 
 

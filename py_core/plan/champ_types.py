@@ -185,6 +185,23 @@ KINDS: dict[str, list[Part]] = {
 FALLBACK = [Part("", "", "Text", _string)]
 
 
+NUMERIC_KINDS = {"IntegerNumber", "DecimalNumber", "Number"}
+
+
+def _any_number(champ: Champ) -> float | str | None:
+    """A number whatever the revision's type (integer, decimal, free number); a text that is no
+    number is kept as it is (Grist shows it in the Numeric column, nothing lost)."""
+    value = _first(champ, "decimalValue", "integerValue", "stringValue")
+    number = float_cell(value)
+    return number if number is not None else text_cell(value)
+
+
+def mixed_parts(kinds: set[str]) -> list[Part]:
+    """A champ whose type differs between revisions: one column that holds every dossier's
+    value — Numeric for numbers of any kind, else the text DS gives for any type."""
+    return [Part("", "", "Numeric", _any_number)] if kinds <= NUMERIC_KINDS else FALLBACK
+
+
 def parts_for(kind: str) -> tuple[list[Part], bool]:
     """The parts of a descriptor kind, and whether the kind is known."""
     if kind in KINDS:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .champ_types import DATETIME, DATETIME_FORMAT, FALLBACK, Part, column_key, parts_for
+from .champ_types import DATETIME, DATETIME_FORMAT, Part, column_key, mixed_parts, parts_for
 from ..grist.values import choice_list_cell, datetime_cell, int_cell, text_cell
 from ..ds.models import Descriptor, Dossier, Structure
 from .. import constants
@@ -137,7 +137,7 @@ def _champ_columns(descriptors: list[Descriptor], timezone: str, unknown: list[s
     columns = []
     for descriptor in descriptors:
         # a champ whose type changed between revisions: its text, the one reading every type's value
-        parts, known = (FALLBACK, True) if descriptor.mixed else parts_for(descriptor.kind)
+        parts, known = (mixed_parts({descriptor.kind, *descriptor.older_kinds}), True) if descriptor.mixed else parts_for(descriptor.kind)
         if not known and descriptor.kind not in unknown:
             unknown.append(descriptor.kind)
         for part in parts:
