@@ -1,0 +1,229 @@
+"""`otp sync` against a real grist-core server and the fake DS (issue 21).
+
+The command runs as it runs on the relay's host: a separate process (`python -m py_core.cli`,
+the `otp` entry point's module), a TOML configuration, secrets in 0600 files.
+
+« The widget » here is the same core driven as the widget's worker drives it
+(`synchronise` with the widget's parameters and holder "<browser>/<tab>", DS through the
+transport the lab uses) over `PluginApiSink`: the two document calls the widget's plugin API
+makes, `fetchTable` and `applyUserActions`, reach the same ActiveDoc methods on grist-core
+through their REST routes (`GET /tables/<t>/data`, `POST /apply`); it is written here with
+urllib, independently of the command's `RestSink`. A browser adds nothing to what is compared
+(the tables, columns and rows the core writes) and would double these tests' time; the
+widget's own browser path on grist-core is `test_grist_core.py`'s.
+"""
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import grist_core as core
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from py_core import errors
+from py_core.clock import Clock
+from py_core.ds.client import DSClient
+from py_core.ds.transport import UrllibTransport
+from py_core.grist.sink import written_tables
+from py_core.jobs.copy import synchronise
+from py_core.jobs.lease import LEASE_S
+from py_core.jobs.params import parse_params
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN, EXPIRED = "jeton-planifie-secret-1234", "jeton-expire-5678"
+A, B = 4242, 4343  # two procedures, in two documents
+WIDGET_HOLDER = "navigateur-e2e/onglet-1"
+VOLATILE = {"OTP_Demarches": {"Derniere_synchro", "Relire_depuis"}}  # when, not what
+SKIPPED_TABLES = {"OTP_Historique", "OTP_Etat"}  # compared apart: times, holders
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def grist(tmp_path_factory):
+    kit = core.find_kit()
+    if kit is None:
+        pytest.skip(core.kit_missing())
+    core.build(kit)
+    server = core.GristCoreServer(kit, tmp_path_factory.mktemp("grist-core-scheduled")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ds():
+    store = FakeDSStore([sample_procedure(number=A, dossier_count=40, seed=3),
+                         sample_procedure(number=B, dossier_count=12, seed=5, first_dossier_number=900000)])
+    server = FakeDSServer(store, tokens={TOKEN: "all"}, expired_tokens=[EXPIRED]).start()
+    yield server
+    server.stop()
+
+
+def new_doc(grist, name: str = "OTP planifié") -> str:
+    return grist.request("POST", f"/api/workspaces/{grist.workspace_id}/docs", {"name": name})
+
+
+def secret_file(directory: Path, name: str, value: str, mode: int = 0o600) -> Path:
+    path = directory / name
+    path.write_text(value + "\n")
+    path.chmod(mode)
+    return path
+
+
+def write_config(directory: Path, grist, ds_url: str, procedures: list[tuple[int, str]], *,
+                 api_key: str | None = None, token: str = TOKEN) -> Path:
+    secret_file(directory, "grist-key", api_key or grist.api_key)
+    secret_file(directory, "ds-token", token)
+    body = (f'[grist]\nserver = "{grist.url}"\napi_key_file = "grist-key"\n\n'
+            f'[ds]\nendpoint = "{ds_url}"\ntoken_file = "ds-token"\n')
+    for number, doc_id in procedures:
+        body += f'\n[[procedure]]\ndemarche = {number}\ndocument = "{doc_id}"\n'
+    path = directory / "otp.toml"
+    path.write_text(body)
+    return path
+
+
+def otp_command(*args: str, directory: Path) -> list[str]:
+    return [sys.executable, "-m", "py_core.cli", *args]
+
+
+def otp_env(directory: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "CREDENTIALS_DIRECTORY": str(directory)}
+
+
+def otp(*args: str, directory: Path, timeout: float = 300) -> tuple[int, list[dict]]:
+    """Run the command (JSON log); its exit status and its log lines."""
+    proc = subprocess.run(otp_command(*args, "--log-format", "json", directory=directory), cwd=ROOT,
+                          env=otp_env(directory), capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert TOKEN not in proc.stdout + proc.stderr
+    return proc.returncode, lines
+
+
+# ---- the widget's way to the document, for comparison ------------------------------------------
+class PluginApiSink:
+    """fetchTable / applyUserActions of the plugin API, through the routes that reach the same
+    ActiveDoc methods (urllib; independent of the command's RestSink)."""
+
+    def __init__(self, grist, doc_id: str):
+        self.grist, self.doc_id = grist, doc_id
+
+    def _call(self, method: str, path: str, body=None):
+        return self.grist.request(method, f"/api/docs/{self.doc_id}{path}", body)
+
+    async def fetch_table(self, table_id: str):
+        return await asyncio.to_thread(self.grist.fetch_table, self.doc_id, table_id)
+
+    async def apply(self, actions):
+        if not actions:
+            return []
+        try:
+            result = await asyncio.to_thread(self._call, "POST", "/apply", actions)
+        except core.GristError as error:
+            raise errors.grist_write_failed(str(error), written_tables(actions)) from None
+        return (result or {}).get("retValues") or []
+
+
+def widget_sync(grist, doc_id: str, ds_url: str, number: int = A, *, later: float = 0.0):
+    """The widget's sync (its parameters, its holder); `later`: seconds after now (an agent who
+    clicks after a killed run's lease expired)."""
+    params = parse_params({"demarche": str(number), "token": TOKEN, "endpoint": ds_url, "holder": WIDGET_HOLDER})
+    client = DSClient(ds_url, TOKEN, UrllibTransport(), clock=Clock(now=lambda: time.time() + later))
+    return _in_thread(synchronise(params, client, PluginApiSink(grist, doc_id)))
+
+
+def _in_thread(coroutine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def document(grist, doc_id: str) -> dict:
+    """What a sync wrote: user tables' columns (type, formula, options) and rows; pages; the
+    history without its times."""
+    tables = grist.fetch_table(doc_id, "_grist_Tables")
+    columns = grist.fetch_table(doc_id, "_grist_Tables_column")
+    cols = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    out = {"pages": sorted(grist.fetch_table(doc_id, "_grist_Views")["name"])}
+    for ref, table_id in zip(tables["id"], tables["tableId"]):
+        if table_id.startswith("_grist") or table_id in SKIPPED_TABLES:
+            continue
+        out[f"{table_id} columns"] = sorted(
+            (c["colId"], c["label"], c["type"], c["isFormula"], c["formula"], c["widgetOptions"])
+            for c in cols if c["parentId"] == ref and not c["colId"].startswith("gristHelper_"))
+        data = grist.fetch_table(doc_id, table_id)
+        out[table_id] = {k: [_unsigned(v) for v in values] for k, values in data.items()
+                         if k not in VOLATILE.get(table_id, ())}
+    history = grist.records(doc_id, "OTP_Historique")
+    out["history"] = [{k: h[k] for k in ("Demarche", "Type", "Statut", "Dossiers_recus", "Ajoutes", "Mis_a_jour",
+                                          "Supprimes", "Message")} for h in history]
+    return out
+
+
+def _unsigned(cell):
+    """A file's link without its signature: DS (and the fake) sign URLs anew at every request."""
+    return re.sub(r"signature=[^&\s]*", "signature=…", cell) if isinstance(cell, str) else cell
+
+
+def history(grist, doc_id: str) -> list[dict]:
+    return grist.records(doc_id, "OTP_Historique")
+
+
+def rows(grist, doc_id: str, table_id: str) -> int:
+    try:
+        return len(grist.fetch_table(doc_id, table_id)["id"])
+    except core.GristError:
+        return 0
+
+
+def viewer_key(grist, email: str = "lecteur@example.com") -> str:
+    """An API key of another user (grist-core's test login, then the profile's key)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(grist.login_url(email, grist.url + "/")).read()
+    request = urllib.request.Request(grist.url + "/api/profile/apikey", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest"})
+    return opener.open(request).read().decode().strip().strip('"')
+
+
+# ---- equal to the widget's copy -----------------------------------------------------------------
+def test_a_scheduled_first_and_incremental_sync_write_what_the_widget_writes(grist, ds, tmp_path):
+    scheduled, widget = new_doc(grist, "planifiée"), new_doc(grist, "widget")
+    config = write_config(tmp_path, grist, ds.url, [(A, scheduled)])
+    status, lines = otp("sync", "--config", str(config), directory=tmp_path)
+    assert status == 0, lines
+    [line] = lines
+    assert line["procedure"] == A and line["document"] == scheduled and line["status"] == "ok"
+    assert line["added"] == 40 and line["kind"] == "complète" and line["ds_requests"] > 0 and line["grist_requests"] > 0
+    widget_sync(grist, widget, ds.url)
+    first_scheduled, first_widget = document(grist, scheduled), document(grist, widget)
+    assert first_scheduled == first_widget
+
+    # DS moves on: a champ changed, a dossier added, one deleted; both sync again
+    store = ds.store
+    numbers = sorted(store.procedure(A).dossiers)
+    store.update_dossier(numbers[0], state="accepte")
+    store.add_dossier(procedure_number=A)
+    store.delete_dossier(numbers[1])
+    store.advance(60)
+    status, lines = otp("sync", "--config", str(config), directory=tmp_path)
+    assert status == 0 and lines[0]["kind"] == "incrémentale" and lines[0]["added"] == 1, lines
+    widget_sync(grist, widget, ds.url)
+    again_scheduled, again_widget = document(grist, scheduled), document(grist, widget)
+    assert again_scheduled == again_widget
+    assert again_scheduled != first_scheduled
+    notes = [h["Notes"] for h in history(grist, scheduled)]
+    assert all("Synchronisation planifiée" in n for n in notes)
+    assert not any("planifiée" in h["Notes"] for h in history(grist, widget))
