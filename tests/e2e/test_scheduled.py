@@ -227,3 +227,105 @@ def test_a_scheduled_first_and_incremental_sync_write_what_the_widget_writes(gri
     notes = [h["Notes"] for h in history(grist, scheduled)]
     assert all("Synchronisation planifiée" in n for n in notes)
     assert not any("planifiée" in h["Notes"] for h in history(grist, widget))
+
+
+# ---- together with the widget: one lease ----------------------------------------------------------
+@pytest.fixture
+def slow_ds():
+    """A DS far away (1 s per answer) with a procedure of 350 dossiers (4 pages)."""
+    store = FakeDSStore([sample_procedure(number=A, dossier_count=350, seed=7)])
+    server = FakeDSServer(store, tokens={TOKEN: "all"}, latency=1.0).start()
+    yield server
+    server.stop()
+
+
+def start_otp(config: Path, directory: Path) -> subprocess.Popen:
+    return subprocess.Popen(otp_command("sync", "--config", str(config), "--log-format", "json", directory=directory),
+                            cwd=ROOT, env=otp_env(directory), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def lease_holder(grist, doc_id: str) -> str:
+    try:
+        live = [r for r in grist.records(doc_id, "OTP_Etat") if (r.get("Expire") or 0) > time.time()]
+    except core.GristError:
+        return ""
+    return live[0]["Detenteur"] if live else ""
+
+
+def test_an_agent_who_clicks_during_the_nightly_run_is_told_so_and_the_run_ends(grist, slow_ds, tmp_path):
+    doc = new_doc(grist)
+    config = write_config(tmp_path, grist, slow_ds.url, [(A, doc)])
+    proc = start_otp(config, tmp_path)
+    holder = wait_for(lambda: lease_holder(grist, doc), what="the scheduled run's lease")
+    assert holder.startswith("otp-sync@")
+    with pytest.raises(errors.OTPError) as busy:
+        widget_sync(grist, doc, slow_ds.url)
+    assert busy.value.code == "busy" and "synchronisation planifiée" in busy.value.message_fr
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert rows(grist, doc, "D4242_Dossiers") == 350
+
+
+def test_a_nightly_run_that_finds_an_agent_syncing_says_so_and_exits_6(grist, slow_ds, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    doc = new_doc(grist)
+    config = write_config(tmp_path, grist, slow_ds.url, [(A, doc)])
+    with ThreadPoolExecutor(1) as pool:
+        agent = pool.submit(widget_sync, grist, doc, slow_ds.url)
+        assert wait_for(lambda: lease_holder(grist, doc), what="the widget's lease") == WIDGET_HOLDER
+        status, [line] = otp("sync", "--config", str(config), directory=tmp_path)
+        assert status == 6 and line["status"] == "déjà en cours" and line["code"] == "busy"
+        assert "déjà en cours" in line["message"] and f"n° {A}" in line["message"] and doc in line["message"]
+        assert agent.result().added == 350
+    assert len(history(grist, doc)) == 1  # the run that found it busy wrote nothing
+
+
+def checkpoint(grist, doc_id: str) -> str:
+    try:
+        return next((r["Reprise"] for r in grist.records(doc_id, "OTP_Etat") if r["Reprise"]), "")
+    except core.GristError:
+        return ""
+
+
+def test_a_run_killed_in_the_middle_is_resumed_by_the_widget(grist, slow_ds, tmp_path):
+    doc, witness = new_doc(grist, "tué puis repris"), new_doc(grist, "témoin")
+    config = write_config(tmp_path, grist, slow_ds.url, [(A, doc)])
+    proc = start_otp(config, tmp_path)
+    wait_for(lambda: checkpoint(grist, doc), timeout=120, what="a first page written with its checkpoint")
+    proc.send_signal(signal.SIGKILL)  # 3 a.m.: the host reboots
+    proc.wait(timeout=10)
+    assert 100 <= rows(grist, doc, "D4242_Dossiers") < 350
+    # the agent opens the widget the next morning (the killed run's lease expired)
+    result = widget_sync(grist, doc, slow_ds.url, later=LEASE_S + 30)
+    assert result.resumed and result.total == 350 and rows(grist, doc, "D4242_Dossiers") == 350
+    widget_sync(grist, witness, slow_ds.url)
+    resumed, fresh = document(grist, doc), document(grist, witness)
+    resumed.pop("history"), fresh.pop("history")
+    assert resumed == fresh
+
+
+def test_a_run_stopped_by_systemd_writes_its_line_and_the_widget_resumes_at_once(grist, slow_ds, tmp_path):
+    doc = new_doc(grist)
+    config = write_config(tmp_path, grist, slow_ds.url, [(A, doc)])
+    proc = start_otp(config, tmp_path)
+    wait_for(lambda: rows(grist, doc, "D4242_Dossiers") >= 100, timeout=120, what="a first page written")
+    proc.send_signal(signal.SIGTERM)  # systemctl stop, or the unit's timeout
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 5, out
+    [line] = [json.loads(text) for text in out.splitlines()]
+    assert line["code"] == "cancelled"
+    [stopped] = history(grist, doc)
+    assert stopped["Statut"] == "Annulée" and "Synchronisation planifiée" in stopped["Notes"]
+    result = widget_sync(grist, doc, slow_ds.url)  # no wait: the lease was given back
+    assert result.resumed and rows(grist, doc, "D4242_Dossiers") == 350
