@@ -329,3 +329,68 @@ def test_a_run_stopped_by_systemd_writes_its_line_and_the_widget_resumes_at_once
     assert stopped["Statut"] == "Annulée" and "Synchronisation planifiée" in stopped["Notes"]
     result = widget_sync(grist, doc, slow_ds.url)  # no wait: the lease was given back
     assert result.resumed and rows(grist, doc, "D4242_Dossiers") == 350
+
+
+# ---- bad input: a clear message naming the procedure and the document, the others synced --------
+def user_tables(grist, doc_id: str) -> list[str]:
+    return sorted(t for t in grist.fetch_table(doc_id, "_grist_Tables")["tableId"] if not t.startswith("_grist"))
+
+
+def test_a_document_that_does_not_exist_fails_alone(grist, ds, tmp_path):
+    good = new_doc(grist)
+    config = write_config(tmp_path, grist, ds.url, [(A, "DocumentInexistant42"), (B, good)])
+    status, (missing, synced) = otp("sync", "--config", str(config), directory=tmp_path)
+    assert status == 3
+    assert missing["status"] == "grist" and missing["code"] == "grist_doc_not_found"
+    assert f"n° {A}" in missing["message"] and "DocumentInexistant42" in missing["message"]
+    assert synced["status"] == "ok" and synced["added"] == 12 and rows(grist, good, "D4343_Dossiers") == 12
+
+
+def test_an_api_key_without_write_access_writes_nothing_and_check_says_so(grist, ds, tmp_path):
+    read_only, good = new_doc(grist, "en lecture"), new_doc(grist)
+    grist.share(read_only, "lecteur@example.com", "viewers")
+    before = user_tables(grist, read_only)
+    config = write_config(tmp_path, grist, ds.url, [(B, good)])
+    secret_file(tmp_path, "viewer-key", viewer_key(grist))
+    config.write_text(config.read_text() + f'\n[[procedure]]\ndemarche = {A}\ndocument = "{read_only}"\n'
+                                           'api_key_file = "viewer-key"\n')
+    status, (synced, refused) = otp("sync", "--config", str(config), directory=tmp_path)
+    assert status == 3 and synced["status"] == "ok"
+    assert refused["status"] == "grist" and refused["code"] == "grist_write_forbidden"
+    assert f"n° {A}" in refused["message"] and read_only in refused["message"]
+    assert user_tables(grist, read_only) == before  # nothing half-written
+    status, (_, checked) = otp("check", "--config", str(config), directory=tmp_path)
+    assert status == 3 and checked["code"] == "grist_read_only" and read_only in checked["message"]
+
+
+def test_an_expired_ds_token_writes_nothing_and_exits_4(grist, ds, tmp_path):
+    doc = new_doc(grist)
+    before = user_tables(grist, doc)
+    config = write_config(tmp_path, grist, ds.url, [(A, doc)], token=EXPIRED)
+    status, [line] = otp("sync", "--config", str(config), directory=tmp_path)
+    assert status == 4 and line["code"] == "token_expired" and line["status"] == "jeton DS refusé"
+    assert f"n° {A}" in line["message"] and doc in line["message"] and EXPIRED not in json.dumps(line)
+    assert user_tables(grist, doc) == before
+
+
+def test_check_and_dry_run_write_nothing(grist, ds, tmp_path):
+    doc = new_doc(grist)
+    before = user_tables(grist, doc)
+    config = write_config(tmp_path, grist, ds.url, [(A, doc)])
+    status, [line] = otp("check", "--config", str(config), directory=tmp_path)
+    assert status == 0 and "40 dossiers" in line["message"] and "accès owners" in line["message"], line
+    status, [line] = otp("sync", "--dry-run", "--config", str(config), directory=tmp_path)
+    assert status == 0 and "synchronisation complète" in line["message"], line
+    assert user_tables(grist, doc) == before
+    assert otp("sync", "--config", str(config), directory=tmp_path)[0] == 0
+    status, [line] = otp("sync", "--dry-run", "--config", str(config), directory=tmp_path)
+    assert status == 0 and "synchronisation incrémentale" in line["message"], line
+    assert len(history(grist, doc)) == 1
+
+
+def test_a_missing_or_malformed_configuration_exits_2(grist, tmp_path):
+    status, [line] = otp("sync", "--config", str(tmp_path / "absente.toml"), directory=tmp_path)
+    assert status == 2 and line["code"] == "config_missing"
+    (tmp_path / "bad.toml").write_text("[grist\nserver = ")
+    status, [line] = otp("sync", "--config", str(tmp_path / "bad.toml"), directory=tmp_path)
+    assert status == 2 and line["code"] == "config_malformed" and "bad.toml" in line["message"]
