@@ -240,8 +240,11 @@ def slow_ds():
 
 
 def start_otp(config: Path, directory: Path) -> subprocess.Popen:
-    return subprocess.Popen(otp_command("sync", "--config", str(config), "--log-format", "json", directory=directory),
+    proc = subprocess.Popen(otp_command("sync", "--config", str(config), "--log-format", "json", directory=directory),
                             cwd=ROOT, env=otp_env(directory), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command_line = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert TOKEN not in command_line and "grist-key" not in command_line  # the process list shows no secret
+    return proc
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = ""):
