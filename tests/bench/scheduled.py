@@ -10,8 +10,9 @@ a full sync, a re-sync with nothing changed, a re-sync with 1% of the dossiers c
   API's two document calls through the routes that reach the same ActiveDoc methods, urllib;
   DS through urllib as in `tests/lab.py`), in a process of its own.
 
-Each run is a child process: wall time, DS requests (counted by the fake DS), Grist requests
-(counted by the sink), peak RSS of the process (`wait4`'s ru_maxrss). grist-core and the fake
+Each run is a child process: wall time, DS requests and Grist requests (counted by the client
+and the sink; the fake DS's own count agrees), peak RSS of the process (ru_maxrss, measured by
+a small parent of its own). grist-core and the fake
 DS run in other processes (their time is in the wall time, their memory is not). The browser
 widget's figures on grist-static are README « Benchmark »'s. Prints figures; asserts nothing.
 """
@@ -82,16 +83,19 @@ def core_run(server: str, doc_id: str, ds_url: str) -> None:
 
 
 # ---- the bench -------------------------------------------------------------------------------------
+# the child's peak RSS: measured by a small parent of its own (a child forked from this process
+# would count this process's memory, the fake DS's data, in its own peak before its exec)
+MEASURE = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+           "print(f'PEAK_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr); sys.exit(code)")
+
+
 def child(command: list[str], env: dict[str, str]) -> dict:
     started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out_chunks = []
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.monotonic() - started
-    out, err = proc.stdout.read(), proc.stderr.read()
-    out_chunks.append(out)
-    line = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-500:]}
-    return {**line, "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "status": os.waitstatus_to_exitcode(status)}
+    peak = int(proc.stderr.rsplit("PEAK_KB=", 1)[1].split()[0])
+    line = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {"error": proc.stderr[-500:]}
+    return {**line, "wall_s": round(wall, 1), "peak_rss_mb": round(peak / 1024), "status": proc.returncode}
 
 
 def one_size(grist, dossiers: int, directory: Path) -> list[dict]:
@@ -106,8 +110,8 @@ def one_size(grist, dossiers: int, directory: Path) -> list[dict]:
         config.write_text(f'[grist]\nserver = "{grist.url}"\napi_key_env = "OTP_BENCH_KEY"\n[ds]\nendpoint = "{ds.url}"\n'
                           f'token_env = "OTP_BENCH_TOKEN"\n[[procedure]]\ndemarche = {NUMBER}\ndocument = "{docs["otp"]}"\n')
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OTP_BENCH_KEY": grist.api_key, "OTP_BENCH_TOKEN": TOKEN}
-        commands = {"otp": [sys.executable, "-m", "py_core.cli", "sync", "--config", str(config), "--log-format", "json"],
-                    "core": [sys.executable, "-m", "tests.bench.scheduled", "--core", grist.url, docs["core"], ds.url]}
+        commands = {"core": [sys.executable, "-m", "tests.bench.scheduled", "--core", grist.url, docs["core"], ds.url],
+                    "otp": [sys.executable, "-m", "py_core.cli", "sync", "--config", str(config), "--log-format", "json"]}
         for work in ("full sync", "re-sync, nothing changed", "re-sync, 1% changed"):
             if work == "re-sync, 1% changed":
                 for number in sorted(store.procedure(NUMBER).dossiers)[:: 100]:
