@@ -139,7 +139,10 @@ def _procedure(item: Any, grist: dict[str, Any], ds: dict[str, Any], path: str, 
     api_key = _secret(item, grist, "api_key", f"{where} (clé d'API Grist)")
     token = _secret(item, ds, "token", f"{where} (jeton DS)")
     procedure = Procedure(int(number), document, server, api_key, token, options)
-    procedure.params("x", "x")  # the same checks as the widget's (number, endpoint, filters)
+    try:
+        procedure.params("x", "x")  # the same checks as the widget's (number, endpoint, filters)
+    except errors.InputError as error:
+        raise ConfigError(f"{where} (n° {number}) : {error.message_fr}", code=error.code) from None
     return procedure
 
 
