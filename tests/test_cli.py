@@ -285,3 +285,14 @@ def test_rest_sink_errors(tmp_path):
     assert unreachable.value.code == "grist_unreachable" and "doc" in unreachable.value.message_fr
     assert asyncio.run(go(answer(200, {"id": [1], "manualSort": [1], "A": [2], "gristHelper_X": [0]}),
                           lambda s: s.fetch_table("T"))) == {"id": [1], "A": [2]}
+
+
+def test_the_widgets_wheel_leaves_the_command_out():
+    import tomllib
+
+    sys.path.insert(0, str(ROOT))
+    import build
+
+    files = [name for name, _ in build._package_files(tomllib.loads((ROOT / "pyproject.toml").read_text()))]
+    assert "py_core/widget_entry.py" in files and "py_core/jobs/copy.py" in files
+    assert not [name for name in files if name.startswith("py_core/cli/")]
