@@ -46,6 +46,8 @@ class FakeGrist:
         self.seen: list[str] = []  # every request's text, headers excluded (checked for secrets)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host not in ("ds.test", "grist.test"):
+            raise httpx.ConnectError(f"Name or service not known: {request.url.host}")
         if request.url.host == "ds.test":
             answer = self.ds.answer(request.url.path, request.headers.get("authorization"), request.content)
             return httpx.Response(answer.status, content=answer.body, headers={"content-type": answer.content_type, **answer.headers})
@@ -221,6 +223,10 @@ def test_each_kind_of_failure_has_its_status_and_the_others_are_synced(tmp_path,
                             f'[[procedure]]\ndemarche = {B}\ndocument = "docB"\n')
     status, (expired, ok) = otp(path, FakeGrist(ds, {"new": fresh, "docB": docs["docB"]}), environ={"OTP_T": EXPIRED})
     assert status == 4 and expired["code"] == "token_expired" and ok["status"] == "ok" and fresh.table_ids() == before
+    # Grist unreachable (3)
+    path = config(tmp_path, f'[[procedure]]\ndemarche = {A}\ndocument = "docA"\ngrist_server = "https://grist.invalid"\n')
+    status, [line] = otp(path, FakeGrist(ds, docs))
+    assert status == 3 and line["code"] == "grist_unreachable" and "grist.invalid" in line["message"]
     # a viewer's key: Grist refuses the first bundle (3), nothing written
     fresh = EngineSink("Europe/Paris")
     status, [line] = otp(config(tmp_path), FakeGrist(ds, {"docA": fresh}, access={"docA": "viewers"}))
