@@ -302,3 +302,24 @@ def test_the_widgets_wheel_leaves_the_command_out():
     files = [name for name, _ in build._package_files(tomllib.loads((ROOT / "pyproject.toml").read_text()))]
     assert "py_core/widget_entry.py" in files and "py_core/jobs/copy.py" in files
     assert not [name for name in files if name.startswith("py_core/cli/")]
+
+
+@needs_engine
+def test_once_stopped_the_procedures_not_begun_wait_for_the_next_run(tmp_path, ds):
+    docs = {"docA": EngineSink("Europe/Paris"), "docB": EngineSink("Europe/Paris")}
+    path = config(tmp_path, f'[[procedure]]\ndemarche = {A}\ndocument = "docA"\n\n[[procedure]]\ndemarche = {B}\ndocument = "docB"\n')
+    parsed = parser().parse_args(["sync", "--config", str(path), "--log-format", "json"])
+    out, calls = io.StringIO(), []
+
+    def stop_after_first() -> bool:  # SIGTERM arrives while the first procedure syncs
+        calls.append(1)
+        return len(calls) > 1
+
+    async def go() -> int:
+        async with HttpxTransport(transport=httpx.MockTransport(FakeGrist(ds, docs))) as http:
+            return await run(parsed, out, http=http, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}, cancel=stop_after_first)
+
+    assert asyncio.run(go()) == 5
+    first, second = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert first["code"] == "cancelled" and second["code"] == "cancelled" and "arrêt demandé" in second["message"]
+    assert "D4343_Dossiers" not in docs["docB"].table_ids()

@@ -17,7 +17,7 @@ import time
 from typing import Any, TextIO
 
 from .config import ConfigError, load_config
-from .run import CONFIG, INTERNAL, STATUS_FR, Outcome, Runner, run_status
+from .run import CONFIG, INTERNAL, PARTIAL, STATUS_FR, Outcome, Runner, run_status
 
 EXIT_STATUSES = """\
 statuts de sortie :
@@ -87,7 +87,10 @@ async def run(args: argparse.Namespace, out: TextIO, *, http: Any = None, enviro
     runner = Runner(http, environ, emit=emit, should_cancel=cancel)
     outcomes = []
     for procedure in config.procedures:
-        if args.command == "check" or getattr(args, "dry_run", False):
+        if cancel is not None and cancel():  # stopped (SIGTERM): the procedures not begun wait for the next run
+            outcome = Outcome(procedure, PARTIAL, f"{procedure.label} : arrêt demandé avant son tour ; "
+                              "elle sera synchronisée à la prochaine exécution.", code="cancelled")
+        elif args.command == "check" or getattr(args, "dry_run", False):
             outcome = await runner.check(procedure, plan=args.command == "sync")
         else:
             outcome = await runner.sync(procedure)

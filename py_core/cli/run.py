@@ -154,9 +154,9 @@ async def _plan(sink: RestSink, number: int) -> str:
     row = doc.procedure(number) or {}
     leases = [r for r in records(await sink.fetch_table("OTP_Etat")) if r.get("Demarche") == number] \
         if doc.table_ref("OTP_Etat") else []
-    now = time.time()
-    if any((r.get("Expire") or 0) > now for r in leases):
-        return "Une synchronisation est en cours : la commande attendrait la suivante (statut 6)."
+    live = [r for r in leases if (r.get("Expire") or 0) > time.time()]
+    if live:
+        return f"Une synchronisation est en cours ({live[0].get('Detenteur') or '?'}) : la commande ne ferait rien (statut 6)."
     if any(r.get("Reprise") for r in leases):
         return "À faire : reprise de la synchronisation interrompue, depuis son point de reprise."
     if row.get("Curseur"):
