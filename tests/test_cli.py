@@ -323,3 +323,7 @@ def test_once_stopped_the_procedures_not_begun_wait_for_the_next_run(tmp_path, d
     first, second = [json.loads(line) for line in out.getvalue().splitlines()]
     assert first["code"] == "cancelled" and second["code"] == "cancelled" and "arrêt demandé" in second["message"]
     assert "D4343_Dossiers" not in docs["docB"].table_ids()
+    # the next run resumes the stopped one and syncs the other
+    status, lines = otp(path, FakeGrist(ds, docs))
+    assert status == 0 and [l["kind"] for l in lines] == ["reprise", "complète"], lines
+    assert "Reprise" in [h["Type"] for h in docs["docA"].records("OTP_Historique")]
