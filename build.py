@@ -19,7 +19,7 @@ Inputs, all pinned by sha256 in the tables below:
 
 Output layout::
 
-    widget/dist/index.html app.js worker.js style.css grist-plugin-api.js
+    widget/dist/index.html app.js trust.js guard.js worker.js style.css grist-plugin-api.js
     widget/dist/manifest.json          # wheels + sha256 + py_core version
     widget/dist/widget-list.json       # Grist widget gallery entry (OTP_WIDGET_URL sets its url)
     widget/dist/pyodide/               # pyodide.mjs, pyodide.asm.*, stdlib, lock
@@ -134,7 +134,7 @@ WHEELS = [
      "bc210535442b39e1bf2805e0c7a17dfd6a4ace760c84c7f7d16245d23a6b1c39", _PURE),
 ]
 
-WIDGET_SOURCES = ["index.html", "app.js", "worker.js", "style.css"]
+WIDGET_SOURCES = ["index.html", "app.js", "trust.js", "guard.js", "worker.js", "style.css"]
 
 # Fixed timestamp for every entry of the py_core wheel (the zip format cannot
 # go below 1980-01-01). SOURCE_DATE_EPOCH overrides it, as usual.

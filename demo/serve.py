@@ -8,10 +8,17 @@ URL prefixes are mapped to directories (longest prefix wins):
     /widget/  -> widget/dist                      (the built widget: python3 build.py)
     /         -> demo/host                        (host page: Grist + the widget)
 
-plus one generated file, ``/widget/otp-config.json`` = ``{"demo": true}``: it tells the widget
-that it runs in the local demo, where its URL may carry ``?token=`` (and ``?endpoint=`` counts as
-typed by the agent). A deployed widget has no such file (or the relay's, without ``demo``), so it
-never reads a token from its URL.
+plus one generated file, ``/widget/otp-config.json`` =
+``{"demo": true, "gristOrigins": "<this server's origin> ..."}``: it tells the widget that it runs in
+the local demo, where its URL may carry ``?token=`` (and ``?endpoint=`` counts as typed by the
+agent), and which Grist pages may frame it. A deployed widget has no such file (or the relay's,
+without ``demo``), so it never reads a token from its URL.
+
+The demo declares its Grist origins the way the relay does (OTP_GRIST_ORIGINS): the widget's files
+under ``/widget/`` carry a ``Content-Security-Policy`` whose ``frame-ancestors`` are
+``grist_origins`` (this server's own origin, where grist-static runs, plus any added, e.g. a
+grist-core server's), connections allowed to this computer (the fake DS) and DS's sites;
+``Referrer-Policy: no-referrer`` and ``X-Content-Type-Options: nosniff`` on every answer.
 
 From Python::
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import email.utils
 import http.server
+import json
 import mimetypes
 import os
 import posixpath
@@ -57,9 +65,16 @@ MIME_TYPES = {
 
 
 # Generated files served before the directories (exact paths).
-DEMO_FILES: dict[str, tuple[bytes, str]] = {
-    "/widget/otp-config.json": (b'{"demo": true}\n', "application/json"),
-}
+DEMO_FILES: dict[str, tuple[bytes, str]] = {}
+CONFIG_PATH = "/widget/otp-config.json"
+WIDGET_PREFIX = "/widget/"
+
+# The widget's content security policy, as the relay sends it (relay/nginx/default.conf.template),
+# but for connections: this computer (the fake DS, any port) instead of one DS origin.
+POLICY = ("default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+          "connect-src 'self' http://127.0.0.1:* http://localhost:* https://demarche.numerique.gouv.fr "
+          "https://www.demarches-simplifiees.fr; style-src 'self'; font-src 'self'; img-src 'self' data:; "
+          "manifest-src 'self'; base-uri 'none'; object-src 'none'; form-action 'none'; frame-ancestors {origins}")
 
 
 def default_root_map() -> dict[str, Path]:
@@ -80,6 +95,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     root_map: list[tuple[str, Path]] = []   # set per server, longest prefix first
     files: dict[str, tuple[bytes, str]] = {}  # exact path -> (body, content type)
     quiet = True
+    config: dict | None = None            # /widget/otp-config.json (plus "gristOrigins"), or none
+    grist_origins: list[str] = []         # the Grist pages that may frame the widget (shared list)
+    policy_header = True                  # the widget's Content-Security-Policy as a header
+
+    def end_headers(self):
+        path = urllib.parse.urlsplit(self.path).path
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if path.startswith(WIDGET_PREFIX):
+            self.send_header("Referrer-Policy", "no-referrer")
+            if self.policy_header:
+                self.send_header("Content-Security-Policy", POLICY.format(origins=" ".join(self.grist_origins)))
+        super().end_headers()
+
+    def _generated(self, path: str) -> tuple[bytes, str] | None:
+        if path == CONFIG_PATH and self.config is not None:
+            config = {**self.config, "gristOrigins": " ".join(self.grist_origins)}
+            return (json.dumps(config) + "\n").encode(), "application/json"
+        return self.files.get(path)
 
     def log_message(self, fmt, *args):  # noqa: D401
         if not self.quiet:
@@ -126,8 +159,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-        if raw_path in self.files:
-            body, ctype = self.files[raw_path]
+        generated = self._generated(raw_path)
+        if generated is not None:
+            body, ctype = generated
             self.send_response(200)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -179,17 +213,34 @@ class StaticServer:
 
     def __init__(self, root_map: dict[str, Path | str] | None = None, port: int = 0,
                  host: str = "127.0.0.1", quiet: bool = True,
-                 files: dict[str, tuple[bytes, str]] | None = None):
-        """``files``: generated files (exact path -> (body, content type)); default DEMO_FILES."""
+                 files: dict[str, tuple[bytes, str]] | None = None,
+                 config: dict | None = {"demo": True}, grist_origins: list[str] | None = None,
+                 policy_header: bool = True):
+        """``files``: generated files (exact path -> (body, content type)); default DEMO_FILES.
+        ``config``: /widget/otp-config.json (``gristOrigins`` added), None for none (a plain
+        static host). ``grist_origins``: the Grist pages that may frame the widget; default this
+        server's own origin; ``add_grist_origin()`` adds one later. ``policy_header=False``: the
+        widget's policy only from index.html's <meta> (a plain static host), never turned off."""
         root_map = root_map or default_root_map()
         files = DEMO_FILES if files is None else files
         items = [(p if p.endswith("/") else p + "/", Path(d)) for p, d in root_map.items()]
         items.sort(key=lambda item: len(item[0]), reverse=True)
-        handler = type("OTPHandler", (_Handler,), {"root_map": items, "quiet": quiet, "files": dict(files)})
+        self.grist_origins: list[str] = []
+        handler = type("OTPHandler", (_Handler,), {"root_map": items, "quiet": quiet, "files": dict(files),
+                                                    "config": dict(config) if config is not None else None,
+                                                    "grist_origins": self.grist_origins,
+                                                    "policy_header": policy_header})
         self.httpd = http.server.ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
+        own = [self.url] + ([f"http://localhost:{self.port}"] if self.host == "127.0.0.1" else [])
+        self.grist_origins.extend(grist_origins if grist_origins is not None else own)
         self._thread: threading.Thread | None = None
+
+    def add_grist_origin(self, origin: str) -> None:
+        """Declare one more Grist server that may frame the widget (e.g. grist-core's)."""
+        if origin not in self.grist_origins:
+            self.grist_origins.append(origin)
 
     @property
     def url(self) -> str:

@@ -1,14 +1,16 @@
 """The relay (relay/nginx/default.conf.template) run by a real nginx on 127.0.0.1, for the tests.
 
-    with NginxRelay(widget_dir, ds_origin="http://127.0.0.1:PORT") as relay:
+    with NginxRelay(widget_dir, ds_origin="http://127.0.0.1:PORT",
+                    grist_origins="http://127.0.0.1:GRIST_PORT") as relay:
         relay.url        # http://127.0.0.1:RELAY_PORT
         relay.logs()     # access.log + error.log text
 
 The template is rendered exactly as the official nginx image does (``envsubst`` restricted to
-OTP_PORT, OTP_WIDGET_DIR and DS_ORIGIN), into a temporary prefix directory with its own
+OTP_PORT, OTP_WIDGET_DIR, DS_ORIGIN and OTP_GRIST_ORIGINS), into a temporary prefix directory with its own
 ``nginx.conf`` (the http {} block that the image or Debian provide in production). The only
-change to the rendered server block is the log directory: ``/var/log/nginx/`` becomes the
-temporary directory's ``logs/``. nginx runs in the foreground as a child process
+changes to the rendered server block are paths: the log directory ``/var/log/nginx/`` becomes the
+temporary directory's ``logs/``, and the optional networks file ``/etc/nginx/otp-reseaux*.conf``
+is looked for in the temporary directory. nginx runs in the foreground as a child process
 (``nginx -p DIR -c DIR/nginx.conf -e ... -g 'daemon off;'``) and is stopped by its pid.
 
 Missing nginx: ``missing_nginx()`` says why; tests skip with that reason, or fail when CI=true.
@@ -25,7 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "relay" / "nginx" / "default.conf.template"
-TEMPLATE_VARIABLES = "${OTP_PORT} ${OTP_WIDGET_DIR} ${DS_ORIGIN}"
+TEMPLATE_VARIABLES = "${OTP_PORT} ${OTP_WIDGET_DIR} ${DS_ORIGIN} ${OTP_GRIST_ORIGINS}"
+# What the tests declare when no Grist frames the widget (raw HTTP tests): a Grist that never runs.
+NO_GRIST = "https://grist.example.gouv.fr"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -47,10 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def render_template(otp_port: str, widget_dir: str | Path, ds_origin: str) -> str:
-    """The template rendered by envsubst with only the three variables (as the image does)."""
+def render_template(otp_port: str, widget_dir: str | Path, ds_origin: str, grist_origins: str = NO_GRIST) -> str:
+    """The template rendered by envsubst with only the four variables (as the image does)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OTP_PORT": str(otp_port),
-           "OTP_WIDGET_DIR": str(widget_dir), "DS_ORIGIN": ds_origin}
+           "OTP_WIDGET_DIR": str(widget_dir), "DS_ORIGIN": ds_origin, "OTP_GRIST_ORIGINS": grist_origins}
     proc = subprocess.run(["envsubst", TEMPLATE_VARIABLES], input=TEMPLATE.read_text(), env=env,
                           capture_output=True, text=True, check=True)
     return proc.stdout
@@ -60,7 +64,7 @@ MAIN_CONF = """\
 {user}worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/logs/error.log info;
-events {{ worker_connections 256; }}
+events {{ worker_connections 1024; }}
 http {{
     client_body_temp_path {dir}/tmp/body;
     proxy_temp_path {dir}/tmp/proxy;
@@ -75,9 +79,15 @@ http {{
 
 
 class NginxRelay:
-    def __init__(self, widget_dir: str | Path, ds_origin: str, port: int | None = None):
+    def __init__(self, widget_dir: str | Path, ds_origin: str, port: int | None = None,
+                 grist_origins: str | list[str] = NO_GRIST, networks: str | None = None):
+        """``grist_origins``: OTP_GRIST_ORIGINS, the Grist servers that may frame the widget
+        (space-separated, or a list). ``networks``: the text of the optional allow/deny file
+        (``/etc/nginx/otp-reseaux.conf`` in production), or None for none."""
+        self.networks = networks
         self.widget_dir = Path(widget_dir).resolve()
         self.ds_origin = ds_origin
+        self.grist_origins = grist_origins if isinstance(grist_origins, str) else " ".join(grist_origins)
         self.port = port or free_port()
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -96,9 +106,15 @@ class NginxRelay:
         for sub in ("conf.d", "logs", "tmp"):
             (self.dir / sub).mkdir()
         # Listen on the loopback only: OTP_PORT accepts nginx's "address:port" form.
-        rendered = render_template(f"127.0.0.1:{self.port}", self.widget_dir, self.ds_origin)
+        rendered = render_template(f"127.0.0.1:{self.port}", self.widget_dir, self.ds_origin, self.grist_origins)
         assert "/var/log/nginx/" in rendered
         rendered = rendered.replace("/var/log/nginx/", f"{self.dir}/logs/")
+        # The optional allow/deny file (relay/README.md): the test's own directory, empty unless
+        # networks= is given.
+        assert "include /etc/nginx/otp-reseaux*.conf;" in rendered
+        rendered = rendered.replace("/etc/nginx/otp-reseaux*.conf", f"{self.dir}/otp-reseaux*.conf")
+        if self.networks is not None:
+            (self.dir / "otp-reseaux.conf").write_text(self.networks)
         (self.dir / "conf.d" / "default.conf").write_text(rendered)
         user = "user root;\n" if os.geteuid() == 0 else ""
         conf = self.dir / "nginx.conf"

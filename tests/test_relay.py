@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-from tests.relay_nginx import IN_CI, ROOT, NginxRelay, free_port, missing_nginx, raw_request
+from tests.relay_nginx import IN_CI, NO_GRIST, ROOT, NginxRelay, free_port, missing_nginx, raw_request
 
 TOKEN = "jeton-relais-6f1c2b9e-secret"
 NUMBER = 4242
@@ -52,10 +52,16 @@ def relay(widget_dir, fake):
         yield server
 
 
+DEFAULT_ANSWER = (200, [("Content-Type", "application/json"), ("Set-Cookie", "_ds_session=abc; HttpOnly")],
+                  b'{"data": {}}')
+
+
 class _Recorder(BaseHTTPRequestHandler):
-    """Stands where DS would: records the headers the relay sends upstream."""
+    """Stands where DS would: records what the relay sends upstream (every header, as received,
+    in order) and answers ``answer`` (status, [(header, value)], body), which a test may change."""
     protocol_version = "HTTP/1.1"
     seen: list = []
+    answer: list = [DEFAULT_ANSWER]
 
     def log_message(self, *_args):
         pass
@@ -64,25 +70,38 @@ class _Recorder(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "body": body})
-        answer = b'{"data": {}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+                          "names": [k.lower() for k in self.headers.keys()], "body": body})
+        status, headers, answer = self.answer[0]
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer)))
-        self.send_header("Set-Cookie", "_ds_session=abc; HttpOnly")
         self.end_headers()
         self.wfile.write(answer)
 
 
 @pytest.fixture(scope="module")
 def recorder():
-    handler = type("Recorder", (_Recorder,), {"seen": []})
+    handler = type("Recorder", (_Recorder,), {"seen": [], "answer": [DEFAULT_ANSWER]})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    httpd.answer = handler.answer
     yield httpd, handler.seen
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def upstream_answers(recorder):
+    """Set what the recorder (DS) answers for one test: upstream_answers(status, headers, body)."""
+    httpd, _ = recorder
+
+    def _set(status, headers, body=b'{"data": {}}'):
+        httpd.answer[0] = (status, headers, body)
+    yield _set
+    httpd.answer[0] = DEFAULT_ANSWER
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +165,7 @@ def test_config_tells_the_widget_its_endpoint_and_the_ds_site(relay, fake):
     with urllib.request.urlopen(f"{relay.url}/otp-config.json") as response:
         assert response.headers["Content-Type"].split(";")[0] == "application/json"
         config = json.loads(response.read())
-    assert config == {"endpoint": "/api/v2/graphql", "dsSite": fake.base_url}
+    assert config == {"endpoint": "/api/v2/graphql", "dsSite": fake.base_url, "gristOrigins": NO_GRIST}
 
 
 def test_the_widgets_call_reaches_ds_with_its_token(relay, fake):
@@ -176,23 +195,82 @@ def test_ds_error_answers_keep_their_status_body_and_headers(relay, fake):
     assert json.loads(body)["errors"][0]["extensions"]["code"] == "unauthorized"
 
 
-def test_upstream_gets_ds_host_the_token_and_nothing_about_the_agent(recorder_relay, recorder):
+# Headers a client may send that must never reach DS: they describe the client or its address
+# (Rails reads Client-IP), or ask an upstream to change the request (method, URL, credentials).
+HOSTILE_HEADERS = [
+    "X-Forwarded-For: 203.0.113.7", "X-Real-IP: 203.0.113.7", "Forwarded: for=203.0.113.7",
+    "Client-IP: 203.0.113.7", "True-Client-IP: 203.0.113.7", "X-Client-IP: 203.0.113.7",
+    "CF-Connecting-IP: 203.0.113.7", "X-Cluster-Client-IP: 203.0.113.7", "Fastly-Client-IP: 203.0.113.7",
+    "X-Forwarded-Host: evil.example", "X-Forwarded-Proto: http", "X-Forwarded-Port: 81", "X-Host: evil.example",
+    "Via: 1.1 evil", "X-Original-URL: /admin", "X-Rewrite-URL: /admin", "X-HTTP-Method-Override: DELETE",
+    "X-HTTP-Method: DELETE", "X-Method-Override: DELETE", "Proxy-Authorization: Basic Zm9vOmJhcg==",
+    "Cookie: grist_sid=s3cr3t", "Referer: https://grist.example/o/docs/abc?x=1", "X-Requested-With: XMLHttpRequest",
+    "Accept-Language: fr-FR", "Sec-Fetch-Site: same-origin", "If-None-Match: \"x\"", "Range: bytes=0-1",
+    "User-Agent: Mozilla/5.0 (agent)", "X-Custom: anything",
+]
+# Exactly what DS receives: nothing else.
+UPSTREAM_HEADERS = {"host", "authorization", "content-type", "accept", "content-length", "user-agent"}
+
+
+def test_upstream_gets_only_the_allowed_headers(recorder_relay, recorder):
     httpd, seen = recorder
-    status, answer = post(recorder_relay, extra_headers=[
-        "X-Forwarded-For: 203.0.113.7", "X-Real-IP: 203.0.113.7", "Forwarded: for=203.0.113.7",
-        "Cookie: grist_sid=s3cr3t", "Referer: https://grist.example/o/docs/abc"])
+    before = len(seen)
+    status, answer = post(recorder_relay, extra_headers=["Accept: application/json", *HOSTILE_HEADERS])
     headers, _ = split_answer(answer)
-    assert status == 200
+    assert status == 200, answer[:300]
     assert "set-cookie" not in headers
-    assert len(seen) == 1
-    sent = seen[0]
+    (sent,) = seen[before:]
     assert sent["path"] == "/api/v2/graphql"
+    assert set(sent["names"]) == UPSTREAM_HEADERS, sorted(set(sent["names"]) - UPSTREAM_HEADERS)
+    assert len(sent["names"]) == len(UPSTREAM_HEADERS)   # none twice
     assert sent["headers"]["host"] == f"127.0.0.1:{httpd.server_address[1]}"   # DS's, not the relay's
     assert sent["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert sent["headers"]["content-type"] == "application/json"
+    assert sent["headers"]["accept"] == "application/json"
+    assert sent["headers"]["content-length"] == str(len(QUERY))
+    assert sent["headers"]["user-agent"] == "OTP-relais (One Trick Pony)"   # the relay's, not the agent's
     assert sent["body"] == QUERY
-    for name in ("x-forwarded-for", "x-real-ip", "forwarded", "cookie", "origin", "referer", "x-forwarded-host"):
-        assert name not in sent["headers"], name
+
+
+# What DS (or whatever answers in its place) may put in an answer that must not reach the browser,
+# nor be obeyed by nginx: X-Accel-* instructions, CORS, caching, cookies.
+UPSTREAM_HEADERS_DROPPED = [
+    ("X-Accel-Redirect", "/index.html"), ("X-Accel-Buffering", "no"), ("X-Accel-Limit-Rate", "1"),
+    ("X-Accel-Expires", "3600"), ("X-Accel-Charset", "koi8-r"),
+    ("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Credentials", "true"),
+    ("Access-Control-Allow-Headers", "Authorization"), ("Access-Control-Allow-Methods", "POST"),
+    ("Access-Control-Expose-Headers", "X-Secret"), ("Access-Control-Max-Age", "86400"),
+    ("Cache-Control", "public, max-age=3600"), ("Expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+    ("Pragma", "cache"), ("Vary", "Origin"), ("ETag", '"abc"'), ("Last-Modified", "Thu, 01 Jan 2015 00:00:00 GMT"),
+    ("Set-Cookie", "_ds_session=abc; HttpOnly"), ("Link", "<https://evil.example/>; rel=preload"),
+    ("Refresh", "0; url=https://evil.example/"),
+]
+
+
+def test_ds_answers_lose_accel_cors_caching_headers_and_are_not_stored(recorder_relay, upstream_answers):
+    body = b'{"data": {"demarche": null}}'
+    upstream_answers(200, [("Content-Type", "application/json"), ("RateLimit-Remaining", "399"),
+                           *UPSTREAM_HEADERS_DROPPED], body)
+    status, answer = post(recorder_relay)
+    headers, received = split_answer(answer)
+    assert status == 200, answer[:500]
+    assert received == body                                  # DS's body, not /index.html
+    assert [name for name, _ in UPSTREAM_HEADERS_DROPPED if name.lower() in headers] == ["Cache-Control"]
+    assert headers["cache-control"] == "no-store"
+    assert headers["ratelimit-remaining"] == "399"           # DS's rate limit information stays
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirection_from_ds_becomes_an_error(recorder_relay, upstream_answers, code):
+    upstream_answers(code, [("Location", "https://evil.example/api/v2/graphql"), ("Content-Type", "text/html")],
+                     b"<a href='https://evil.example/'>moved</a>")
+    status, answer = post(recorder_relay)
+    headers, body = split_answer(answer)
+    assert status == 502, answer[:500]
+    assert "location" not in headers and b"evil.example" not in answer
+    assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
+    assert "redirection" in json.loads(body)["errors"][0]["message"]
 
 
 REFUSED = [
@@ -214,7 +292,13 @@ REFUSED = [
     ("foreign-host-no-origin", "POST /api/v2/graphql HTTP/1.1", {"host": "evil.example", "origin": None}, 403),
     ("no-origin", "POST /api/v2/graphql HTTP/1.1", {"origin": None}, 403),
     ("other-site", "POST /api/v2/graphql HTTP/1.1", {"origin": "https://evil.example"}, 403),
-    ("too-big", "POST /api/v2/graphql HTTP/1.1", {"body": b"{" + b" " * (1024 * 1024 + 10) + b"}"}, 413),
+    ("no-authorization", "POST /api/v2/graphql HTTP/1.1", {"token": None}, 401),
+    ("basic-authorization", "POST /api/v2/graphql HTTP/1.1",
+     {"token": None, "extra_headers": ["Authorization: Basic Zm9vOmJhcg=="]}, 401),
+    ("bearer-without-token", "POST /api/v2/graphql HTTP/1.1", {"token": None, "extra_headers": ["Authorization: Bearer "]}, 401),
+    ("bearer-two-words", "POST /api/v2/graphql HTTP/1.1", {"token": None, "extra_headers": ["Authorization: Bearer a b"]}, 401),
+    ("token-without-bearer", "POST /api/v2/graphql HTTP/1.1", {"token": None, "extra_headers": [f"Authorization: {TOKEN}"]}, 401),
+    ("too-big", "POST /api/v2/graphql HTTP/1.1", {"body": b"{" + b" " * (64 * 1024 + 10) + b"}"}, 413),
 ]
 
 
@@ -222,7 +306,10 @@ REFUSED = [
 def test_refused_requests_get_a_4xx_and_never_reach_ds(relay, fake, line, options, expected):
     before = len(fake.requests)
     status, answer = post(relay, line=line, **options)
+    headers, _ = split_answer(answer)
     assert status == expected, answer[:300]
+    assert headers.get("x-content-type-options") == "nosniff", headers
+    assert headers.get("referrer-policy") == "no-referrer", headers
     time.sleep(0.05)
     assert len(fake.requests) == before, fake.requests[before:]
 
@@ -244,17 +331,18 @@ def test_the_token_is_never_logged(widget_dir, relay, recorder_relay):
     assert "jeton=x" not in text   # query strings stay out of the access log too
 
 
-def test_the_template_never_names_the_authorization_header():
+def test_the_template_names_the_authorization_header_only_to_check_and_forward_it():
     template = (ROOT / "relay" / "nginx" / "default.conf.template").read_text()
     code = "\n".join(line.split("#", 1)[0] for line in template.splitlines())
-    assert "$http_authorization" not in code.lower()
+    uses = [line.strip() for line in code.splitlines() if "$http_authorization" in line.lower()]
+    assert uses == ["map $http_authorization $otp_no_bearer {", "proxy_set_header Authorization $http_authorization;"]
     log_format = code[code.index("log_format"):code.index(";", code.index("log_format"))]
     for variable in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$http_referer",
                      "$http_cookie"):
         assert variable not in log_format, variable
 
 
-def test_the_template_uses_exactly_the_three_variables(fake):
+def test_the_template_uses_exactly_the_four_variables(fake):
     """The official image substitutes every defined environment variable: the template must not
     name any other upper-case $VARIABLE (nginx's own are lower-case), and once rendered nothing
     is left to substitute."""
@@ -262,9 +350,13 @@ def test_the_template_uses_exactly_the_three_variables(fake):
 
     from tests.relay_nginx import TEMPLATE, render_template
     template = TEMPLATE.read_text()
-    assert set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", template)) == {"OTP_PORT", "OTP_WIDGET_DIR", "DS_ORIGIN"}
-    rendered = render_template("8080", "/srv/otp/widget", "https://demarche.numerique.gouv.fr")
+    assert set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", template)) == {"OTP_PORT", "OTP_WIDGET_DIR", "DS_ORIGIN",
+                                                                   "OTP_GRIST_ORIGINS"}
+    rendered = render_template("8080", "/srv/otp/widget", "https://demarche.numerique.gouv.fr",
+                               "https://grist.numerique.gouv.fr https://grist.example.fr")
     assert "${" not in rendered and "$OTP" not in rendered and "$DS_ORIGIN" not in rendered
+    assert "frame-ancestors https://grist.numerique.gouv.fr https://grist.example.fr\"" in rendered
+    assert '"gristOrigins": "https://grist.numerique.gouv.fr https://grist.example.fr"' in rendered
     assert "listen 8080;" in rendered and "root /srv/otp/widget;" in rendered
     assert "proxy_pass https://demarche.numerique.gouv.fr/api/v2/graphql;" in rendered
     assert '"dsSite": "https://demarche.numerique.gouv.fr"' in rendered
@@ -307,3 +399,154 @@ def test_the_token_is_not_sent_to_a_ds_whose_certificate_does_not_verify(widget_
     assert seen == []                    # no HTTP request, hence no token, went through
     assert "certificate verify" in error_log or "certificate" in error_log.lower(), error_log[-1500:]
     assert TOKEN not in error_log
+
+
+# ---- the widget's pages: content security policy, referrer, sniffing ------------------------------
+
+def csp_directives(value: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in value.split(";"):
+        words = part.split()
+        if words:
+            directives[words[0]] = words[1:]
+    return directives
+
+
+def test_every_widget_file_carries_the_content_security_policy(widget_dir, fake):
+    origins = "https://grist.numerique.gouv.fr http://127.0.0.1:8484"
+    with NginxRelay(widget_dir, fake.base_url, grist_origins=origins) as relay_csp:
+        for rel in ("", "index.html", "app.js", "trust.js", "guard.js", "worker.js", "pyodide/pyodide.mjs",
+                    "absent.html"):
+            try:
+                response = urllib.request.urlopen(f"{relay_csp.url}/{rel}")
+            except urllib.error.HTTPError as error:   # absent.html: 404, same headers
+                response = error
+            with response:
+                headers = response.headers
+            policy = csp_directives(headers["Content-Security-Policy"] or "")
+            assert policy["frame-ancestors"] == origins.split(), rel
+            assert policy["default-src"] == ["'none'"]
+            assert policy["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+            assert policy["worker-src"] == ["'self'"]
+            assert policy["connect-src"] == ["'self'", fake.base_url]
+            assert policy["base-uri"] == ["'none'"] and policy["object-src"] == ["'none'"]
+            assert headers["Referrer-Policy"] == "no-referrer", rel
+            assert headers["X-Content-Type-Options"] == "nosniff", rel
+
+
+def test_the_page_carries_its_policy_for_plain_static_hosts(widget_dir):
+    """On a host that sends no header, index.html's <meta> gives the same policy (but
+    frame-ancestors, which only a header can give: app.js checks the framer itself)."""
+    import re
+    html = (widget_dir / "index.html").read_text()
+    (meta,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)
+    policy = csp_directives(meta)
+    assert policy["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    assert policy["connect-src"][:3] == ["'self'", "https://demarche.numerique.gouv.fr",
+                                         "https://www.demarches-simplifiees.fr"]
+    assert all(source.startswith(("http://127.0.0.1:", "http://localhost:")) for source in policy["connect-src"][3:])
+    assert policy["base-uri"] == ["'none'"] and policy["object-src"] == ["'none'"]
+    assert '<meta name="referrer" content="no-referrer">' in html
+    assert "frame-ancestors" not in policy   # ignored in a <meta>: the relay's header says it
+
+
+# ---- per-client limits and slow bodies -------------------------------------------------------------
+
+def test_a_client_gets_429_past_500_requests_in_a_burst_and_50_per_second(widget_dir, recorder):
+    """limit_req: burst of 500, then 50 per second per client address; what is refused never
+    reaches DS. (A relay of its own: its counters start at zero.)"""
+    import http.client
+    httpd, seen = recorder
+    with NginxRelay(widget_dir, f"http://127.0.0.1:{httpd.server_address[1]}") as limited:
+        before = len(seen)
+        headers = {"Origin": limited.url, "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        connection = http.client.HTTPConnection("127.0.0.1", limited.port, timeout=10)
+        statuses = []
+        started = time.monotonic()
+        for _ in range(1500):                     # bounded: the limit answers well before
+            connection.request("POST", "/api/v2/graphql", body=QUERY, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            if response.status == 429:
+                assert response.getheader("X-Content-Type-Options") == "nosniff"
+                break
+        elapsed = time.monotonic() - started
+        connection.close()
+        passed = len(seen) - before
+    assert statuses[-1] == 429, (len(statuses), elapsed)
+    assert set(statuses[:-1]) == {200}
+    assert 500 <= passed <= 500 + 50 * elapsed + 2, (passed, elapsed)
+    assert passed == len(statuses) - 1
+
+
+def _slow_post(port: int, relay_url: str, length: int = 100) -> "socket.socket":
+    """A request whose headers arrive but whose body does not (yet)."""
+    import socket
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(("POST /api/v2/graphql HTTP/1.1\r\n"
+                  f"Host: 127.0.0.1:{port}\r\nOrigin: {relay_url}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{").encode())
+    return sock
+
+
+def test_a_client_gets_429_past_100_requests_in_progress(widget_dir, recorder):
+    """limit_conn: 100 requests in progress at once per client address (here, 100 bodies that do
+    not come); the 101st is refused, and served again once they are gone."""
+    httpd, seen = recorder
+    with NginxRelay(widget_dir, f"http://127.0.0.1:{httpd.server_address[1]}") as limited:
+        before = len(seen)
+        held = [_slow_post(limited.port, limited.url) for _ in range(100)]
+        try:
+            deadline = time.monotonic() + 3      # inside client_body_timeout (5 s): all still held
+            while True:
+                status, _ = raw_request(limited.port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if status == 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert status == 429
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while True:
+            status, _ = raw_request(limited.port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 200
+        assert len(seen) == before               # no incomplete body went to DS
+
+
+def test_a_stalled_body_is_cut_after_5_seconds_and_never_reaches_ds(relay, fake):
+    before = len(fake.requests)
+    sock = _slow_post(relay.port, relay.url)
+    started = time.monotonic()
+    chunks = []
+    with sock:
+        sock.settimeout(15)
+        while True:                               # until nginx closes (bounded by the timeout)
+            try:
+                chunk = sock.recv(4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    held = time.monotonic() - started
+    assert 4 <= held <= 8, held
+    answer = b"".join(chunks)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert len(fake.requests) == before
+
+
+def test_the_relay_can_be_restricted_to_the_administrations_networks(widget_dir, fake):
+    """relay/README.md: an /etc/nginx/otp-reseaux.conf of allow/deny lines. Here 127.0.0.1 is
+    not among the allowed networks: everything is refused, nothing reaches DS."""
+    before = len(fake.requests)
+    with NginxRelay(widget_dir, fake.base_url, networks="allow 10.0.0.0/8;\ndeny all;\n") as closed:
+        assert post(closed)[0] == 403
+        assert raw_request(closed.port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 403
+    with NginxRelay(widget_dir, fake.base_url, networks="allow 127.0.0.0/8;\ndeny all;\n") as open_:
+        assert post(open_)[0] == 200
+    assert len(fake.requests) == before + 1

@@ -56,7 +56,6 @@ class Answer:
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds the server waits before answering (latency, an injected silence)
 
 
 @dataclass
@@ -212,21 +211,25 @@ class FakeDSServer:
                 self._documents[query] = known
         return known
 
-    def answer(self, path: str, authorization: str | None, body: bytes) -> Answer:
-        """What the server answers a POST (recorded in `requests`), and how long it waits first:
-        the one path of the HTTP handler and of `FakeDSTransport` (no socket)."""
+    def answer(self, path: str, authorization: str | None, body: bytes) -> tuple[float, Callable[[], Answer]]:
+        """How long the server waits before answering a POST, and what it answers then (the
+        query runs after the wait, on the data as it is then; recorded in `requests`): the one
+        path of the HTTP handler and of `FakeDSTransport` (no socket)."""
         record = RecordedRequest("POST", path)
         if urlsplit(path).path != GRAPHQL_PATH:
             record.status = 404
             self.requests.append(record)
-            return Answer(404, b"Not Found\n", "text/plain")
+            return 0.0, lambda: Answer(404, b"Not Found\n", "text/plain")
         _fill_operation(record, body)
         fault = self._take_fault(record)
         delay = self.latency + (fault.delay if fault is not None else 0.0)
+        return delay, lambda: self._respond(record, fault, authorization, body)
+
+    def _respond(self, record: RecordedRequest, fault: _Fault | None, authorization: str | None, body: bytes) -> Answer:
         if fault is not None and fault.status is not None:
             record.status = fault.status
             self.requests.append(record)
-            return Answer(fault.status, fault.body.encode(), fault.content_type, dict(fault.headers), delay)
+            return Answer(fault.status, fault.body.encode(), fault.content_type, dict(fault.headers))
         started = time.perf_counter()
         try:
             status, payload = self.handle_graphql(_bearer_token(authorization), body, record)
@@ -239,7 +242,7 @@ class FakeDSServer:
         data = json.dumps(payload, ensure_ascii=False).encode()
         record.seconds = time.perf_counter() - started
         self.requests.append(record)
-        return Answer(status, data, "application/json; charset=utf-8", {}, delay)
+        return Answer(status, data, "application/json; charset=utf-8")
 
     def handle_graphql(self, token: str | None, raw_body: bytes, record: RecordedRequest) -> tuple[int, dict]:
         """Answer one POST: (HTTP status, JSON body)."""
@@ -362,9 +365,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"Not Found\n", "text/plain")
 
     def do_POST(self) -> None:  # noqa: N802
-        answer = self.fake.answer(self.path, self.headers.get("Authorization"), self._read_body())
-        if answer.delay:
-            time.sleep(answer.delay)
+        delay, respond = self.fake.answer(self.path, self.headers.get("Authorization"), self._read_body())
+        if delay:
+            time.sleep(delay)
+        answer = respond()
         self._send(answer.status, answer.body, answer.content_type, answer.headers)
 
 

@@ -21,12 +21,13 @@ class FakeDSTransport:
         self.timeout = timeout
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
-        answer = self.server.answer(urlsplit(url).path, headers.get("Authorization"), body)
-        if answer.delay >= self.timeout:
+        delay, respond = self.server.answer(urlsplit(url).path, headers.get("Authorization"), body)
+        if delay >= self.timeout:
             await self.sleep(self.timeout)
             raise NetworkError(f"no answer within {self.timeout:.0f} s", timeout=True)
-        if answer.delay:
-            await self.sleep(answer.delay)
+        if delay:
+            await self.sleep(delay)
+        answer = respond()
         names = {"content-type": answer.content_type, "date": email.utils.formatdate(self.server.store.wall(), usegmt=True),
                  **{k.lower(): v for k, v in answer.headers.items()}}
         return Response(answer.status, answer.body, names)

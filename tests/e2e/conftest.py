@@ -150,7 +150,7 @@ def _say(config, text: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def grist_core(otp_manifest, tmp_path_factory, request):
+def grist_core(otp_manifest, otp_server, tmp_path_factory, request):
     import grist_core as core
     kit = core.find_kit()
     if kit is None:
@@ -159,6 +159,9 @@ def grist_core(otp_manifest, tmp_path_factory, request):
     _, seconds = core.build(kit)  # in a session fixture: outside any test's own time
     server = core.GristCoreServer(kit, tmp_path_factory.mktemp("grist-core-data")).start()
     _say(request.config, f"grist-core: built in {seconds:.1f} s, server ready in {server.started_in:.1f} s at {server.url}")
+    # The widget of otp_server may be framed by this Grist too (its CSP frame-ancestors and
+    # otp-config.json's gristOrigins), as a relay declares it in OTP_GRIST_ORIGINS.
+    otp_server.add_grist_origin(server.url)
     yield server
     server.stop()
 

@@ -45,7 +45,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 __all__ = [
     "CHROMIUM", "CHROMIUM_FLAGS", "StaticServer", "default_root_map", "ensure_built",
-    "launch_chromium", "launch_chromium_persistent", "Host", "find_widget_frame", "wait_widget_state",
+    "launch_chromium", "launch_chromium_partitioned", "launch_chromium_persistent", "Host", "find_widget_frame", "wait_widget_state",
 ]
 
 
@@ -66,6 +66,30 @@ def launch_chromium(playwright, **kwargs):
     """The project's Chromium: Debian's binary, headless, with the agreed flags."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS,
                                       headless=True, **kwargs)
+
+
+def launch_chromium_partitioned(playwright, **kwargs):
+    """The project's Chromium with third-party storage partitioning on, as in a real Chrome.
+    Playwright turns that feature off (its own --disable-features list): this reads the list
+    Playwright passes (chrome://version of a first launch) and launches again with the same list
+    minus ThirdPartyStoragePartitioning. Returns the Browser; ``partitioned_storage_flags`` tells
+    which flag was removed."""
+    probe = launch_chromium(playwright)
+    try:
+        page = probe.new_page()
+        page.goto("chrome://version")
+        command_line = page.inner_text("#command_line")
+    finally:
+        probe.close()
+    (disabled,) = [arg for arg in command_line.split() if arg.startswith("--disable-features=")]
+    features = [f for f in disabled.removeprefix("--disable-features=").split(",")
+                if f and f != "ThirdPartyStoragePartitioning"]
+    args = [*CHROMIUM_FLAGS, "--disable-features=" + ",".join(features),
+            "--enable-features=ThirdPartyStoragePartitioning"]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True,
+                                         ignore_default_args=[disabled], **kwargs)
+    browser.partitioned_storage_flags = {"removed": disabled, "args": args}
+    return browser
 
 
 def launch_chromium_persistent(playwright, user_data_dir, **kwargs):

@@ -250,7 +250,7 @@ def test_full_sync_and_resync_through_the_relay(grist_core, page, otp_manifest):
         pytest.fail(f"CI=true and {missing}") if IN_CI else pytest.skip(f"relay test skipped: {missing}")
     store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=25, seed=8)])
     with FakeDSServer(store, tokens={TOKEN: "all"}, cors=False) as ds, \
-            NginxRelay(ROOT / "widget" / "dist", ds.base_url) as relay:
+            NginxRelay(ROOT / "widget" / "dist", ds.base_url, grist_origins=grist_core.url) as relay:
         doc = grist_core.new_doc(f"{relay.url}/index.html")
         host = CoreHost(page, grist_core, doc, widget_path=relay.url + "/").open(demarche=NUMBER)
         frame = host.wait_widget_ready()

@@ -42,10 +42,11 @@ def ds(store):
 
 
 @pytest.fixture(scope="module")
-def relay(otp_manifest, ds):
+def relay(otp_manifest, otp_server, ds):
+    """The relay, declaring the tests' grist-static (otp_server) as the Grist that frames it."""
     if _missing:
         pytest.fail(f"CI=true and {_missing}")
-    with NginxRelay(ROOT / "widget" / "dist", ds.base_url) as server:
+    with NginxRelay(ROOT / "widget" / "dist", ds.base_url, grist_origins=otp_server.url) as server:
         yield server
 
 
@@ -57,8 +58,24 @@ def other_ds():
         yield server
 
 
+# Every violation of a content security policy, in every frame of the page.
+RECORD_VIOLATIONS = """window.__violations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(
+    {directive: e.violatedDirective, source: e.sourceFile, blocked: e.blockedURI}));"""
+
+
+def policy_violations(frame) -> list[dict]:
+    """The widget's violations of its policy, but the one it expects: grist-plugin-api.js writes
+    Grist's theme variables into a <style> element, which style-src 'self' refuses (the widget
+    takes its theme from DSFR, data-fr-theme, and does not use them)."""
+    return [v for v in frame.evaluate("window.__violations || []")
+            if not (v["directive"] == "style-src-elem" and v["source"].endswith("/grist-plugin-api.js"))]
+
+
 @pytest.fixture
 def open_relay_host(page, otp_server, relay, request):
+    page.add_init_script(RECORD_VIOLATIONS)
+
     def _open(**query) -> Host:
         host = Host(page, otp_server.url, widget_path=relay.url + "/")
         request.node._otp_host = host
@@ -131,6 +148,10 @@ def test_full_sync_and_resync_through_the_relay(open_relay_host, relay, ds, stor
     assert len(dossiers["Numero"]) == DOSSIERS
     assert "POST /api/v2/graphql" in relay.access_log()
     assert_no_token_anywhere(host, relay, frame)
+    # The whole sync ran under the relay's policy (Python, the worker, the fonts) without a breach.
+    assert frame.evaluate("otpWidget.frame") == {"trusted": True, "reason": "ok", "parent": host.base_url,
+                                                 "foreign": []}
+    assert policy_violations(frame) == []
 
 
 def set_document_options(host, options: dict) -> None:
@@ -144,40 +165,79 @@ def set_document_options(host, options: dict) -> None:
     }""", [host.boot["sectionRef"], options])
 
 
-def test_an_address_from_the_document_gets_no_token_without_confirmation(open_relay_host, relay, other_ds):
-    host = open_relay_host()
-    set_document_options(host, {"demarche": str(NUMBER), "endpoint": other_ds.url})
+def ask_for(host, frame, endpoint: str) -> str:
+    """Put `endpoint` in the document's options, reload the widget, click « Synchroniser » with
+    the token typed: the widget's state afterwards ('confirm' when it asks)."""
+    set_document_options(host, {"demarche": str(NUMBER), "endpoint": endpoint})
     frame = host.reload_widget()
-    frame.wait_for_function("(url) => document.getElementById('endpoint').value === url", arg=other_ds.url)
-    other_host = f"127.0.0.1:{other_ds.port}"
-    assert destination(frame) == f"Le jeton sera envoyé à : {other_host}"
-
+    frame.wait_for_function("(url) => document.getElementById('endpoint').value === url", arg=endpoint)
     frame.fill("#token", TOKEN)
-    assert click_sync(frame) == "confirm"
-    assert frame.is_visible("#confirm")
-    assert frame.text_content("#confirm-host") == other_host
-    assert "vient du document" in frame.text_content("#confirm")
-    assert other_ds.requests == []
+    return click_sync(frame)
 
+
+# Addresses from the document that get the token only after the agent confirms: another path of
+# the relay's own origin (not its endpoint), another host. id, address (relay, other_ds), host shown
+OTHER_ADDRESSES = [
+    ("another-path-of-the-relay", lambda relay, other: relay.url + "/api/v2/autre", lambda relay, other: f"127.0.0.1:{relay.port}"),
+    ("another-host", lambda relay, other: other.url, lambda relay, other: f"127.0.0.1:{other.port}"),
+]
+
+
+@pytest.mark.parametrize("address,shown", [c[1:] for c in OTHER_ADDRESSES], ids=[c[0] for c in OTHER_ADDRESSES])
+def test_an_address_from_the_document_gets_no_token_without_confirmation(open_relay_host, relay, other_ds,
+                                                                         address, shown):
+    host = open_relay_host()
+    endpoint, expected_host = address(relay, other_ds), shown(relay, other_ds)
+    access_log = len(relay.access_log())
+    assert ask_for(host, host.widget, endpoint) == "confirm"
+    frame = host.widget
+    assert destination(frame) == f"Le jeton sera envoyé à : {expected_host}"
+    assert frame.text_content("#confirm-host") == expected_host
+    assert frame.text_content("#confirm-url") == endpoint
+    assert "vient du document" in frame.text_content("#confirm")
     frame.click("#confirm-no")
     assert frame.is_hidden("#confirm")
     assert host.status()["text"] == "Synchronisation annulée : le jeton n'a pas été envoyé."
     frame.wait_for_timeout(300)
     assert other_ds.requests == []
+    assert "/api/v2/autre" not in relay.access_log()[access_log:]
+    assert_no_token_anywhere(host, relay, frame)
 
-    assert click_sync(frame) == "confirm"
+
+def test_the_relays_policy_keeps_a_confirmed_address_elsewhere_out_of_reach(open_relay_host, relay, other_ds):
+    """Even confirmed by the agent, another host is out of the widget's reach under the relay's
+    policy (connect-src: the relay and DS only): the token never leaves."""
+    host = open_relay_host()
+    assert ask_for(host, host.widget, other_ds.url) == "confirm"
+    frame = host.widget
     frame.evaluate("document.body.dataset.state = 'submitting'")
     frame.click("#confirm-yes")
-    assert wait_widget_state(frame, ("done", "error"), 120) == "done", host.status()
-    posts = [r for r in other_ds.requests if r.method == "POST"]   # after CORS preflights
-    assert posts and all(r.authenticated for r in posts)
+    assert wait_widget_state(frame, ("done", "error"), 120) == "error", host.status()
+    assert other_ds.requests == []
+    assert "Impossible de joindre l'API" in host.status()["text"]
 
-    # Remembered in this browser: after a reload the token goes there without asking again.
-    frame = host.reload_widget()
-    frame.wait_for_function("(url) => document.getElementById('endpoint').value === url", arg=other_ds.url)
-    frame.fill("#token", TOKEN)
-    assert click_sync(frame) == "done", host.status()
-    assert_no_token_anywhere(host, relay, frame)
+
+def test_a_confirmed_address_is_asked_once(page, otp_server, other_ds, request):
+    """On a plain static host (only index.html's <meta> policy, which lets the widget reach this
+    computer): after the agent confirms an address from the document, the token goes there; after
+    a reload, without asking again. Another path of the same host asks again."""
+    from harness import StaticServer
+    with StaticServer(config={}, grist_origins=[otp_server.url], policy_header=False) as plain:
+        host = Host(page, otp_server.url, widget_path=plain.url + "/widget/")
+        request.node._otp_host = host
+        host.open(widget=f"{plain.url}/widget/index.html")
+        host.wait_widget_ready()
+        assert ask_for(host, host.widget, other_ds.url) == "confirm"
+        frame = host.widget
+        frame.evaluate("document.body.dataset.state = 'submitting'")
+        frame.click("#confirm-yes")
+        assert wait_widget_state(frame, ("done", "error"), 120) == "done", host.status()
+        posts = [r for r in other_ds.requests if r.method == "POST"]   # after CORS preflights
+        assert posts and all(r.authenticated for r in posts)
+        # Remembered in this browser: after a reload the token goes there without asking again.
+        assert ask_for(host, frame, other_ds.url) == "done", host.status()
+        # The same host, another path: asked again.
+        assert ask_for(host, host.widget, other_ds.url + "/autre") == "confirm"
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +267,8 @@ def test_a_widget_on_a_plain_static_host_never_reads_a_token_from_its_url(page, 
     """Deployed on any static host (no otp-config.json), or on the relay (tested above), the
     widget leaves ?token= alone: only the local demo's server enables it."""
     from harness import StaticServer
-    with StaticServer(files={}) as plain:   # the same files, without the demo's otp-config.json
+    # The same files, with an otp-config.json that declares the Grist but is not the demo's.
+    with StaticServer(config={}, grist_origins=[otp_server.url], policy_header=False) as plain:
         host = Host(page, otp_server.url, widget_path=plain.url + "/widget/")
         request.node._otp_host = host
         host.open(widget=f"{plain.url}/widget/index.html", demarche=NUMBER, token="jeton-dans-l-url")
@@ -217,3 +278,27 @@ def test_a_widget_on_a_plain_static_host_never_reads_a_token_from_its_url(page, 
         assert frame.input_value("#token") == ""
         assert frame.input_value("#endpoint") == "https://demarche.numerique.gouv.fr/api/v2/graphql"
         assert destination(frame) == "Le jeton sera envoyé à : demarche.numerique.gouv.fr"
+
+
+def test_a_relay_error_logs_no_referer_of_the_widget(page, otp_server, request):
+    """The widget's pages and worker send no Referer (Referrer-Policy: no-referrer): when DS is
+    unreachable, nginx's error line about the widget's call has no « referrer: » (the page's URL
+    carries Grist's query string)."""
+    import time
+
+    from tests.relay_nginx import free_port
+    with NginxRelay(ROOT / "widget" / "dist", f"http://127.0.0.1:{free_port()}", grist_origins=otp_server.url) as broken:
+        host = Host(page, otp_server.url, widget_path=broken.url + "/")
+        request.node._otp_host = host
+        host.open(widget=f"{broken.url}/index.html", demarche=NUMBER)
+        frame = host.wait_widget_ready()
+        frame.fill("#token", TOKEN)
+        frame.click("#check")
+        deadline = time.monotonic() + 30
+        while "connect() failed" not in broken.error_log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        error_log = broken.error_log()
+    lines = [line for line in error_log.splitlines() if "connect() failed" in line]
+    assert lines and all('request: "POST /api/v2/graphql HTTP/1.1"' in line for line in lines), error_log[-1500:]
+    assert all("referrer" not in line for line in lines), lines
+    assert TOKEN not in error_log

@@ -219,10 +219,12 @@ def test_token_kept_across_a_page_reload_on_grist_core(open_core_host, ds):
     """On a Grist server the widget frame is not credentialless: the token outlives the page."""
     host = open_core_host(demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     assert host.sync()["state"] == "done"
-    # the document's id (Grist's short url id) and the number; other tests' documents may have
-    # left theirs in the same browser profile
-    (key,) = [k for k in memory(host.widget) if host.doc_id.startswith(k.removeprefix("otp.demarche:doc:").rsplit(":", 1)[0])]
-    doc = key.removeprefix("otp.demarche:doc:").removesuffix(f":{NUMBER}")
+    # Grist's origin, the document's id (Grist's short url id) and the number; other tests'
+    # documents may have left theirs in the same browser profile
+    prefix = f"otp.demarche:{host.server.url} doc:"
+    (key,) = [k for k in memory(host.widget)
+              if k.startswith(prefix) and host.doc_id.startswith(k.removeprefix(prefix).rsplit(":", 1)[0])]
+    doc = key.removeprefix(prefix).removesuffix(f":{NUMBER}")
     assert len(doc) >= 12 and host.doc_id.startswith(doc), (key, host.doc_id)
     widget = host.reload()      # the whole Grist page
     widget.wait_for_function("(t) => document.getElementById('token').value === t", arg=TOKEN)

@@ -1,5 +1,9 @@
 // OTP widget — main thread: form, Grist plugin API, bridge to the Python worker.
-// Plain JS, no framework. The Python side lives in worker.js.
+// Plain JS, no framework. The Python side lives in worker.js; who may use the token in trust.js.
+
+import {
+  confirmationKey, frameVerdict, memoryKey as memoryKeyFor, parseOrigins, trustedDestination,
+} from './trust.js';
 
 const DEFAULT_ENDPOINT = 'https://demarche.numerique.gouv.fr/api/v2/graphql';
 // DS's own sites: the token may go there without asking (over https).
@@ -10,8 +14,9 @@ const LOCAL_HOSTNAMES = ['localhost', '127.0.0.1', '[::1]'];
 // (relay/nginx/default.conf.template) serves {"endpoint": "/api/v2/graphql", "dsSite": DS origin};
 // the local demo's server (demo/serve.py) serves {"demo": true}. Absent (404) on a plain static host.
 const CONFIG_URL = new URL('./otp-config.json', import.meta.url);
-// localStorage key prefix: hosts this browser's agent agreed to send the token to.
-const CONFIRMED_KEY = 'otp.jeton.hote-confirme:';
+// localStorage key prefix: addresses (origin and path) this browser's agent agreed to send the
+// token to.
+const CONFIRMED_KEY = 'otp.jeton.adresse-confirmee:';
 const MSG = {
   loadingPython: 'Chargement de Python…',
   sync: 'Synchroniser',
@@ -21,6 +26,18 @@ const MSG = {
     + "dans son profil, rubrique « Jetons d'API ».",
   badEndpoint: "L'adresse de l'API doit être une adresse web complète, par exemple " + DEFAULT_ENDPOINT + '.',
   notInGrist: "Ce widget doit être ouvert dans Grist, comme vue personnalisée avec l'accès complet au document.",
+  // The page that frames the widget is not a Grist server the deployment declared.
+  untrusted: {
+    foreign: (pages, allowed) => `Ce widget est affiché par ${pages}, qui n'est pas un serveur Grist autorisé `
+      + "pour ce widget : par sécurité, il n'utilise ici aucun jeton et ne synchronise rien. Ouvrez-le depuis "
+      + `votre Grist (${allowed}) ; si c'est bien votre Grist, demandez à l'équipe qui héberge le widget de `
+      + "l'ajouter au réglage OTP_GRIST_ORIGINS du relais.",
+    'no-origins': "Ce widget ne sait pas quels serveurs Grist peuvent l'afficher (réglage OTP_GRIST_ORIGINS du "
+      + "relais absent) : par sécurité, il n'utilise aucun jeton et ne synchronise rien. Prévenez l'équipe qui "
+      + 'héberge le widget.',
+    unknown: "Ce navigateur ne dit pas quelle page affiche ce widget : par sécurité, il n'utilise aucun jeton et "
+      + 'ne synchronise rien. Ouvrez le widget depuis Grist dans un navigateur à jour (Firefox, Chrome, Edge).',
+  },
   httpsOnly: (host) => `Le jeton ne peut être envoyé qu'en https : l'adresse de l'API doit commencer par https:// `
     + `(http:// n'est accepté que vers cet ordinateur : localhost, 127.0.0.1). Le jeton n'a pas été envoyé à ${host}.`,
   cancelled: "Synchronisation annulée : le jeton n'a pas été envoyé.",
@@ -133,6 +150,7 @@ function markInvalid(input, invalid) {
 // which anyone who can edit the document can change). The token follows an address
 // from the document only after the agent confirmed it once in this browser.
 let defaultEndpoint = DEFAULT_ENDPOINT;   // the relay's own endpoint when served by a relay
+let relayEndpoint = '';                   // the same, only when served by a relay
 let dsSite = '';                          // DS's site (links to dossiers), from the relay's config
 let demoMode = false;
 let endpointSource = 'default';           // 'default' | 'document' | 'agent'
@@ -156,25 +174,28 @@ function setEndpoint(value, source) {
   updateDestination();
 }
 
-function isConfirmed(host) {
-  if (confirmedInMemory.has(host)) return true;
-  try { return localStorage.getItem(CONFIRMED_KEY + host) !== null; } catch (e) { return false; }
+function isConfirmed(endpoint) {
+  const key = confirmationKey(endpoint);
+  if (!key) return false;
+  if (confirmedInMemory.has(key)) return true;
+  try { return localStorage.getItem(CONFIRMED_KEY + key) !== null; } catch (e) { return false; }
 }
 
-function rememberConfirmed(host) {
-  confirmedInMemory.add(host);
-  try { localStorage.setItem(CONFIRMED_KEY + host, new Date().toISOString()); } catch (e) { /* private mode */ }
+function rememberConfirmed(endpoint) {
+  const key = confirmationKey(endpoint);
+  if (!key) return;
+  confirmedInMemory.add(key);
+  try { localStorage.setItem(CONFIRMED_KEY + key, new Date().toISOString()); } catch (e) { /* private mode */ }
 }
 
-// null when the token may go to this URL without asking, else the host to confirm.
+// null when the token may go to this URL without asking, else the host to show in the question.
+// Without asking: the relay's own endpoint (exact URL, from its otp-config.json), DS's sites, an
+// address the agent typed, or one the agent confirmed before in this browser (exact address).
 function hostNeedingConfirmation(endpoint) {
   const url = parseUrl(endpoint);
   if (!url) return null;                                   // refused by validate()
-  if (url.origin === location.origin) return null;         // the relay that serves this widget
-  if (url.protocol === 'https:' && DS_HOSTS.includes(url.host)) return null;
-  const site = parseUrl(dsSite);
-  if (site && site.origin === url.origin) return null;     // the DS instance the relay serves
-  if (endpointSource === 'agent' || isConfirmed(url.host)) return null;
+  if (trustedDestination(endpoint, { relayEndpoint, dsHosts: DS_HOSTS, dsSite })) return null;
+  if (endpointSource === 'agent' || isConfirmed(endpoint)) return null;
   return url.host;
 }
 
@@ -218,6 +239,7 @@ const configReady = loadConfig().then((config) => {
     const url = parseUrl(new URL(config.endpoint, location.href).href);
     if (url && /^https?:$/.test(url.protocol)) {
       defaultEndpoint = url.href;
+      relayEndpoint = url.href;
       if (endpointSource === 'default') setEndpoint(defaultEndpoint, 'default');
     }
   }
@@ -231,6 +253,12 @@ const configReady = loadConfig().then((config) => {
     if (query.get('token') && !tokenInput.value) tokenInput.value = query.get('token');
   }
   updateDestination();
+  frameTrust = frameVerdict({
+    framed: window.parent !== window, ancestorOrigins: location.ancestorOrigins, referrer: document.referrer,
+    allowed: config.gristOrigins,
+  });
+  window.otpWidget.frame = { ...frameTrust };
+  if (hasGrist && !frameTrust.trusted) refuseFramer(frameTrust, parseOrigins(config.gristOrigins));
   return config;
 });
 
@@ -248,7 +276,40 @@ tokenInput.addEventListener('input', () => markInvalid(tokenInput, false));
 const hasGrist = typeof window.grist !== 'undefined' && window.parent !== window;
 let savedOptions = {};
 
+// The frame check (trust.js): decided once otp-config.json is read. Until then, and for ever when
+// the widget is framed by a page that is not a declared Grist server, no token is recalled, no
+// sync starts, no click is accepted, and the widget does not even announce itself to its parent.
+let frameTrust = { trusted: false, reason: 'pending', parent: '', foreign: [] };
+
+// A token typed by the agent may be used by a declared Grist's widget, or by the widget opened
+// on its own (not framed: no page speaks for Grist; a sync then stops at its first Grist call,
+// « Ce widget doit être ouvert dans Grist… », a connection test works). Remembered tokens and
+// syncs on opening: only in a declared Grist (frameTrust.trusted).
+function mayUseToken() { return frameTrust.trusted || frameTrust.reason === 'not-framed'; }
+
+function refuseFramer(verdict, allowed) {
+  const messages = MSG.untrusted;
+  const text = verdict.reason === 'foreign'
+    ? messages.foreign(verdict.foreign.join(', '), allowed.join(', ') || '—')
+    : messages[verdict.reason] || messages.unknown;
+  fatalError = true;
+  tokenInput.value = '';
+  tokenInput.disabled = true;
+  updateButton();
+  setStatus(text, 'error');
+  setState('untrusted');
+}
+
 if (hasGrist) {
+  // The plugin API posts to '*': only to the parent's origin instead (guard.js found it).
+  if (grist.rpc && typeof grist.rpc.setSendMessage === 'function') {
+    const target = window.otpParentOrigin || '';
+    grist.rpc.setSendMessage((msg) => { if (target) window.parent.postMessage(msg, target); });
+  }
+  configReady.then(() => { if (frameTrust.trusted) connectToGrist(); });
+}
+
+function connectToGrist() {
   grist.ready({ requiredAccess: 'full' });
   let fallbackTried = false;
   grist.onOptions((options) => {
@@ -329,13 +390,14 @@ demarcheInput.addEventListener('change', () => {
 
 // ---- this browser's memory: the token and « Synchroniser à l'ouverture » ----------------
 // Kept in the widget origin's localStorage only, one item per document and procedure:
-// "otp.demarche:<document>:<number>" -> {"jeton": ..., "auto": bool, "delai": hours}.
+// "otp.demarche:<Grist origin> <document>:<number>" -> {"jeton": ..., "auto": bool, "delai": hours}
+// (trust.js memoryKey). Nothing is read or written unless the widget is framed by a declared
+// Grist server (frameTrust), whose origin is part of the key.
 // Never in the document, its options, the history, the logs or a URL. The token is stored
 // only once DS accepted it (a sync or a connection test that succeeded), and forgotten when
 // DS rejects it (expired, revoked, from a forbidden network) or on « Oublier le jeton ».
 // The document's id comes from the access token Grist gives a full-access widget (its
 // baseUrl ends with /api/docs/<docId>); else the document's name.
-const MEMORY_PREFIX = 'otp.demarche:';
 const memoryFallback = new Map();       // when localStorage is not available
 const forgetButton = $('forget-token');
 const autoInput = $('auto-sync');
@@ -367,8 +429,10 @@ function askDocKey() {
 }
 if (!hasGrist) askDocKey();
 
+// Only inside a declared Grist server (frameTrust), keyed by its origin too.
 function memoryKey(demarche) {
-  return docKey && validDemarche(demarche) ? `${MEMORY_PREFIX}${docKey}:${demarche}` : null;
+  if (!frameTrust.trusted || !docKey || !validDemarche(demarche)) return null;
+  return memoryKeyFor(frameTrust.parent, docKey, demarche);
 }
 
 function readMemory(demarche) {
@@ -483,6 +547,7 @@ let prefillDone = Promise.resolve();
 
 async function maybeAutoSync() {
   if (autoSyncTried || !pythonReady || running || !docKey || !optionsSeen || readOnly) return;
+  if (!frameTrust.trusted || fatalError) return;
   const demarche = demarcheInput.value.trim();
   const memory = readMemory(demarche);
   if (!memory.auto || !memory.jeton || tokenInput.value !== memory.jeton) return;
@@ -607,13 +672,14 @@ worker.onmessage = async (ev) => {
   switch (msg.type) {
     case 'loading':
       updateButton(msg.message);
-      if (!running) setStatus(msg.message);
+      if (!running && !fatalError) setStatus(msg.message);
       break;
     case 'ready':
       pythonReady = true;
       timings.ready = performance.now() - timings.start;
       timings.worker = msg.timings;
       updateButton();
+      if (fatalError) break;   // e.g. framed by a page that is not a declared Grist server
       setStatus('');
       setState('ready');
       maybeAutoSync();
@@ -747,7 +813,8 @@ $('confirm-yes').addEventListener('click', () => {
   const pending = pendingConfirmation;
   hideConfirmation();
   if (!pending || currentEndpoint() !== pending.endpoint) return;
-  rememberConfirmed(pending.host);
+  if (!mayUseToken()) return;
+  rememberConfirmed(pending.endpoint);
   pending.onYes();
 });
 
@@ -830,13 +897,14 @@ function leaseHolder() {
 // Validate the form, then run `op` ('sync' or 'check'), after the confirmation when the
 // token would go to an address from the document.
 async function submit(op) {
-  if (!pythonReady || running) return;
+  if (!pythonReady || running || fatalError) return;
   if (readOnly && op === 'sync') {   // before anything: no call to DS, no write attempted
     setStatus(MSG.readOnly, 'error');
     setState('error');
     return;
   }
   await configReady;
+  if (!mayUseToken()) return;   // refuseFramer() said why
   hideConfirmation();
   [demarcheInput, tokenInput, endpointInput].forEach((i) => markInvalid(i, false));
   const { error, field, params } = validate();
@@ -854,7 +922,7 @@ async function submit(op) {
     askConfirmation(host, params.endpoint, run);
     return;
   }
-  if (endpointSource === 'agent') rememberConfirmed(parseUrl(params.endpoint).host);
+  if (endpointSource === 'agent') rememberConfirmed(params.endpoint);
   run();
 }
 
@@ -879,7 +947,7 @@ function showCancel(visible) {
 }
 
 function startSync(params, message) {
-  if (!pythonReady || running) return;
+  if (!pythonReady || running || !mayUseToken()) return;
   current = { op: 'sync', params, base: null, stopping: false, t0: performance.now() };
   timings.phases = [];   // [ms since the click, phase] of this sync (the benchmark reads them)
   showCancel(true);
@@ -898,7 +966,7 @@ function startSync(params, message) {
 
 // « Tester la connexion »: the core reads the procedure's structure and writes nothing.
 function startCheck(params) {
-  if (!pythonReady || running) return;
+  if (!pythonReady || running || !mayUseToken()) return;
   current = { op: 'check', params, base: null, stopping: false };
   window.otpWidget.lastCheck = null;
   running = true;
@@ -925,10 +993,11 @@ window.otpWidget = {
       worker.postMessage({ type: 'selftest' });
     });
   },
-  check(params) { worker.postMessage({ type: 'check', params }); },
+  check(params) { if (mayUseToken()) worker.postMessage({ type: 'check', params }); },
   lastCheck: null,
   lastError: null,
   autoSync: null,
+  frame: null,   // the frame check (trust.js frameVerdict), once otp-config.json is read
 };
 
 setStatus(MSG.loadingPython);
