@@ -49,7 +49,8 @@ class FakeGrist:
         if request.url.host not in ("ds.test", "grist.test"):
             raise httpx.ConnectError(f"Name or service not known: {request.url.host}")
         if request.url.host == "ds.test":
-            answer = self.ds.answer(request.url.path, request.headers.get("authorization"), request.content)
+            _delay, respond = self.ds.answer(request.url.path, request.headers.get("authorization"), request.content)
+            answer = respond()  # no latency here
             return httpx.Response(answer.status, content=answer.body, headers={"content-type": answer.content_type, **answer.headers})
         self.seen.append(str(request.url) + request.content.decode())
         if request.headers.get("authorization") != f"Bearer {KEY}":
