@@ -328,3 +328,15 @@ def test_once_stopped_the_procedures_not_begun_wait_for_the_next_run(tmp_path, d
     status, lines = otp(path, FakeGrist(ds, docs))
     assert status == 0 and [l["kind"] for l in lines] == ["reprise", "complète"], lines
     assert "Reprise" in [h["Type"] for h in docs["docA"].records("OTP_Historique")]
+
+
+@needs_engine
+def test_check_tests_grist_and_ds_each_whatever_the_other_answered(tmp_path, ds):
+    docs = {"docA": EngineSink("Europe/Paris")}
+    path = config(tmp_path, token='token_env = "OTP_T"')
+    status, [line] = otp(path, FakeGrist(ds, docs, access={"docA": "viewers"}), "check", environ={"OTP_T": EXPIRED})
+    assert status == 3 and line["code"] == "grist_read_only"  # the first of 3 and 4
+    assert "n'a pas le droit d'écrire" in line["message"] and "jeton d'API a expiré" in line["message"]
+    status, [line] = otp(path, FakeGrist(ds, docs), "check", environ={"OTP_T": TOKEN})
+    assert status == 0 and "accès owners" in line["message"] and "8 dossiers" in line["message"]
+    assert docs["docA"].table_ids() == []  # nothing written

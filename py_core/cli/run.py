@@ -109,25 +109,27 @@ class Runner:
         return self._measured(outcome, started, sink, ds)
 
     async def check(self, procedure: Procedure, *, plan: bool = False) -> Outcome:
-        """Every connection tested, nothing written: Grist (document, access), DS (the procedure);
-        with `plan`, what a sync would do (`--dry-run`)."""
+        """Every connection tested, nothing written: Grist (document, access) and DS (the
+        procedure), each whatever the other answered; with `plan`, what a sync would do (`--dry-run`)."""
         started, sink, ds = time.monotonic(), None, None
         try:
-            sink, ds, params = self._open(procedure)
-            described = await sink.describe()
-            access = described.get("access") or ""
-            if access not in ("owners", "editors"):
-                raise GristAccessError(f"La clé d'API n'a pas le droit d'écrire dans le document {procedure.document} "
-                                       f"(accès : {access or 'inconnu'}) : partagez-le en « éditeur » avec le compte de la clé.",
-                                       code="grist_read_only")
-            structure = await ds.structure(procedure.number)
-            message = (f"Grist : document « {described.get('name', '')} » ({procedure.document}), accès {access}. "
-                       f"DS : démarche n° {structure.number} « {structure.title} », {structure.dossiers_count} dossiers.")
-            if plan:
-                message += " " + await _plan(sink, procedure.number)
-            outcome = Outcome(procedure, OK, message)
+            sink, ds, _ = self._open(procedure)
         except Exception as error:  # noqa: BLE001
-            outcome = self._failed(procedure, error)
+            return self._measured(self._failed(procedure, error), started, sink, ds)
+        said, failed = [], []
+        for probe in (_check_grist, _check_ds) + ((_plan,) if plan else ()):
+            if probe is _plan and failed:
+                break
+            try:
+                said.append(await probe(procedure, sink, ds))
+            except Exception as error:  # noqa: BLE001 - said, and the next connection tested
+                failed.append(error)
+        if failed:
+            worst = min(failed, key=lambda e: PRIORITY.index(exit_kind(e)))
+            outcome = self._failed(procedure, worst)
+            outcome.message = " ".join([outcome.message, *said, *(getattr(e, "message_fr", "") for e in failed if e is not worst)])
+        else:
+            outcome = Outcome(procedure, OK, " ".join(said))
         return self._measured(outcome, started, sink, ds)
 
     def _failed(self, procedure: Procedure, error: BaseException) -> Outcome:
@@ -148,8 +150,24 @@ class Runner:
         return text
 
 
-async def _plan(sink: RestSink, number: int) -> str:
+async def _check_grist(procedure: Procedure, sink: RestSink, _ds: DSClient) -> str:
+    described = await sink.describe()
+    access = described.get("access") or ""
+    if access not in ("owners", "editors"):
+        raise GristAccessError(f"La clé d'API n'a pas le droit d'écrire dans le document {procedure.document} "
+                               f"(accès : {access or 'inconnu'}) : partagez-le en « éditeur » avec le compte de la clé.",
+                               code="grist_read_only")
+    return f"Grist : document « {described.get('name', '')} » ({procedure.document}), accès {access}."
+
+
+async def _check_ds(procedure: Procedure, _sink: RestSink, ds: DSClient) -> str:
+    structure = await ds.structure(procedure.number)
+    return f"DS : démarche n° {structure.number} « {structure.title} », {structure.dossiers_count} dossiers."
+
+
+async def _plan(procedure: Procedure, sink: RestSink, _ds: DSClient) -> str:
     """What a sync would do now, from the document's state (read only)."""
+    number = procedure.number
     doc = await load_state(sink)
     row = doc.procedure(number) or {}
     leases = [r for r in records(await sink.fetch_table("OTP_Etat")) if r.get("Demarche") == number] \
