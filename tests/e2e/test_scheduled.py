@@ -10,7 +10,8 @@ makes, `fetchTable` and `applyUserActions`, reach the same ActiveDoc methods on 
 through their REST routes (`GET /tables/<t>/data`, `POST /apply`); it is written here with
 urllib, independently of the command's `RestSink`. A browser adds nothing to what is compared
 (the tables, columns and rows the core writes) and would double these tests' time; the
-widget's own browser path on grist-core is `test_grist_core.py`'s.
+widget's own browser path on grist-core is `test_grist_core.py`'s. One test only drives the real
+widget in Chromium: what the agent reads when the scheduled run holds the document.
 """
 from __future__ import annotations
 
@@ -397,3 +398,21 @@ def test_a_missing_or_malformed_configuration_exits_2(grist, tmp_path):
     (tmp_path / "bad.toml").write_text("[grist\nserver = ")
     status, [line] = otp("sync", "--config", str(tmp_path / "bad.toml"), directory=tmp_path)
     assert status == 2 and line["code"] == "config_malformed" and "bad.toml" in line["message"]
+
+
+# ---- the one browser test: what the agent reads in the widget ------------------------------------
+def test_the_agents_widget_says_the_scheduled_run_is_syncing(open_core_host, grist_core, core_doc, slow_ds, tmp_path):
+    """The real widget in Chromium on grist-core, clicked while `otp sync` holds the lease."""
+    config = write_config(tmp_path, grist_core, slow_ds.url, [(A, core_doc.doc_id)])
+    host = open_core_host(demarche=A, endpoint=slow_ds.url, token=TOKEN)
+    proc = start_otp(config, tmp_path)
+    try:
+        wait_for(lambda: lease_holder(grist_core, core_doc.doc_id).startswith("otp-sync@"), what="the run's lease")
+        result = host.sync()
+        assert result["state"] == "error", result
+        assert "déjà en cours" in result["text"] and "synchronisation planifiée" in result["text"], result["text"]
+    finally:
+        out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    again = host.sync()  # once the run is over, the agent's click syncs (incrementally)
+    assert again["state"] == "done", again["text"]
