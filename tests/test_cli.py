@@ -7,8 +7,6 @@ a socket. The same command against a real grist-core: `tests/e2e/test_scheduled.
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import io
 import json
 import os
@@ -29,6 +27,7 @@ from py_core.cli.httpx_transport import HttpxTransport
 from py_core.cli.rest_sink import GristAccessError, RestSink
 from py_core.cli.run import exit_kind
 from tests.grist_engine import EngineSink, engine_missing
+from tests.lab import run as in_thread  # a loop of its own: the browser tests' Playwright keeps one running
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIST, DS_URL = "https://grist.test", "https://ds.test/api/v2/graphql"
@@ -112,7 +111,7 @@ def otp(path: Path, fake: FakeGrist | None, *args: str, environ: dict[str, str] 
         async with HttpxTransport(transport=httpx.MockTransport(fake)) as http:
             return await run(parsed, out, http=http, environ=env)
 
-    status = asyncio.run(go())
+    status = in_thread(go())
     text = out.getvalue()
     for value in (KEY, TOKEN, EXPIRED):
         assert value not in text, "a secret in the log"
@@ -278,19 +277,19 @@ def test_rest_sink_errors(tmp_path):
             return await call(sink)
 
     with pytest.raises(errors.GristWriteError) as refused:
-        asyncio.run(go(answer(403, {"error": "No write access"}), lambda s: s.apply([["AddRecord", "T", None, {}]])))
+        in_thread(go(answer(403, {"error": "No write access"}), lambda s: s.apply([["AddRecord", "T", None, {}]])))
     assert refused.value.code == "grist_write_forbidden"
     with pytest.raises(GristAccessError) as missing:
-        asyncio.run(go(answer(404, {"error": "document not found"}), lambda s: s.fetch_table("T")))
+        in_thread(go(answer(404, {"error": "document not found"}), lambda s: s.fetch_table("T")))
     assert missing.value.code == "grist_doc_not_found"
 
     def down(request):
         raise httpx.ConnectError("Connection refused")
 
     with pytest.raises(GristAccessError) as unreachable:
-        asyncio.run(go(down, lambda s: s.fetch_table("T")))
+        in_thread(go(down, lambda s: s.fetch_table("T")))
     assert unreachable.value.code == "grist_unreachable" and "doc" in unreachable.value.message_fr
-    assert asyncio.run(go(answer(200, {"id": [1], "manualSort": [1], "A": [2], "gristHelper_X": [0]}),
+    assert in_thread(go(answer(200, {"id": [1], "manualSort": [1], "A": [2], "gristHelper_X": [0]}),
                           lambda s: s.fetch_table("T"))) == {"id": [1], "A": [2]}
 
 
@@ -320,7 +319,7 @@ def test_once_stopped_the_procedures_not_begun_wait_for_the_next_run(tmp_path, d
         async with HttpxTransport(transport=httpx.MockTransport(FakeGrist(ds, docs))) as http:
             return await run(parsed, out, http=http, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}, cancel=stop_after_first)
 
-    assert asyncio.run(go()) == 5
+    assert in_thread(go()) == 5
     first, second = [json.loads(line) for line in out.getvalue().splitlines()]
     assert first["code"] == "cancelled" and second["code"] == "cancelled" and "arrêt demandé" in second["message"]
     assert "D4343_Dossiers" not in docs["docB"].table_ids()
