@@ -339,3 +339,15 @@ def test_check_tests_grist_and_ds_each_whatever_the_other_answered(tmp_path, ds)
     status, [line] = otp(path, FakeGrist(ds, docs), "check", environ={"OTP_T": TOKEN})
     assert status == 0 and "accès owners" in line["message"] and "8 dossiers" in line["message"]
     assert docs["docA"].table_ids() == []  # nothing written
+
+
+def test_a_text_log_line_names_the_procedure_and_the_document():
+    from py_core.cli import log_line
+    from py_core.cli.config import Procedure
+    from py_core.cli.run import Outcome
+
+    procedure = Procedure(A, "docA", GRIST, Secret(file="k"), Secret(env="T"), {"endpoint": DS_URL})
+    out = io.StringIO()
+    log_line(Outcome(procedure, 4, f"{procedure.label} : Le jeton d'API a expiré.", code="token_expired"), "text", out)
+    assert out.getvalue() == (f"[jeton DS refusé] démarche {A} document docA: durée=0.0s requêtes_DS=0 requêtes_Grist=0 "
+                              f"— démarche n° {A} → document docA : Le jeton d'API a expiré.\n")
