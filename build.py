@@ -481,6 +481,9 @@ def _metadata(project: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CLI_ONLY = "py_core/cli/"  # the command line's package: installed by pip, left out of the widget's wheel
+
+
 def _package_files(pyproject: dict) -> list[tuple[str, Path]]:
     """(archive name, source path) for the declared packages and package data."""
     setuptools_cfg = pyproject.get("tool", {}).get("setuptools", {})
@@ -498,6 +501,8 @@ def _package_files(pyproject: dict) -> list[tuple[str, Path]]:
             rel = path.relative_to(pkg_dir).parts
             if "__pycache__" in rel or rel[0] in ("tests", "test"):
                 continue
+            if path.relative_to(ROOT).as_posix().startswith(CLI_ONLY):
+                continue  # `otp sync` (CPython, httpx): never loaded by the widget
             files[path.relative_to(ROOT).as_posix()] = path
         for pattern in package_data.get(pkg, []):
             for path in pkg_dir.glob(pattern):

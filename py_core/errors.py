@@ -143,11 +143,12 @@ def ds_too_slow(endpoint: str) -> DSError:
     )
 
 
-def sync_busy(number: int, since: str) -> OTPError:
+def sync_busy(number: int, since: str, *, scheduled: bool = False) -> OTPError:
+    who = ("la synchronisation planifiée (otp sync, sur le serveur du relais)" if scheduled
+           else "peut-être dans un autre onglet ou par un collègue")
     return OTPError(
         f"Une synchronisation de la démarche n° {number} est déjà en cours (commencée {since}, "
-        "peut-être dans un autre onglet ou par un collègue). Attendez qu'elle se termine, puis "
-        "relancez si besoin : rien n'a été modifié.",
+        f"{who}). Attendez qu'elle se termine, puis relancez si besoin : rien n'a été modifié.",
         code="busy",
     )
 

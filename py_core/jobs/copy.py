@@ -146,7 +146,7 @@ class Copy:
         self.started = self.clock.now()
         self.ds_time = ds.server_time  # DS's clock before any dossier is fetched (see `reread_since`)
         self.carried = carried
-        result = SyncResult(params.number, "", resumed=carried is not None)  # counts: this run's own
+        result = SyncResult(params.number, "", resumed=carried is not None, scheduled=params.scheduled)  # this run's counts
         result.skipped = list(carried.skipped) if carried else []
         self.state = CopyState(carried or Checkpoint(), result)
         self.writer: Writer | None = None

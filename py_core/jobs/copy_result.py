@@ -24,6 +24,7 @@ class SyncResult:
     updated_numbers: set[int] = field(default_factory=set)
     incremental: bool = False
     resumed: bool = False
+    scheduled: bool = False  # `otp sync`, not an agent: a note in the history
     cursor: str | None = None
     unknown_types: list[str] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # dossiers DS could not answer in full
@@ -73,6 +74,7 @@ class SyncResult:
             "ds_requests": self.ds_requests,
             "incremental": self.incremental,
             "resumed": self.resumed,
+            "scheduled": self.scheduled,
             "skipped": self.skipped,
             "binned": self.binned,
             "restored": self.restored,
@@ -113,8 +115,11 @@ def history_line(result: SyncResult, started: float, ended: float, status: str, 
                        ds_requests=result.ds_requests)
 
 
+SCHEDULED_NOTE = "Synchronisation planifiée (commande otp sync, sans agent à l'écran)."
+
+
 def _notes(result: SyncResult) -> list[str]:
-    notes = []
+    notes = [SCHEDULED_NOTE] if result.scheduled else []
     if result.resumed:
         notes.append("Reprise d'une synchronisation interrompue, à partir de son dernier point de reprise.")
     if result.unknown_types:

@@ -38,6 +38,8 @@ class Stored(Protocol):
 
     def to_json(self) -> str: ...
 
+SCHEDULED_HOLDER = "otp-sync@"  # the holder of a scheduled run (`otp sync`): "otp-sync@<host>/<pid>"
+
 LEASE_S = 120.0  # renewed at every write and before every wait (retries, rate limit)
 
 
@@ -63,7 +65,8 @@ async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Leas
     rows = await _rows(sink, number)
     live = [r for r in rows if (r.get("Expire") or 0) > now and (r.get("Detenteur") or "") != holder]
     if live:
-        raise errors.sync_busy(number, _ago(now - (live[0].get("Debut") or now)))
+        raise errors.sync_busy(number, _ago(now - (live[0].get("Debut") or now)),
+                               scheduled=str(live[0].get("Detenteur") or "").startswith(SCHEDULED_HOLDER))
     carried = _latest_checkpoint(rows)
     actions: list[list[Any]] = [["AddRecord", TABLE, None, {
         "Demarche": number, "Detenteur": holder, "Debut": now, "Expire": now + LEASE_S,

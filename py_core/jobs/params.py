@@ -20,6 +20,7 @@ class SyncParams:
     ds_site: str = ""  # the DS site links point at (scheme://host); default: the API's origin
     holder: str = ""  # who holds the lease: "<browser id>/<tab id>"
     filters: Filters = field(default_factory=Filters)  # which dossiers the agent wants
+    scheduled: bool = False  # run by `otp sync` (no agent at the screen): said in the history
 
     def __repr__(self) -> str:  # never show the token
         return f"SyncParams(number={self.number}, endpoint={self.endpoint!r})"
@@ -43,7 +44,7 @@ def parse_params(raw: dict[str, Any]) -> SyncParams:
     holder = str(raw.get("holder") or "").strip()[:80] or f"{secrets.token_hex(6)}/{secrets.token_hex(4)}"
     return SyncParams(int(number_text), token, endpoint, keep_deleted=bool(raw.get("keep_deleted")),
                       ds_site=ds_base_url(site) if site else "", holder=holder,
-                      filters=parse_filters(raw.get("filters")))
+                      filters=parse_filters(raw.get("filters")), scheduled=bool(raw.get("scheduled")))
 
 
 def ds_base_url(endpoint: str) -> str:
