@@ -139,7 +139,7 @@ WHEELS = [
 # no inline script). constants.js is generated (widget_constants_js), never a source.
 WIDGET_SOURCES = [
     "index.html", "style.css",
-    "app.js", "state.js", "form.js", "document.js", "storage.js", "progress.js", "messages.js",
+    "app.js", "state.js", "form.js", "document.js", "memory.js", "storage.js", "progress.js", "messages.js",
     "trust.js", "guard.js", "worker.js",
 ]
 WIDGET_CONSTANTS_FILE = "constants.js"

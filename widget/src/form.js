@@ -22,10 +22,6 @@ const progress = $('progress');
 const statusLine = $('status');
 const detailLine = $('progress-detail');
 
-// The delays « Synchroniser à l'ouverture » offers, in hours (the select's options).
-export const AUTO_DELAYS = [1, 6, 24];
-export const DEFAULT_DELAY = 24;
-
 // body[data-state]: loading, ready, confirm, checking, checked, syncing, done, cancelled, error, untrusted.
 export function setState(name) { document.body.dataset.state = name; }
 

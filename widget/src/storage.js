@@ -7,7 +7,7 @@
 //
 // Keys (all under "otp."):
 //   localStorage   "otp.demarche:<Grist origin> <document>:<number>"  this browser's memory for one
-//                  procedure: {"jeton", "auto", "delai"} (trust.js memoryKey; app.js)
+//                  procedure: {"jeton", "auto", "delai"} (memory.js)
 //                  "otp.jeton.adresse-confirmee:<origin+path>"  addresses the agent agreed to send
 //                  the token to (trust.js confirmationKey)
 //                  "otp.navigateur"   this browser's id (the sync lease's holder, py_core/lease.py)
