@@ -44,6 +44,15 @@ F6 An agent retyped the `Dossier` Ref of the champs to Int (OTP keeps writing ro
    or unreadable keys as loose, so the row is never matched again: the dossier gets a new
    champs row without the agent's cell, the old one is kept without a dossier and reported.
    (A contract gap rather than a slip: « loose » could include a Ref to no dossier row.)
+F7 An agent deletes the `Dossier` Ref of the annotations (a key: made again, every row loose)
+   while a dossier is in DS's bin: DS hides that dossier, so its annotations row finds no
+   match and `plan_sweep` removes it (« DS a redonné leur contenu » — it did not). When DS
+   restores the dossier (its modification date unchanged, as DS does), nothing fetches it
+   again: the copy lacks its annotations for good (until DS modifies it). Same root as F1a
+   (rows of a binned dossier taken as loose), another trigger: F1's fix alone does not cover it.
+   Any column made again (a champ's, deleted by an agent) is likewise never filled for a dossier
+   that was in the bin during the refill, even once restored (F7b): the refill is a full sync,
+   and a restored dossier whose date did not move is not fetched.
 """
 
 from __future__ import annotations
@@ -201,3 +210,44 @@ def test_f6_a_row_whose_ref_is_an_int_finds_its_dossier_again_after_its_dossier_
         # the deleted row's id, is kept without a dossier (« conservées … »)
         assert [r["Suivi"] for r in rows] == [f"suivi de {n}"]
         assert all(r[ref] in numbers for r in lab.rows("champs")), "no row without a dossier"
+
+
+@pytest.mark.xfail(strict=True, reason="F7: a child key column made again while a dossier is in DS's bin: its rows "
+                                       "there are removed, and not given back when DS restores it")
+def test_f7_a_binned_dossiers_annotations_survive_their_ref_column_made_again():
+    with Lab(dossiers=12) as lab:
+        lab.sync()
+        n = lab.dossier_numbers()[1]
+        lab.store.delete_dossier(n, pending=True)
+        lab.sync()
+        assert len(rows_of(lab, "annotations", n)) == 1
+        lab.sink.apply_now([["RemoveColumn", lab.table("annotations"), lab.col_id("annotations", "dossier")]])
+        lab.sync()
+        # observed: 0 — loose (its Ref made again), not given by DS (in the bin: hidden), removed
+        # at the end of the sync as if DS had given its content back
+        after_refill = len(rows_of(lab, "annotations", n))
+        lab.store.restore_dossier(n)  # DS does not change its modification date
+        lab.sync()
+        assert not lab.row_of(n)["Dans_la_corbeille_DS_depuis"]
+        # observed: still 0 — the restored dossier is not fetched again (its date did not move)
+        assert (after_refill, len(rows_of(lab, "annotations", n))) == (1, 1)
+        assert lab.by_dossier("annotations") == lab.by_dossier("annotations", lab.fresh_copy())
+
+
+@pytest.mark.xfail(strict=True, reason="F7: a column made again while a dossier is in DS's bin is never filled "
+                                       "for it, even once DS restores it")
+def test_f7b_a_champ_column_made_again_is_filled_for_a_dossier_restored_from_the_bin():
+    with Lab(dossiers=12) as lab:
+        lab.sync()
+        prenom = lab.descriptor("TextChampDescriptor", "Prénom")
+        n = lab.dossier_numbers()[1]
+        lab.store.delete_dossier(n, pending=True)
+        lab.sync()
+        lab.sink.apply_now([["RemoveColumn", lab.table("champs"), lab.col_id("champs", prenom["id"])]])
+        lab.sync()  # made again and filled, but DS hides the binned dossier
+        lab.store.restore_dossier(n)
+        lab.sync()
+        lab.sync()
+        # observed: '' for the restored dossier (« Jérôme » in DS)
+        assert [r[lab.col_id("champs", prenom["id"])] for r in rows_of(lab, "champs", n)] == [
+            next(c["value"] for c in lab.store.dossier(n)["champs"] if c["champDescriptorId"] == prenom["id"])]
