@@ -266,6 +266,9 @@ class Copy:
             out_cells={n: writer.cell(n, OUT_OF_FILTER) for n in writer.dossier_ids})
         await writer.set_flags({BIN_DATE: plan.bin_dates, DELETED_DATE: plan.deleted_dates, OUT_OF_FILTER: plan.out_of_filter})
         await writer.remove_dossiers(plan.remove)
+        for number in sorted(plan.restored):  # DS keeps its date: what was made meanwhile is filled now
+            self._check_cancel()
+            await self._take_one(number, schema, writer)
         await writer.sweep()
         result = state.result
         result.filtered_out = sorted(plan.filtered_out)
