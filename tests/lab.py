@@ -126,38 +126,40 @@ class Lab:
 
     def assert_copy_exact(self) -> None:
         """Every dossier DS has (listed or in its bin) exactly once, with its modification date
-        and state; the bin flagged exactly; no duplicate row in any table."""
+        and state; the bin flagged exactly; no duplicate row in any table, no orphan. Columns and
+        row keys as the core derives them (`build_schema`), found through the registry."""
+        from py_core.grist.values import datetime_cell
+        from py_core.plan.schema import BIN_DATE, DATE_MODIFIED, DOSSIER_KEY, DOSSIER_REF
+
         procedure = self.store.procedure(self.number)
+        ids = self.col_ids("dossiers")
         rows = self.rows("dossiers")
-        numbers = [r["Numero"] for r in rows]
+        numbers = [r[ids[DOSSIER_KEY]] for r in rows]
         assert sorted(numbers) == self.ds_numbers(), "dossiers differ from DS"
         assert len(set(numbers)) == len(numbers), "duplicate dossier rows"
-        from py_core.grist.values import datetime_cell
-
-        for row in rows:
-            assert bool(row["Dans_la_corbeille_DS_depuis"]) == (row["Numero"] in procedure.binned), row["Numero"]
-            if row["Numero"] in procedure.dossiers:  # DS hides a binned dossier: it stays as last copied
-                dossier = procedure.dossiers[row["Numero"]]
-                assert row["Date_derniere_modification"] == datetime_cell(dossier["dateDerniereModification"]), row["Numero"]
+        for row, number in zip(rows, numbers):
+            assert bool(row[ids[BIN_DATE]]) == (number in procedure.binned), number
+            if number in procedure.dossiers:  # DS hides a binned dossier: it stays as last copied
+                dossier = procedure.dossiers[number]
+                assert row[ids[DATE_MODIFIED]] == datetime_cell(dossier["dateDerniereModification"]), number
+        live = {r["id"] for r in rows}
+        specs = {t.key: t for t in self.schema().tables}
         for key in self.child_keys():
+            child = self.col_ids(key)
             table_rows = self.rows(key)
-            spec_keys = self._row_key_columns(key)
-            keys = [tuple(r[c] for c in spec_keys) for r in table_rows]
+            keys = [tuple(r[child[k]] for k in specs[key].row_key) for r in table_rows]
             assert len(set(keys)) == len(keys), f"duplicate rows in {key}"
-            live = {r["id"] for r in rows}
-            assert all(r["Dossier"] in live for r in table_rows), f"orphan rows in {key}"
+            assert all(r[child[DOSSIER_REF]] in live for r in table_rows), f"orphan rows in {key}"
 
     def child_keys(self) -> list[str]:
         return [r["Cle"] for r in self.sink.records("OTP_Tables") if r["Demarche"] == self.number and r["Cle"] != "dossiers"]
 
-    def _row_key_columns(self, key: str) -> list[str]:
-        if key in ("champs", "annotations"):
-            return ["Dossier"]
-        if key == "avis":
-            return ["Dossier", "Avis_id"]
-        if key == "fichiers":
-            return ["Dossier", "Champ_id", "Numero_fichier"]
-        return ["Dossier", "Ligne"]
+    def schema(self):
+        """The tables the core derives from DS's structure now (`build_schema`)."""
+        from py_core.plan.schema import build_schema
+
+        structure = run(self.client().structure(self.number))
+        return build_schema(structure, timezone="Europe/Paris", ds_base=self.server.base_url)
 
     def snapshot(self, exclude: tuple[str, ...] = ()) -> str:
         """Everything the document holds, as text (for "unchanged" checks); `exclude`: tables left out."""
