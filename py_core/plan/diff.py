@@ -62,10 +62,16 @@ class TableIndex:
                 index.duplicates.append((key, row_id, values))
             else:
                 index.put(key, row_id, values)
-        for row_id, values in index.loose.items():
-            sig = _signature(values, tuple(n for _, n in signature))
-            index.loose_by_signature[sig] = None if sig in index.loose_by_signature else row_id
+        index._sign_loose()
         return index
+
+    def _sign_loose(self) -> None:
+        """Each loose row by its content (None where several rows share it)."""
+        columns = tuple(n for _, n in self.signature)
+        self.loose_by_signature = {}
+        for row_id, values in self.loose.items():
+            sig = _signature(values, columns)
+            self.loose_by_signature[sig] = None if sig in self.loose_by_signature else row_id
 
     def put(self, key: Key, row_id: int, values: dict[str, Any]) -> None:
         self.rows[key] = (row_id, values)
@@ -86,10 +92,7 @@ class TableIndex:
             self.drop(key)
             self.loose[row_id] = values
         if stray:
-            self.loose_by_signature = {}
-            for row_id, values in self.loose.items():
-                sig = _signature(values, tuple(n for _, n in self.signature))
-                self.loose_by_signature[sig] = None if sig in self.loose_by_signature else row_id
+            self._sign_loose()
 
     def loose_match(self, row: dict[str, Any]) -> int | None:
         """The loose row with the content of `row` (a row DS gives, by column key), when exactly
