@@ -12,6 +12,16 @@ Fixtures
     host              function open_host() with no parameters, widget ready
     widget            function the widget's Frame of `host`, ready
 
+The fake DS (harness.make_fake_ds: the one factory; harness.TOKEN, harness.NUMBER by default)
+    fake_ds           function factory: fake_ds(number=NUMBER, dossiers=30, seed=7, others=(),
+                               store=None, token=TOKEN, **server options) -> harness.FakeDS,
+                               started on 127.0.0.1, stopped after the test (.endpoint, .token,
+                               .number, .store, and every FakeDSServer attribute)
+    module_fake_ds    module   the same factory, its servers stopped after the module
+    ds                function fake_ds() with the defaults; a module overrides it with its data
+                               (at module scope through module_fake_ds)
+    store             function ds.store
+
 grist-core (a real Grist server, grist_core.py)
     grist_core        session  the kit's build.sh (once per machine), then run.sh on a free port
                                with a temp data dir; stopped at session end. Kit absent: skip
@@ -33,8 +43,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (CHROMIUM, Host, StaticServer, ensure_built, launch_chromium,  # noqa: E402
-                     launch_chromium_persistent)
+from harness import (CHROMIUM, FakeDS, Host, StaticServer, ensure_built, launch_chromium,  # noqa: E402
+                     launch_chromium_persistent, make_fake_ds)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -200,3 +210,35 @@ def host(open_host) -> Host:
 @pytest.fixture
 def widget(host):
     return host.wait_widget_ready()
+
+
+def _fake_ds_factory(request):
+    def make(**options) -> FakeDS:
+        server = make_fake_ds(**options).start()
+        request.addfinalizer(server.stop)
+        return server
+    return make
+
+
+@pytest.fixture
+def fake_ds(request):
+    """Factory of started fake DS servers (harness.make_fake_ds's options), stopped after the test."""
+    return _fake_ds_factory(request)
+
+
+@pytest.fixture(scope="module")
+def module_fake_ds(request):
+    """The same factory for module-scoped fixtures: its servers are stopped after the module."""
+    return _fake_ds_factory(request)
+
+
+@pytest.fixture
+def ds(fake_ds) -> FakeDS:
+    """The fake DS with the defaults (procedure NUMBER, 30 dossiers, seed 7, TOKEN, CORS)."""
+    return fake_ds()
+
+
+@pytest.fixture
+def store(ds):
+    """The data of `ds` (the dossiers as DS holds them)."""
+    return ds.store

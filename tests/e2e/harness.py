@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure  # noqa: E402
 from demo.serve import StaticServer, default_root_map  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,10 +43,12 @@ CHROMIUM_FLAGS = [
 ]
 WIDGET_PATH = "/widget/"
 DEFAULT_TIMEOUT_S = 60.0
+TOKEN = "jeton-e2e-5b7d93c1"  # the DS token of every e2e test (distinct from any word of a message)
+NUMBER = 12345                # the default procedure number of the fake DS
 
 __all__ = [
-    "CHROMIUM", "CHROMIUM_FLAGS", "StaticServer", "default_root_map", "ensure_built",
-    "launch_chromium", "launch_chromium_partitioned", "launch_chromium_persistent", "Host", "find_widget_frame", "wait_widget_state",
+    "CHROMIUM", "CHROMIUM_FLAGS", "FakeDS", "NUMBER", "StaticServer", "TOKEN", "default_root_map", "dossier_pages",
+    "ensure_built", "make_fake_ds", "launch_chromium", "launch_chromium_partitioned", "launch_chromium_persistent", "Host", "find_widget_frame", "wait_widget_state",
 ]
 
 
@@ -60,6 +63,46 @@ def ensure_built() -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"build.py failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads((ROOT / "widget" / "dist" / "manifest.json").read_text())
+
+
+class FakeDS(FakeDSServer):
+    """The fake DS (demo/fake_ds) of a test: its HTTP server on 127.0.0.1 (``store``,
+    ``requests``, ``fail_next``...), with the ``token`` it accepts and the ``number`` of its
+    procedure; ``endpoint`` is the GraphQL address the widget is given."""
+
+    def __init__(self, store: FakeDSStore, *, token: str, number: int, **options: Any):
+        options.setdefault("tokens", {token: "all"})
+        super().__init__(store, **options)
+        self.token = token
+        self.number = number
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
+
+
+def _procedure(number: int, dossiers: int, seed: int, **sample: Any):
+    return sample_procedure(number=number, dossier_count=dossiers, seed=seed, **sample)
+
+
+def make_fake_ds(number: int = NUMBER, dossiers: int = 30, seed: int = 7, *, others: Iterable[dict] = (),
+                 store: FakeDSStore | None = None, token: str = TOKEN, **server_options: Any) -> FakeDS:
+    """The one way the e2e tests make a fake DS (not started: ``start()`` it, or ``with``).
+
+    Its store holds ``sample_procedure(number, dossiers, seed)`` and one more procedure per dict
+    of ``others`` (the same keys, plus sample_procedure's options: title, first_dossier_number...),
+    unless ``store`` is given (another server on the same data). ``token`` may read every procedure
+    (unless ``tokens`` says otherwise); ``server_options`` go to FakeDSServer (cors, latency,
+    expired_tokens, host...)."""
+    if store is None:
+        store = FakeDSStore([_procedure(number, dossiers, seed), *(_procedure(**other) for other in others)])
+    return FakeDS(store, token=token, number=number, **server_options)
+
+
+def dossier_pages(request) -> bool:
+    """A fake DS request (FakeDSServer.requests) that reads a page of dossiers: a ``match`` of
+    its faults."""
+    return request.operation_name == "otpDossiers"
 
 
 def launch_chromium(playwright, **kwargs):
