@@ -11,26 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import find_widget_frame, wait_widget_state
-
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from harness import TOKEN, dossier_pages, find_widget_frame, wait_widget_state
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-TOKEN = "jeton-accessible"
 NUMBER = 11223
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 
-def dossier_pages(request) -> bool:
-    return request.operation_name == "otpDossiers"
-
-
 @pytest.fixture(scope="module")
-def ds():
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=250, seed=12)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+def ds(module_fake_ds):
+    return module_fake_ds(number=NUMBER, dossiers=250, seed=12)
 
 
 def axe_violations(frame) -> list[dict]:

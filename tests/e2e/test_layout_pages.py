@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from harness import TOKEN
 from py_core.grist.document import load_state
 from py_core.ds.client import DSClient
 from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
@@ -26,7 +26,6 @@ from py_core.plan.registry import plan_schema, refresh_maps
 from py_core.plan.schema import build_schema
 from py_core.ds.transport import UrllibTransport
 
-TOKEN = "jeton-de-test-pages"
 NUMBER = 24680
 TEMPLATE = "/template/OTP-modele.grist"
 SHOTS = Path(os.environ.get("OTP_SCREENSHOTS_LAYOUT", "/tmp/otp-screenshots-layout"))
@@ -76,16 +75,13 @@ def open_page(page, name: str) -> None:
 
 
 @pytest.fixture
-def ds():
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=40, seed=11)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield store, server
+def ds(fake_ds):
+    return fake_ds(number=NUMBER, dossiers=40, seed=11)
 
 
 def test_template_first_sync_pages(open_host, ds):
-    store, server = ds
     SHOTS.mkdir(parents=True, exist_ok=True)
-    host = open_host(doc=TEMPLATE, demarche=NUMBER, endpoint=server.url, token=TOKEN)
+    host = open_host(doc=TEMPLATE, demarche=NUMBER, endpoint=ds.url, token=TOKEN)
     page = host.page
     assert page_names(page)[0] == "One Trick Pony"
     page.wait_for_timeout(1000)
@@ -93,7 +89,7 @@ def test_template_first_sync_pages(open_host, ds):
 
     done = host.sync()
     assert done["state"] == "done", done
-    lay_out_in_page(host, server.url)  # no-op once the sync lays out itself
+    lay_out_in_page(host, ds.url)  # no-op once the sync lays out itself
     page.wait_for_timeout(1000)
     names = page_names(page)
     assert names == ["One Trick Pony", DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE], names

@@ -10,21 +10,9 @@ from datetime import date, datetime
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from harness import NUMBER, TOKEN
 
-TOKEN = "jeton-de-test-e2e"
-NUMBER = 12345
-
-
-@pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=30, seed=7)])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+# ds, store: conftest's fake DS with its defaults (procedure NUMBER, 30 dossiers, seed 7)
 
 
 @pytest.fixture

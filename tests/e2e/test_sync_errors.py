@@ -7,28 +7,18 @@ import socket
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-
-TOKEN = "jeton-valide"
-NUMBER = 12345
+from harness import NUMBER, TOKEN
 
 
 @pytest.fixture(scope="module")
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=5, seed=3),
-                        sample_procedure(number=777, dossier_count=2, seed=4)])
+def ds(module_fake_ds):
+    return module_fake_ds(dossiers=5, seed=3, others=[dict(number=777, dossiers=2, seed=4)],
+                          tokens={TOKEN: {NUMBER}}, expired_tokens=("jeton-expire",))
 
 
 @pytest.fixture(scope="module")
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: {NUMBER}}, expired_tokens=("jeton-expire",), cors=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ds_without_cors(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=False) as server:
-        yield server
+def ds_without_cors(module_fake_ds, ds):
+    return module_fake_ds(store=ds.store, cors=False)
 
 
 def closed_port_url():

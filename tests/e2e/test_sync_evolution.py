@@ -7,23 +7,15 @@ import copy
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, make_descriptor, sample_procedure
+from demo.fake_ds import make_descriptor
+from harness import NUMBER, TOKEN
 
-TOKEN = "jeton-evolution"
-NUMBER = 12345
 OTHER = 67890
 
 
 @pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=12, seed=11),
-                        sample_procedure(number=OTHER, dossier_count=4, seed=12, title="Autre démarche")])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+def ds(fake_ds):
+    return fake_ds(dossiers=12, seed=11, others=[dict(number=OTHER, dossiers=4, seed=12, title="Autre démarche")])
 
 
 @pytest.fixture

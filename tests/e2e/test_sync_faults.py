@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from harness import TOKEN
 
-TOKEN = "jeton-pannes"
 NUMBER = 24680
 
 
 @pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=15, seed=21)])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+def ds(fake_ds):
+    return fake_ds(number=NUMBER, dossiers=15, seed=21)
 
 
 def test_server_errors_are_retried_and_a_partial_answer_is_taken_again(open_host, ds, store):

@@ -9,30 +9,16 @@ import time
 
 import pytest
 
-from harness import wait_widget_state
+from harness import TOKEN, dossier_pages, wait_widget_state
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-
-TOKEN = "jeton-de-l-agent"
 NUMBER = 13579
 BIG = 24601
 KEPT = "conservé dans ce navigateur uniquement"
 
 
-def dossier_pages(request) -> bool:
-    return request.operation_name == "otpDossiers"
-
-
 @pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=6, seed=7),
-                        sample_procedure(number=BIG, dossier_count=350, seed=8)])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+def ds(fake_ds):
+    return fake_ds(number=NUMBER, dossiers=6, seed=7, others=[dict(number=BIG, dossiers=350, seed=8)])
 
 
 def memory(frame) -> dict:
