@@ -17,17 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Host, StaticServer, ensure_built, launch_chromium, wait_widget_state  # noqa: E402
+from harness import (NUMBER, TOKEN, Host, StaticServer, dossier_pages, ensure_built, launch_chromium,  # noqa: E402
+                     make_fake_ds, wait_widget_state)
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure  # noqa: E402
+from demo.fake_ds import sample_procedure  # noqa: E402
 
-TOKEN = "jeton-de-demonstration"
-
-
-def dossier_pages(request) -> bool:
-    return request.operation_name == "otpDossiers"
-
-NUMBER = 12345
 BIG = 4242
 
 
@@ -45,11 +39,9 @@ def main(argv: list[str]) -> int:
     ensure_built()
     from playwright.sync_api import sync_playwright
 
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=40, seed=3),
-                         sample_procedure(number=BIG, dossier_count=800, seed=5,
-                                          title="Aide exceptionnelle aux communes sinistrées")])
     with StaticServer() as server, \
-            FakeDSServer(store, tokens={TOKEN: "all"}, expired_tokens=("jeton-expire",)) as ds, \
+            make_fake_ds(dossiers=40, seed=3, expired_tokens=("jeton-expire",), others=[
+                dict(number=BIG, dossiers=800, seed=5, title="Aide exceptionnelle aux communes sinistrées")]) as ds, \
             sync_playwright() as pw:
         browser = launch_chromium(pw)
         context = browser.new_context(locale="fr-FR", viewport={"width": 900, "height": 1500})
@@ -89,7 +81,7 @@ def main(argv: list[str]) -> int:
         _shot(widget, out / "05-erreur-jeton.png")
 
         # A cancelled sync: a fresh procedure read slowly, « Annuler » after the first page.
-        store.add_procedure(sample_procedure(number=NUMBER + 1, dossier_count=350, seed=9))
+        ds.store.add_procedure(sample_procedure(number=NUMBER + 1, dossier_count=350, seed=9))
         widget.fill("#demarche", str(NUMBER + 1))
         widget.fill("#token", TOKEN)
         ds.delay_next(0.8, count=20, match=dossier_pages)

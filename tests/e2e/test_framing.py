@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from grist_core import CoreHost
-from harness import StaticServer, find_widget_frame, launch_chromium_partitioned, wait_widget_state
+from harness import TOKEN, StaticServer, find_widget_frame, launch_chromium_partitioned, wait_widget_state
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -36,7 +35,6 @@ if str(ROOT) not in sys.path:
 from tests.relay_nginx import IN_CI, NginxRelay, missing_nginx  # noqa: E402
 
 WIDGET_DIR = ROOT / "widget" / "dist"
-TOKEN = "jeton-cadre-9c41d7e2"
 NUMBER = 13579
 DOSSIERS = 5
 UNTRUSTED = "n'est pas un serveur Grist autorisé pour ce widget"
@@ -50,10 +48,8 @@ def partitioned_browser(playwright_driver):
 
 
 @pytest.fixture(scope="module")
-def ds():
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=DOSSIERS, seed=17)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+def ds(module_fake_ds):
+    return module_fake_ds(number=NUMBER, dossiers=DOSSIERS, seed=17)
 
 
 @pytest.fixture(scope="module")

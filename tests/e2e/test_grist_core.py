@@ -12,12 +12,10 @@ from collections import Counter
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from grist_core import CoreHost, GristError
-from harness import ROOT
+from harness import ROOT, TOKEN, dossier_pages
 from tests.relay_nginx import IN_CI, NginxRelay, missing_nginx
 
-TOKEN = "jeton-grist-core"
 NUMBER = 24680
 DEFAULT_ENDPOINT = "https://demarche.numerique.gouv.fr/api/v2/graphql"
 VIEWER = "lecteur@example.com"
@@ -26,26 +24,14 @@ BUSY = re.compile(r"Une synchronisation (de la démarche n° \d+ )?est déjà en
 
 
 @pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=12, seed=5)])
+def ds(fake_ds):
+    return fake_ds(number=NUMBER, dossiers=12, seed=5)
 
 
 @pytest.fixture
-def big_store():
+def big_ds(fake_ds):
     """250 dossiers: three pages of 100."""
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=250, seed=6)])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
-
-
-@pytest.fixture
-def big_ds(big_store):
-    with FakeDSServer(big_store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+    return fake_ds(number=NUMBER, dossiers=250, seed=6)
 
 
 @pytest.fixture
@@ -54,10 +40,6 @@ def other_page(browser_context):
     page.set_default_timeout(60_000)
     yield page
     page.close()
-
-
-def dossier_pages(request) -> bool:
-    return request.operation_name == "otpDossiers"
 
 
 def later_page(request) -> bool:
@@ -120,7 +102,7 @@ def test_api_address_and_number_come_back_after_a_reload(open_core_host, ds, gri
 
 # ---- a reload in the middle of a sync -------------------------------------------------------------
 
-def test_a_reload_in_the_middle_of_a_sync_loses_and_duplicates_nothing(open_core_host, big_ds, big_store):
+def test_a_reload_in_the_middle_of_a_sync_loses_and_duplicates_nothing(open_core_host, big_ds):
     host = open_core_host(demarche=NUMBER, endpoint=big_ds.url, token=TOKEN)
     big_ds.delay_next(6.0, match=later_page)       # the second page comes late: reload meanwhile
     host.start_sync()
@@ -142,9 +124,9 @@ def test_a_reload_in_the_middle_of_a_sync_loses_and_duplicates_nothing(open_core
     again = host.sync()
     assert again["state"] == "done", again["text"]
     assert again["text"].startswith("Synchronisation terminée : 250 dossiers"), again["text"]
-    assert_exact_copy(host, big_store)
+    assert_exact_copy(host, big_ds.store)
     demarche = next(r for r in host.records("OTP_Demarches") if r["Numero"] == NUMBER)
-    newest = max(d["dateDerniereModification"] for d in big_store.procedure(NUMBER).dossiers.values())
+    newest = max(d["dateDerniereModification"] for d in big_ds.store.procedure(NUMBER).dossiers.values())
     assert demarche["Curseur"] and demarche["Curseur"].startswith(newest[:19]), (demarche["Curseur"], newest)
 
 
@@ -161,7 +143,7 @@ def colleague_page(other_browser):
 
 
 @pytest.mark.parametrize("where", ["two-browsers", "two-tabs"])
-def test_two_pages_syncing_the_same_document_duplicate_nothing(where, open_core_host, request, big_ds, big_store,
+def test_two_pages_syncing_the_same_document_duplicate_nothing(where, open_core_host, request, big_ds,
                                                                grist_core, core_doc):
     """Two agents (two browsers), or one agent with two tabs, click « Synchroniser » on the
     same document together: one copy of every dossier; the page that comes second waits or
@@ -184,13 +166,13 @@ def test_two_pages_syncing_the_same_document_duplicate_nothing(where, open_core_
         assert results[1]["enabled"], "the refused page can sync again later"
     else:
         assert results[1]["state"] == "done", results[1]   # it waited for the first one
-    assert_exact_copy(first, big_store)
+    assert_exact_copy(first, big_ds.store)
 
     # both pages can sync again now: still one copy
     for host in (second, first):
         again = host.sync()
         assert again["state"] == "done", again["text"]
-    assert_exact_copy(first, big_store)
+    assert_exact_copy(first, big_ds.store)
 
 
 # ---- a viewer --------------------------------------------------------------------------------------------
@@ -242,15 +224,15 @@ def test_an_editor_whose_access_rules_forbid_writing_is_told_why_and_nothing_is_
 
 # ---- the production path: the widget served by the relay, in grist-core ----------------------------------
 
-def test_full_sync_and_resync_through_the_relay(grist_core, page, otp_manifest):
+def test_full_sync_and_resync_through_the_relay(grist_core, page, otp_manifest, fake_ds):
     """Widget and API on the relay's origin (real nginx, the fake DS without CORS behind it),
     the widget in a grist-core document: a first sync, then a re-sync after a change in DS."""
     missing = missing_nginx()
     if missing:
         pytest.fail(f"CI=true and {missing}") if IN_CI else pytest.skip(f"relay test skipped: {missing}")
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=25, seed=8)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=False) as ds, \
-            NginxRelay(ROOT / "widget" / "dist", ds.base_url, grist_origins=grist_core.url) as relay:
+    ds = fake_ds(number=NUMBER, dossiers=25, seed=8, cors=False)
+    store = ds.store
+    with NginxRelay(ROOT / "widget" / "dist", ds.base_url, grist_origins=grist_core.url) as relay:
         doc = grist_core.new_doc(f"{relay.url}/index.html")
         host = CoreHost(page, grist_core, doc, widget_path=relay.url + "/").open(demarche=NUMBER)
         frame = host.wait_widget_ready()

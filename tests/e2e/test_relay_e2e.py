@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-from harness import Host, wait_widget_state
+from harness import TOKEN, Host, wait_widget_state
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from tests.relay_nginx import IN_CI, NginxRelay, missing_nginx  # noqa: E402
 
-TOKEN = "jeton-e2e-relais-5b7d93"
 NUMBER = 24680
 DOSSIERS = 25
 
@@ -31,14 +29,8 @@ pytestmark = [pytest.mark.browser,
 
 
 @pytest.fixture(scope="module")
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=DOSSIERS, seed=5)])
-
-
-@pytest.fixture(scope="module")
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=False) as server:
-        yield server
+def ds(module_fake_ds):
+    return module_fake_ds(number=NUMBER, dossiers=DOSSIERS, seed=5, cors=False)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +43,9 @@ def relay(otp_manifest, otp_server, ds):
 
 
 @pytest.fixture(scope="module")
-def other_ds():
+def other_ds(module_fake_ds):
     """Another host (a DS-like API that would accept the token, CORS included)."""
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=3, seed=9)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
-        yield server
+    return module_fake_ds(number=NUMBER, dossiers=3, seed=9)
 
 
 # Every violation of a content security policy, in every frame of the page.
@@ -241,11 +231,9 @@ def test_a_confirmed_address_is_asked_once(page, otp_server, other_ds, request):
 
 
 @pytest.fixture(scope="module")
-def ds_on_another_machine():
+def ds_on_another_machine(module_fake_ds):
     """An API over plain http at an address that is not this machine's loopback name."""
-    store = FakeDSStore([sample_procedure(number=NUMBER, dossier_count=1, seed=2)])
-    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True, host="127.0.0.2") as server:
-        yield server
+    return module_fake_ds(number=NUMBER, dossiers=1, seed=2, host="127.0.0.2")
 
 
 def test_plain_http_to_another_host_is_refused(open_relay_host, ds_on_another_machine):

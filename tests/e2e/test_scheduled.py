@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import grist_core as core
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
+from harness import TOKEN
 from py_core import errors
 from py_core.clock import Clock
 from py_core.ds.client import DSClient
@@ -43,7 +43,7 @@ from py_core.jobs.lease import LEASE_S
 from py_core.jobs.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN, EXPIRED = "jeton-planifie-secret-1234", "jeton-expire-5678"
+EXPIRED = "jeton-expire-5678"
 A, B = 4242, 4343  # two procedures, in two documents
 WIDGET_HOLDER = "navigateur-e2e/onglet-1"
 VOLATILE = {"OTP_Demarches": {"Derniere_synchro", "Relire_depuis"}}  # when, not what
@@ -63,12 +63,9 @@ def grist(tmp_path_factory):
 
 
 @pytest.fixture
-def ds():
-    store = FakeDSStore([sample_procedure(number=A, dossier_count=40, seed=3),
-                         sample_procedure(number=B, dossier_count=12, seed=5, first_dossier_number=900000)])
-    server = FakeDSServer(store, tokens={TOKEN: "all"}, expired_tokens=[EXPIRED]).start()
-    yield server
-    server.stop()
+def ds(fake_ds):
+    return fake_ds(number=A, dossiers=40, seed=3, expired_tokens=[EXPIRED],
+                   others=[dict(number=B, dossiers=12, seed=5, first_dossier_number=900000)])
 
 
 def new_doc(grist, name: str = "OTP planifié") -> str:
@@ -232,12 +229,9 @@ def test_a_scheduled_first_and_incremental_sync_write_what_the_widget_writes(gri
 
 # ---- together with the widget: one lease ----------------------------------------------------------
 @pytest.fixture
-def slow_ds():
+def slow_ds(fake_ds):
     """A DS far away (1 s per answer) with a procedure of 350 dossiers (4 pages)."""
-    store = FakeDSStore([sample_procedure(number=A, dossier_count=350, seed=7)])
-    server = FakeDSServer(store, tokens={TOKEN: "all"}, latency=1.0).start()
-    yield server
-    server.stop()
+    return fake_ds(number=A, dossiers=350, seed=7, latency=1.0)
 
 
 def start_otp(config: Path, directory: Path) -> subprocess.Popen:
