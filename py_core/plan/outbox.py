@@ -250,4 +250,6 @@ def display(cell: Any, kind: str = "") -> str:
         return ", ".join(map(str, cell[1:]))
     if isinstance(cell, list) and cell[:1] == ["E"]:
         return "#erreur"
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
     return str(cell)
