@@ -23,6 +23,8 @@ already has, or a decision DS already applied, is taken as sent.
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -45,6 +47,8 @@ from .params import SendParams, ds_base_url
 
 READ_ONLY = "seulement en lecture"  # DS's payload error for a read-only token
 ALREADY_WORDS = ("déjà associé", "n’est pas associé", "n'est pas associé")  # a label DS already has (or not)
+
+SENDERS = 3  # dossiers sent at once: DS's answer time is hidden, its limit (the client's pacing) kept
 
 Cancel = Callable[[], bool]
 
@@ -195,10 +199,11 @@ class Send:
         self.result = SendResult(params.sync.number)
         self.sink: FencedSink | None = None
         self.queue = self._approved()
+        self.inflight: dict[int, list[Item]] = {}  # dossiers being sent now
 
-    def _approved(self) -> dict[int, list[Item]]:
+    def _approved(self) -> OrderedDict[int, list[Item]]:
         """The items the agent saw as they are now; those that changed wait for the next preview."""
-        approved, out = self.params.approved, {}
+        approved, out = self.params.approved, OrderedDict()
         for number, items in self.ready.outbox.by_dossier().items():
             seen = [i for i in items if approved.get(i.ref) == i.seen]
             self.result.unseen += sum(1 for i in items if approved.get(i.ref) != i.seen and i.outcome in (SEND, KEEP))
@@ -207,17 +212,30 @@ class Send:
         return out
 
     async def run(self) -> None:
+        """The dossiers, `SENDERS` at a time (DS answers each in its own time; its limit of 400
+        requests a minute is kept by the client for all of them)."""
         total = sum(1 for items in self.queue.values() for i in items if i.outcome in (SEND, ALREADY, KEEP))
-        done = 0
         self.ds.progress.phase("Envoi vers DS…")
-        for number in list(self.queue):
-            if self.should_cancel():
-                raise errors.cancelled()
-            items = self.queue.pop(number)
-            outcomes = await self.dossier(number, items)
-            await self.record(outcomes)
-            done += sum(1 for i in items if i.outcome in (SEND, ALREADY, KEEP))
-            self.ds.progress.count(done, total, unit="modifications")
+        progress = {"done": 0}
+
+        async def sender() -> None:
+            while self.queue:
+                if self.should_cancel():
+                    raise errors.cancelled()
+                number, items = self.queue.popitem(last=False)
+                self.inflight[number] = items
+                await self.record(await self.dossier(number, items))
+                del self.inflight[number]
+                progress["done"] += sum(1 for i in items if i.outcome in (SEND, ALREADY, KEEP))
+                self.ds.progress.count(progress["done"], total, unit="modifications")
+
+        tasks = [asyncio.ensure_future(sender()) for _ in range(min(SENDERS, len(self.queue)))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def dossier(self, number: int, items: list[Item]) -> list[Outcome]:
         """One dossier: its annotations in one call, its labels, its decision."""
@@ -286,6 +304,8 @@ class Send:
             return
         left = [Outcome(i, CANCELLED, "envoi interrompu avant ce dossier") for items in self.queue.values() for i in items
                 if i.outcome in (SEND, ALREADY)]
+        left += [Outcome(i, CANCELLED, "envoi interrompu pendant ce dossier : DS a pu l'appliquer, l'envoi suivant le dira")
+                 for items in self.inflight.values() for i in items if i.outcome in (SEND, ALREADY)]
         status, message = status_of(error)
         self.result.ds_requests = self.ds.request_count
         try:

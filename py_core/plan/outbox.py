@@ -129,7 +129,7 @@ def plan_outbox(doc: Document, structure: Structure, staff: Staff, email: str, *
             items += _label_items(numbers[row_id], dossier_map, row, staff)
             items += _decision_items(numbers[row_id], dossier_map, row, notify)
     items = [_chosen(item, choices.get(item.ref)) for item in items]
-    groupes = staff.groupes_of(email)
+    groupes = staff.groupes_of(email) if email else None  # no instructeur chosen yet: told when sending
     groupe_col = dossier_map.col_ids.get("groupe_instructeur", "")
     groupe_of = {n: dossiers[r].get(groupe_col) for r, n in numbers.items() if n is not None}
     items = [_rights(i, groupe_of.get(i.number), groupes) for i in items]
@@ -227,11 +227,11 @@ def _chosen(item: Item, choice: str | None) -> Item:
     return Item(**{**item.__dict__, "outcome": choice})
 
 
-def _rights(item: Item, groupe: Any, groupes: set[str]) -> Item:
+def _rights(item: Item, groupe: Any, groupes: set[str] | None) -> Item:
     """Annotations and decisions need an instructeur of the dossier's groupe (labels do not)."""
     if item.kind == "label" or item.outcome not in (SEND, CONFLICT, KEEP):
         return item
-    if groupe and groupe not in groupes:
+    if groupe and groupes is not None and groupe not in groupes:
         return Item(**{**item.__dict__, "outcome": REFUSED,
                        "problem": f"l'instructeur choisi n'est pas dans le groupe « {groupe} » de ce dossier"})
     return item
