@@ -78,6 +78,7 @@ def test_confirmed_values_reach_ds_exactly_once_and_the_copy_then_equals_ds(lab)
     assert result.message.startswith("Envoi terminé : 2 modifications envoyées")
     assert ds_annotation(lab, a, note) == "15" and ds_annotation(lab, a, name) == hostile
     assert journal_by(lab, "Envoyé") == sorted([(a, "Note", "15"), (a, "Nom", hostile)])
+    assert "Envois vers DS" in [v["name"] for v in lab.sink.records("_grist_Views")]  # the journal's page
     sends = [h for h in lab.history() if h["Type"] == "Envoi vers DS"]
     assert [(h["Statut"], h["Mis_a_jour"]) for h in sends] == [("Terminée", 2)]
     after = lab.sync()

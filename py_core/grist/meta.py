@@ -177,10 +177,16 @@ def _meta_column(name: str, col_id: str, type_: str, label: str) -> dict[str, An
     return info
 
 
-def meta_table_actions(state: DocState) -> list[list[Any]]:
-    """Create OTP's own tables, or the columns they lack (a document of an earlier version)."""
+SEND_JOURNAL = "OTP_Envois"  # made by the first send only (a document that never sends has no journal)
+JOURNAL_PAGE = "Envois vers DS"
+
+
+def meta_table_actions(state: DocState, names: tuple[str, ...] | None = None) -> list[list[Any]]:
+    """Create OTP's own tables (`names`; by default those every copy needs), or the columns
+    they lack (a document of an earlier version)."""
     actions = []
-    for name, columns in META_TABLES.items():
+    wanted = names if names is not None else tuple(n for n in META_TABLES if n != SEND_JOURNAL)
+    for name, columns in ((n, META_TABLES[n]) for n in wanted):
         table_ref = state.table_ref(name)
         if table_ref is None:
             actions.append(["AddTable", name, [{"id": c, **_meta_column(name, c, t, l)} for c, t, l in columns]])

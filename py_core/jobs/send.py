@@ -32,7 +32,8 @@ from .. import errors
 from ..ds.client import DSClient
 from ..ds.models import Staff, Structure
 from ..grist.document import load_state
-from ..grist.sink import GristSink
+from ..grist.meta import JOURNAL_PAGE, SEND_JOURNAL, meta_table_actions
+from ..grist.sink import GristSink, records
 from ..plan.outbox import ALREADY, CONFLICT, DECISIONS, KEEP, REFUSED, SEND, Document, Item, Outbox, display, \
     dossier_typed_id, plan_outbox
 from ..plan.registry import plan_schema, refresh_maps
@@ -175,6 +176,7 @@ async def send(params: SendParams, ds: DSClient, sink: GristSink, *, should_canc
     await refresh(params, ds, sink, cancel)
     ready = await outbox(params, ds, sink)
     instructeur = _instructeur(params, ready.staff)
+    await _ensure_journal(sink)
     job = Send(params, ds, cancel, ready, instructeur)
     lease = await acquire(sink, params.sync.number, params.sync.holder, ds.clock.now())
     job.sink = FencedSink(sink, lease, ds.clock.now)
@@ -321,6 +323,21 @@ class Send:
         notes = result.refusals[:20] + ([f"{result.unseen} modifiées depuis l'aperçu : non envoyées"] if result.unseen else [])
         return HistoryLine(result.number, "Envoi vers DS", status, self.started, self.ds.clock.now(), message, notes,
                            updated=result.sent, ds_requests=result.ds_requests)
+
+
+async def _ensure_journal(sink: GristSink) -> None:
+    """The journal `OTP_Envois`, made by the first send, its page named « Envois vers DS »."""
+    state = await load_state(sink)
+    actions = meta_table_actions(state, (SEND_JOURNAL,))
+    if not actions:
+        return
+    results = await sink.apply(actions)
+    made = [r for a, r in zip(actions, results) if a[0] == "AddTable"]
+    if made and made[0].get("table_id") == SEND_JOURNAL:
+        tables = records(await sink.fetch_table("_grist_Tables"))
+        view = next((t.get("primaryViewId") for t in tables if t.get("tableId") == SEND_JOURNAL), None)
+        if view:
+            await sink.apply([["UpdateRecord", "_grist_Views", view, {"name": JOURNAL_PAGE}]])
 
 
 @dataclass(frozen=True)
