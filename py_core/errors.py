@@ -232,3 +232,21 @@ def other_instance(number: int, first: str, now: str) -> InputError:
         "copiez cette démarche dans un autre document.",
         code="other_instance",
     )
+
+
+def read_only_token() -> DSError:
+    return DSError(
+        "Ce jeton ne permet que la lecture : DS refuse toute modification avec lui. Rien n'a été envoyé. "
+        "Créez dans votre profil DS un jeton « lecture et écriture » (l'accès en écriture ne peut pas "
+        "être ajouté à un jeton existant), puis saisissez-le ici.",
+        code="read_only_token",
+    )
+
+
+def unknown_instructeur(email: str) -> InputError:
+    shown = f"« {email[:80]} »" if email.strip() else "Aucun instructeur"
+    return InputError(
+        f"{shown} n'est pas instructeur de cette démarche : DS enregistre chaque envoi au nom d'un instructeur. "
+        "Choisissez votre adresse dans la liste « Instructeur ».",
+        code="unknown_instructeur",
+    )

@@ -17,7 +17,8 @@ from .ds.client import DSClient
 from .ds.transport import PyfetchTransport, Transport
 from .grist.sink import BridgeSink
 from .jobs.copy import synchronise
-from .jobs.params import parse_params
+from .jobs import send as send_job
+from .jobs.params import parse_params, parse_send_params
 from .progress import Progress
 
 
@@ -89,4 +90,25 @@ async def check_from_widget(params_json: str, grist_call: Any, emit: Any, should
     )
 
 
-ENTRIES = {"sync_from_widget": sync_from_widget, "check_from_widget": check_from_widget}
+async def send_preview_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any, transport: Transport) -> str:
+    """« Envoyer vers DS »: the copy brought up to date, then what would be sent (nothing is sent)."""
+    params = parse_send_params(json.loads(params_json))
+    ds = DSClient(params.sync.endpoint, params.sync.token, transport, progress=Progress(lambda event: emit(json.dumps(event))))
+    shown = await send_job.preview(params, ds, BridgeSink(grist_call), should_cancel=_cancel(should_cancel))
+    return json.dumps(shown, ensure_ascii=False)
+
+
+async def send_from_widget(params_json: str, grist_call: Any, emit: Any, should_cancel: Any, transport: Transport) -> str:
+    """« Confirmer l'envoi »: what the agent saw and chose, to DS."""
+    params = parse_send_params(json.loads(params_json))
+    ds = DSClient(params.sync.endpoint, params.sync.token, transport, progress=Progress(lambda event: emit(json.dumps(event))))
+    result = await send_job.send(params, ds, BridgeSink(grist_call), should_cancel=_cancel(should_cancel))
+    return json.dumps(result.to_dict(), ensure_ascii=False)
+
+
+def _cancel(should_cancel: Any):
+    return (lambda: bool(should_cancel())) if should_cancel else None
+
+
+ENTRIES = {"sync_from_widget": sync_from_widget, "check_from_widget": check_from_widget,
+           "send_preview_from_widget": send_preview_from_widget, "send_from_widget": send_from_widget}

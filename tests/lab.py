@@ -24,13 +24,15 @@ from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
 from py_core.ds.client import DSClient
 from py_core.clock import Clock
 from py_core.jobs.copy import synchronise
-from py_core.jobs.params import SyncParams, parse_params
+from py_core.jobs import send as send_job
+from py_core.jobs.params import SendParams, SyncParams, parse_params, parse_send_params
 from py_core.progress import Progress
 from py_core.ds.transport import UrllibTransport
 from tests.grist_engine import EngineSink
 
 TOKEN = "jeton-du-labo"
 NUMBER = 4242
+SENDER = "instructeur2@exemple.gouv.fr"  # in both groupes of the sample procedure
 
 
 def run(coroutine):
@@ -81,6 +83,36 @@ class Lab:
         self.elapsed += 60
         return run(synchronise(self.params(**extra), client or self.client(clock=clock), sink or self.sink,
                                should_cancel=should_cancel))
+
+    # -- the send (« Envoyer vers DS ») ------------------------------------------------------
+    def send_params(self, raw: dict[str, Any] | None = None, **extra: Any) -> SendParams:
+        return parse_send_params({"demarche": str(self.number), "token": TOKEN, "endpoint": self.server.url,
+                                  "holder": self.holder, "instructeur": SENDER, **(raw or {}), **extra})
+
+    def preview(self, *, client=None, **extra: Any) -> dict[str, Any]:
+        self.elapsed += 60
+        return run(send_job.preview(self.send_params(**extra), client or self.client(), self.sink))
+
+    def send(self, shown: dict[str, Any] | None = None, *, choices: dict[str, str] | None = None, client=None,
+             should_cancel=None, **extra: Any):
+        """Confirm what `shown` (a preview; by default one made now) listed."""
+        shown = shown if shown is not None else self.preview(**extra)
+        self.elapsed += 60
+        params = self.send_params(approved=shown["approved"], choices=choices or {}, **extra)
+        return run(send_job.send(params, client or self.client(), self.sink, should_cancel=should_cancel))
+
+    def set_cell(self, key: str, number: int, col_key: str, cell: Any) -> None:
+        """An agent types `cell` in OTP's column `col_key` of dossier `number`'s row of table `key`."""
+        row = self.row_in(key, number)
+        self.sink.apply_now([["UpdateRecord", self.table(key), row["id"], {self.col_id(key, col_key): cell}]])
+
+    def row_in(self, key: str, number: int) -> dict[str, Any]:
+        rows = self.numbers_by_row()
+        ref = self.col_id(key, "dossier") if key != "dossiers" else None
+        return next(r for r in self.rows(key) if (rows.get(r[ref]) if ref else r[self.col_id(key, "numero")]) == number)
+
+    def journal(self) -> list[dict[str, Any]]:
+        return self.sink.records("OTP_Envois") if "OTP_Envois" in self.sink.table("_grist_Tables")["tableId"] else []
 
     def sync_from(self, server: FakeDSServer, **extra: Any):
         """A sync of the same document from another API address (another DS, or a relay)."""

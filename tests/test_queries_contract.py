@@ -6,7 +6,7 @@ import pytest
 from graphql import GraphQLObjectType, build_schema, parse, validate
 
 from py_core.plan.champ_types import KINDS
-from py_core.ds.queries import QUERY_FILES, document
+from py_core.ds.queries import MUTATION_FILES, QUERY_FILES, document
 from tests.conftest import DS_SCHEMA
 
 if not DS_SCHEMA.exists():
@@ -24,7 +24,7 @@ def _implementations(interface: str) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("name", QUERY_FILES)
+@pytest.mark.parametrize("name", [*QUERY_FILES, *MUTATION_FILES.values()])
 def test_query_validates_against_ds_schema(name):
     assert validate(SCHEMA, parse(document(name))) == []
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from .. import errors
 from .dates import EPOCH
-from .models import DeletedDossier, Dossier, PageInfo, Structure
-from .queries import document
+from .models import DeletedDossier, Dossier, PageInfo, Staff, Structure
+from .queries import MUTATION_FILES, document
 from .transport import NetworkError, Transport
 from ..clock import Clock
 from ..progress import Progress
@@ -210,6 +210,21 @@ class DSClient:
         if (node.get("demarche") or {}).get("number") != number:
             return None
         return Dossier.model_validate(node)
+
+    async def instructeurs(self, number: int) -> Staff:
+        """Who may send: the procedure's groupes with their instructeurs, and its labels' ids."""
+        answer = await self.execute("instructeurs", {"number": number}, number=number)
+        if answer.errors:
+            raise _query_error(answer)
+        return Staff.from_response(answer.data)
+
+    async def mutate(self, field_name: str, input_: dict[str, Any], *, number: int) -> tuple[dict[str, Any], list[str]]:
+        """One mutation of the send: its payload, and what DS refused (the payload's `errors`,
+        or a top-level error such as a dossier DS no longer has), [] when it was applied."""
+        answer = await self.execute(MUTATION_FILES[field_name], {"input": input_}, number=number)
+        payload = (answer.data.get(field_name) if isinstance(answer.data, dict) else None) or {}
+        messages = [str(e.get("message", "")) for e in payload.get("errors") or []]
+        return payload, messages + [str(e.get("message", "")) for e in answer.errors]
 
     async def refresh_pages(self, number: int, *, state: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every dossier DS lists for the procedure (only those in `state` when given), light

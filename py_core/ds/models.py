@@ -81,6 +81,41 @@ def _merge_children(known: list[Descriptor], older: list[Descriptor]) -> list[De
 
 class LabelRef(_Model):
     name: str
+    id: str = ""
+
+
+class Instructeur(_Model):
+    id: str
+    email: str
+
+
+class Groupe(_Model):
+    id: str
+    label: str
+    closed: bool = False
+    instructeurs: list[Instructeur] = Field(default_factory=list)
+
+
+class Staff(_Model):
+    """Who may send to a procedure (its groupes' instructeurs) and its labels' ids."""
+
+    number: int
+    labels: list[LabelRef] = Field(default_factory=list)
+    groupes: list[Groupe] = Field(default_factory=list, alias="groupeInstructeurs")
+
+    @classmethod
+    def from_response(cls, data: dict[str, Any]) -> Staff:
+        return cls.model_validate(data["demarche"])
+
+    def emails(self) -> list[str]:
+        return sorted({i.email for g in self.groupes for i in g.instructeurs})
+
+    def instructeur(self, email: str) -> Instructeur | None:
+        return next((i for g in self.groupes for i in g.instructeurs if i.email == email), None)
+
+    def groupes_of(self, email: str) -> set[str]:
+        """The labels of the groupes `email` instructs in."""
+        return {g.label for g in self.groupes if any(i.email == email for i in g.instructeurs)}
 
 
 class Structure(_Model):

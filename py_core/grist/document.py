@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .meta import META_TABLES, DocState, GristColumn, parse_options
+from .meta import JOURNALS, META_TABLES, DocState, GristColumn, parse_options
 from .sink import GristSink, records
 
 
@@ -29,6 +29,6 @@ async def load_state(sink: GristSink) -> DocState:
         timezone=timezone,
     )
     for name in META_TABLES:
-        if state.table_ref(name) is not None:
+        if name not in JOURNALS and state.table_ref(name) is not None:
             state.meta[name] = records(await sink.fetch_table(name))
     return state

@@ -6,6 +6,8 @@ OTP keeps small tables in the document (visible, filterable like any other):
   whether OTP laid out the procedure's pages (`Pages_creees`, see `layout.py`: done once).
 - `OTP_Historique`: one row per sync that ended (done, failed, cancelled; counts, DS requests,
   notes such as champ types OTP does not know yet).
+- `OTP_Envois`: the journal of what was sent to DS (one row per value sent, refused, in
+  conflict or cancelled; who sent it by Grist's own user).
 - `OTP_Etat`: the state of the syncs running now: one row per sync holding the procedure's
   lease (holder, expiry) with its checkpoint (see `lease.py`).
 - `OTP_Tables`: which Grist table holds which part of a procedure (by table *ref*, stable across
@@ -69,6 +71,17 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("Col_id", "Text", "Identifiant de la colonne"),
         ("Rendue", "Bool", "Rendue aux agents (devenue une formule)"),
     ],
+    "OTP_Envois": [
+        ("Demarche", "Int", "Démarche"),
+        ("Dossier", "Int", "Dossier"),
+        ("Quoi", "Text", "Quoi"),
+        ("Valeur_envoyee", "Text", "Valeur envoyée"),
+        ("Valeur_DS_avant", "Text", "Valeur dans DS avant"),
+        ("Resultat", "Choice", "Résultat"),
+        ("Message_DS", "Text", "Message"),
+        ("Date", "DateTime:UTC", "Date"),
+        ("Par", "Text", "Par"),  # a trigger formula: Grist's user (the widget cannot know who)
+    ],
     "OTP_Etat": [
         ("Demarche", "Int", "Démarche"),
         ("Detenteur", "Text", "Synchronisation (navigateur)"),
@@ -78,15 +91,21 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 
-SYNC_KINDS = ["Complète", "Incrémentale", "Reprise"]
+JOURNALS = {"OTP_Historique", "OTP_Envois"}  # written, never read by a job
+SYNC_KINDS = ["Complète", "Incrémentale", "Reprise", "Envoi vers DS"]
+SEND_RESULTS = ["Envoyé", "Refusé", "Conflit", "Annulé"]
+# trigger formulas (computed once, when the row is added)
+META_TRIGGERS = {("OTP_Envois", "Par"): "user.Email if user else ''"}
 SYNC_STATUSES = ["Terminée", "Échec", "Annulée"]
 META_OPTIONS = {
     ("OTP_Historique", "Type"): {"choices": SYNC_KINDS},
+    ("OTP_Envois", "Resultat"): {"choices": SEND_RESULTS, "choiceOptions": {
+        "Envoyé": {"fillColor": "#B8F4B5"}, "Refusé": {"fillColor": "#FFC9C9"}, "Conflit": {"fillColor": "#FFE8A1"}}},
     ("OTP_Historique", "Statut"): {"choices": SYNC_STATUSES, "choiceOptions": {
         "Terminée": {"fillColor": "#B8F4B5"}, "Échec": {"fillColor": "#FFC9C9"}, "Annulée": {"fillColor": "#FFE8A1"}}},
     **{(table, col): {"dateFormat": "DD/MM/YYYY", "isCustomDateFormat": True, "timeFormat": "HH:mm:ss", "isCustomTimeFormat": False}
        for table, col in [("OTP_Demarches", "Derniere_synchro"), ("OTP_Historique", "Debut"), ("OTP_Historique", "Fin"),
-                          ("OTP_Etat", "Debut"), ("OTP_Etat", "Expire")]},
+                          ("OTP_Etat", "Debut"), ("OTP_Etat", "Expire"), ("OTP_Envois", "Date")]},
 }
 
 
@@ -153,13 +172,21 @@ def _meta_column(name: str, col_id: str, type_: str, label: str) -> dict[str, An
     info = {"type": type_, "label": label, "isFormula": False, "untieColIdFromLabel": True}
     if (name, col_id) in META_OPTIONS:
         info["widgetOptions"] = json.dumps(META_OPTIONS[(name, col_id)], ensure_ascii=False)
+    if (name, col_id) in META_TRIGGERS:
+        info.update({"formula": META_TRIGGERS[(name, col_id)], "recalcWhen": 0, "recalcDeps": None})
     return info
 
 
-def meta_table_actions(state: DocState) -> list[list[Any]]:
-    """Create OTP's own tables, or the columns they lack (a document of an earlier version)."""
+SEND_JOURNAL = "OTP_Envois"  # made by the first send only (a document that never sends has no journal)
+JOURNAL_PAGE = "Envois vers DS"
+
+
+def meta_table_actions(state: DocState, names: tuple[str, ...] | None = None) -> list[list[Any]]:
+    """Create OTP's own tables (`names`; by default those every copy needs), or the columns
+    they lack (a document of an earlier version)."""
     actions = []
-    for name, columns in META_TABLES.items():
+    wanted = names if names is not None else tuple(n for n in META_TABLES if n != SEND_JOURNAL)
+    for name, columns in ((n, META_TABLES[n]) for n in wanted):
         table_ref = state.table_ref(name)
         if table_ref is None:
             actions.append(["AddTable", name, [{"id": c, **_meta_column(name, c, t, l)} for c, t, l in columns]])

@@ -16,7 +16,8 @@ from ..ds.models import Dossier
 from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
 from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers
 from ..plan.registry import TableMap
-from ..plan.schema import Schema
+from ..plan.pending import hold_pending
+from ..plan.schema import BASE, DOSSIER_KEY, LABELS, Schema
 from .values import choice_list_cell
 
 
@@ -127,9 +128,12 @@ class Writer:
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> set[int]:
         """Labels change without moving the modification date: compare and update them.
         Returns the numbers of the dossiers whose labels changed."""
-        labels = {(n["number"],): choice_list_cell(sorted(l["name"] for l in n.get("labels") or [])) for n in nodes}
-        label_plan = plan_cells(self.maps["dossiers"], self.indexes["dossiers"], "labels", labels)
-        await self.apply([("dossiers", label_plan)])
+        table_map, index = self.maps["dossiers"], self.indexes["dossiers"]
+        rows = hold_pending(table_map, index, [{DOSSIER_KEY: n["number"], LABELS: choice_list_cell(sorted(l["name"] for l in n.get("labels") or []))}
+                                               for n in nodes])
+        label_plan = plan_cells(table_map, index, LABELS, {(r[DOSSIER_KEY],): r[LABELS] for r in rows})
+        bases = plan_cells(table_map, index, BASE, {(r[DOSSIER_KEY],): r[BASE] for r in rows if BASE in r})
+        await self.apply([("dossiers", label_plan), ("dossiers", bases)])
         return {key[0] for key in label_plan.update_keys}
 
     async def sweep(self) -> None:

@@ -50,3 +50,27 @@ def parse_params(raw: dict[str, Any]) -> SyncParams:
 def ds_base_url(endpoint: str) -> str:
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class SendParams:
+    """« Envoyer vers DS »: the procedure and token (as for a copy), who sends, and what the agent
+    saw and chose in the preview."""
+
+    sync: SyncParams
+    instructeur: str = ""  # the instructeur's e-mail (DS records the change as theirs)
+    notify: bool = True  # False: « Ne pas notifier l'usager » ticked
+    approved: dict[str, str] = field(default_factory=dict)  # item ref → its values as previewed (`Item.seen`)
+    choices: dict[str, str] = field(default_factory=dict)  # conflict ref → "send" | "keep"
+
+    def __repr__(self) -> str:  # never show the token
+        return f"SendParams(number={self.sync.number}, instructeur={self.instructeur!r})"
+
+
+def parse_send_params(raw: dict[str, Any]) -> SendParams:
+    approved, choices = raw.get("approved") or {}, raw.get("choices") or {}
+    if not isinstance(approved, dict) or not isinstance(choices, dict):
+        raise errors.invalid_filters("aperçu de l'envoi illisible")
+    return SendParams(parse_params(raw), str(raw.get("instructeur") or "").strip(), notify=not raw.get("no_notification"),
+                      approved={str(k): str(v) for k, v in approved.items()},
+                      choices={str(k): str(v) for k, v in choices.items() if v in ("send", "keep")})

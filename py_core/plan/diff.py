@@ -12,7 +12,7 @@ from typing import Any
 
 from ..grist.values import same_cell
 from .registry import Action, TableMap
-from .schema import DOSSIER_REF
+from .schema import BASE, DOSSIER_REF
 
 Key = tuple[Any, ...]
 
@@ -47,7 +47,8 @@ class TableIndex:
         ids = columns.get("id") or []
         names = [n for n in columns if n != "id"]
         ref_col = table_map.col_ids.get(DOSSIER_REF)
-        signature = tuple((k, n) for k, n in table_map.col_ids.items() if k != DOSSIER_REF and k not in fresh and k not in volatile)
+        signature = tuple((k, n) for k, n in table_map.written().items()
+                          if k not in (DOSSIER_REF, BASE) and k not in fresh and k not in volatile)
         index = cls({}, ref_col, signature=signature)
         missing = [None] * len(ids)
         key_columns = [columns.get(k, missing) for k in key_ids]
@@ -203,7 +204,7 @@ def plan_rows(
     A row DS gives that the index lacks takes back the loose row of the same content, if
     exactly one has it (`TableIndex.loose_match`) — with the agents' cells on it.
     """
-    col_ids = table_map.col_ids
+    col_ids = table_map.written()
     names = [col_ids[k] for k in col_ids]
     key_keys = table_map.spec.row_key
     plan = RowPlan(table_map.table_id, add={n: [] for n in names}, update={n: [] for n in names})

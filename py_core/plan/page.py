@@ -1,6 +1,6 @@
 """A page of dossiers → what writes it (pure): the rows, the column widenings, then two bundles.
 
-The dossier rows go first (their new row ids are the children's Refs), the child rows second,
+The agents' pending edits of sendable cells stay (`pending.hold_pending`). The dossier rows go first (their new row ids are the children's Refs), the child rows second,
 with the copy's modification date: that date is what the next copy compares with DS's, so it
 is written last, and a page interrupted between the two bundles is fetched again (its dossiers
 keep the date they had). The writer applies them in that order (`grist.writer.Writer`).
@@ -13,6 +13,7 @@ from typing import Any
 
 from ..ds.models import Dossier
 from .diff import Action, Key, RowPlan, TableIndex, exact_integers, plan_cells, plan_int_widening, plan_rows, resolve_refs
+from .pending import hold_pending
 from .registry import TableMap
 from .rows import Row, dossier_rows
 from .schema import DATE_MODIFIED, DOSSIER_KEY, Schema
@@ -46,14 +47,14 @@ def plan_dossiers(table_map: TableMap, index: TableIndex, rows: list[Row]) -> Ro
     """Bundle 1: the dossier rows, each with the modification date the copy had (see above)."""
     date_col = table_map.col_ids[DATE_MODIFIED]
     held_back = [{**row, DATE_MODIFIED: (index.rows.get((row[DOSSIER_KEY],)) or (0, {}))[1].get(date_col)} for row in rows]
-    return plan_rows(table_map, index, held_back)
+    return plan_rows(table_map, index, hold_pending(table_map, index, held_back))
 
 
 def plan_children(maps: dict[str, TableMap], indexes: dict[str, TableIndex], rows: dict[str, list[Row]],
                   dossier_ids: dict[int, int], numbers: list[int]) -> list[tuple[str, RowPlan]]:
     """Bundle 2 (`dossier_ids` once bundle 1 is written): the child rows, then the dates."""
     owners = {dossier_ids[n] for n in numbers}
-    plans = [(key, plan_rows(maps[key], indexes[key], resolve_refs(rows[key], dossier_ids),
+    plans = [(key, plan_rows(maps[key], indexes[key], hold_pending(maps[key], indexes[key], resolve_refs(rows[key], dossier_ids)),
                              owners=owners if key not in CHILD_KEYS_WITHOUT_REMOVAL else None,
                              volatile=VOLATILE.get(key, frozenset())))
              for key in maps if key != "dossiers"]

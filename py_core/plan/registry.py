@@ -26,6 +26,12 @@ class TableMap:
     spec: TableSpec
     table_id: str
     col_ids: dict[str, str]  # column key → Grist col id (only columns in the current form)
+    released: dict[str, str] = field(default_factory=dict)  # column key → col id of an OTP column an agent made a formula
+
+    def written(self) -> dict[str, str]:
+        """The columns the copy writes (not the agents' inputs OTP made, see `ColumnSpec.written`)."""
+        unwritten = {c.key for c in self.spec.columns if not c.written}
+        return {k: n for k, n in self.col_ids.items() if k not in unwritten} if unwritten else self.col_ids
 
 
 @dataclass
@@ -161,6 +167,7 @@ def _plan_existing_table(state: DocState, spec: TableSpec, table_ref: int, by_ke
         entry = by_key.get((table_ref, column.key))
         current = existing.get(entry["Col_ref"]) if entry else None
         if current is not None and current.is_formula:  # an agent made it a formula: theirs now
+            part.table_map.released[column.key] = current.col_id
             if not entry.get("Rendue"):
                 part.released.append(f"{current.label or current.col_id} ({table_id}.{current.col_id})")
                 if column.key not in essential:
@@ -239,7 +246,7 @@ def refresh_maps(state: DocState, schema: Schema, maps: dict[str, TableMap]) -> 
             if column is not None and column.table_ref == table_ref and state.column_ref(table_map.table_id, col_id) is None:
                 col_id = column.col_id
             col_ids[col_key] = col_id
-        fresh[key] = TableMap(table_map.spec, table_map.table_id, col_ids)
+        fresh[key] = TableMap(table_map.spec, table_map.table_id, col_ids, table_map.released)
     return fresh
 
 
@@ -315,7 +322,7 @@ def agent_columns(state: DocState, maps: dict[str, TableMap]) -> dict[str, list[
     """The columns of OTP's tables that are the agents' own (data columns OTP does not fill)."""
     out = {}
     for key, table_map in maps.items():
-        ours = set(table_map.col_ids.values())
+        ours = set(table_map.written().values())
         out[key] = [c.col_id for c in state.table_columns(state.table_ref(table_map.table_id))
                     if c.col_id not in ours and not c.is_formula and c.col_id != "manualSort"
                     and not c.col_id.startswith("gristHelper_")]

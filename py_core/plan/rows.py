@@ -18,7 +18,7 @@ def dossier_rows(dossier: Dossier, schema: Schema) -> dict[str, list[Row]]:
     """All rows one dossier gives, by table key (child tables may get none)."""
     out: dict[str, list[Row]] = {}
     dossiers = schema.table("dossiers")
-    out["dossiers"] = [{c.key: c.read(dossier) for c in dossiers.columns}]
+    out["dossiers"] = [{c.key: c.read(dossier) for c in dossiers.columns if c.read is not None}]
     by_descriptor = {c.get("champDescriptorId"): c for c in dossier.champs + dossier.annotations}
     for key in ("champs", "annotations"):
         out[key] = [_champ_row(schema.table(key), by_descriptor, dossier.number)]

@@ -15,6 +15,7 @@ from .champ_types import DATETIME, DATETIME_FORMAT, Part, column_key, mixed_part
 from ..grist.values import choice_list_cell, datetime_cell, int_cell, text_cell
 from ..ds.models import Descriptor, Dossier, Structure
 from .. import constants
+from .send import SENDABLE as SENDABLE_KINDS
 
 STATE_LABELS = constants.STATE_LABELS
 
@@ -35,6 +36,12 @@ OUT_OF_FILTER = "hors_filtre"  # kept although outside the agent's filter (the a
 DOSSIER_REF = "dossier"
 ROW_KEY = "ligne"
 POSITION = "position"
+BASE = "base_ds"  # what DS had at the last copy of each sendable cell (JSON): see `plan.pending`
+DECISION = "decision_a_envoyer"  # the agents' input: a decision to send (see `plan.send`)
+MOTIVATION = "motivation_a_envoyer"
+LABELS = "labels"
+DECISIONS = ["Passer en instruction", "Accepter", "Refuser", "Classer sans suite", "Repasser en instruction",
+             "Repasser en construction"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class ColumnSpec:
     ds_type: str = ""  # descriptor kind, or "otp" for OTP's own columns
     read: Callable[[Any], Any] | None = None
     in_form: bool = True  # False: the champ is only in older revisions of the form
+    written: bool = True  # False: an input of the agents' that OTP made, never written by the copy
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class TableSpec:
     name: str  # table id hint
     row_key: tuple[str, ...]  # the column keys that identify a row
     columns: list[ColumnSpec]
+    sendable: tuple[str, ...] = ()  # column keys whose cells agents may send back to DS (`BASE` holds their base)
 
     def column(self, key: str) -> ColumnSpec:
         return next(c for c in self.columns if c.key == key)
@@ -125,7 +134,14 @@ def _dossier_columns(labels: list[str], timezone: str, ds_base: str, number: int
         col(BIN_DATE, "Dans la corbeille DS depuis le", dt, lambda d: None, "Dans_la_corbeille_DS_depuis"),
         col(OUT_OF_FILTER, "Hors du filtre", "Bool", lambda d: False, "Hors_du_filtre"),
         col("lien", "Lien vers le dossier", "Text", link, "Lien_DS", widget="HyperLink"),
+        _base_column(),
+        ColumnSpec(DECISION, "Décision à envoyer", "Choice", "Decision_a_envoyer", {"choices": DECISIONS}, "otp", written=False),
+        ColumnSpec(MOTIVATION, "Motivation à envoyer", "Text", "Motivation_a_envoyer", {}, "otp", written=False),
     ]
+
+
+def _base_column() -> ColumnSpec:
+    return ColumnSpec(BASE, "Valeurs DS de la dernière copie (OTP)", "Text", "Base_DS", {}, "otp")
 
 
 def _demandeur_kind(d: Dossier) -> str | None:
@@ -227,19 +243,31 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
         TableSpec("champs", f"D{number}_Champs", (DOSSIER_REF,),
                   [_ref_column(), *_champ_columns(champ_descriptors, timezone, unknown)]),
         TableSpec("annotations", f"D{number}_Annotations", (DOSSIER_REF,),
-                  [_ref_column(), *_champ_columns(annotation_descriptors, timezone, unknown)]),
+                  [_ref_column(), *_champ_columns(annotation_descriptors, timezone, unknown), _base_column()],
+                  _sendable(annotation_descriptors)),
     ]
+    tables[0] = TableSpec("dossiers", tables[0].name, tables[0].row_key, tables[0].columns, (LABELS,))
     tables.append(TableSpec("avis", f"D{number}_Avis", (DOSSIER_REF, AVIS_KEY), _avis_columns(timezone)))
     tables.append(TableSpec("fichiers", f"D{number}_Fichiers", (DOSSIER_REF, FILE_CHAMP, FILE_POSITION), _file_columns()))
+    private = {b.id for b in blocks(annotation_descriptors)}
     for block in blocks(champ_descriptors + annotation_descriptors):
         columns = [
             _ref_column(),
             ColumnSpec(ROW_KEY, "Ligne (identifiant DS)", "Text", "Ligne", {}, "otp"),
             ColumnSpec(POSITION, "Position", "Int", "Position", {}, "otp"),
             *_champ_columns(block.children, timezone, unknown),
+            *([_base_column()] if block.id in private else []),
         ]
-        tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns))
+        tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns,
+                                _sendable(block.children) if block.id in private else ()))
     return Schema(number, tables, unknown)
+
+
+def _sendable(descriptors: list[Descriptor]) -> tuple[str, ...]:
+    """The annotations DS lets the API write (one column each; a type that changed between
+    revisions is not sent: its column mixes them)."""
+    return tuple(column_key(d.id, parts_for(d.kind)[0][0]) for d in descriptors
+                 if d.kind in SENDABLE_KINDS and d.in_form and not d.mixed and len(parts_for(d.kind)[0]) == 1)
 
 
 def blocks(descriptors: list[Descriptor]) -> list[Descriptor]:

@@ -19,7 +19,11 @@ import {
 import {
   DEFAULT_DELAY, isConfirmed, leaseHolder, readMemory, rememberConfirmed, rememberedDelay, writeMemory,
 } from './memory.js';
-import { LOG, MSG } from './messages.js';
+import { LOG, MSG, SEND_MSG } from './messages.js';
+import {
+  chosenInstructeur, clearPreview, confirmButton as sendConfirmButton, conflictChoices, enableSend, noNotification,
+  previewButton as sendPreviewButton, showInstructeurs, showPreview,
+} from './send.js';
 import { estimate } from './progress.js';
 import { state } from './state.js';
 import {
@@ -376,9 +380,10 @@ function onProgressEvent(event) {
     const done = Number(event.done) || 0;
     const total = event.total !== null && event.total !== undefined ? Number(event.total) : null;
     showProgress(done, total);
-    if (total !== null) setStatus(MSG.counted(done, event.total));
+    const sending = state.runningOp === 'send';
+    if (total !== null && !sending) setStatus(MSG.counted(done, event.total));
     else if (event.message) setStatus(event.message);
-    setDetail(rateText(done, total));
+    setDetail(sending ? '' : rateText(done, total));
   } else if (event.kind === 'wait') {
     if (event.message) setStatus(event.message, 'waiting');
   } else if (event.message) {
@@ -410,6 +415,7 @@ function endOperation() {
   state.runningOp = null;
   showCancel(false);
   updateButton();
+  enableSend(state.pythonReady && !state.fatalError);
   return op;
 }
 
@@ -425,6 +431,7 @@ worker.onmessage = async (ev) => {
       timings.ready = performance.now() - timings.start;
       timings.worker = msg.timings;
       updateButton();
+      enableSend(!state.fatalError);
       if (state.fatalError) break;   // e.g. framed by a page that is not a declared Grist server
       setStatus('');
       setState('ready');
@@ -440,6 +447,10 @@ worker.onmessage = async (ev) => {
       const op = endOperation();
       const result = msg.result || {};
       if (op && op.params && op.params.token) rememberToken(op.params.demarche, op.params.token);
+      if (msg.op === 'send-preview' || msg.op === 'send') {
+        showSendResult(msg.op, op, result);
+        break;
+      }
       if (msg.op === 'check') {
         showProgress();
         setDetail('');
@@ -545,7 +556,7 @@ onConfirmation(() => {
 // token would go to an address from the document.
 async function submit(op) {
   if (!state.pythonReady || state.running || state.fatalError) return;
-  if (readOnly && op === 'sync') {   // before anything: no call to DS, no write attempted
+  if (readOnly && op !== 'check') {   // before anything: no call to DS, no write attempted
     setStatus(MSG.readOnly, 'error');
     setState('error');
     return;
@@ -563,7 +574,8 @@ async function submit(op) {
     field.focus();
     return;
   }
-  const run = () => (op === 'check' ? startCheck(params) : startSync(params));
+  const starters = { check: startCheck, sync: startSync, 'send-preview': startSendPreview, send: startSend };
+  const run = () => starters[op](params);
   const host = hostNeedingConfirmation(params.endpoint);
   if (host) {
     askConfirmation(host, params.endpoint, run);
@@ -580,7 +592,7 @@ form.addEventListener('submit', (ev) => {
 checkButton.addEventListener('click', () => submit('check'));
 
 cancelButton.addEventListener('click', () => {
-  if (!state.running || state.runningOp !== 'sync' || !state.current) return;
+  if (!state.running || !['sync', 'send', 'send-preview'].includes(state.runningOp) || !state.current) return;
   cancelButton.disabled = true;
   state.current.stopping = true;
   setStatus(MSG.stopping, 'info');
@@ -616,6 +628,66 @@ function startCheck(params) {
   showProgress();
   startOperation('check', params, MSG.checking, 'checking');
 }
+
+// ---- « Envoyer vers DS »: the preview, then what the agent confirmed --------------------------
+// The preview brings the copy up to date (a sync) and lists what would be sent; « Confirmer
+// l'envoi » sends only what it listed, as it listed it (the core checks each value again).
+function sendParams(params) {
+  return { ...params, instructeur: chosenInstructeur(), no_notification: noNotification.checked };
+}
+
+function startSendPreview(params) {
+  if (!state.pythonReady || state.running || !mayUseToken()) return;
+  state.sendPreview = null;
+  clearPreview();
+  showCancel(true);
+  startProgress();
+  enableSend(false);
+  startOperation('send-preview', sendParams(params), SEND_MSG.preparing, 'syncing');
+}
+
+function startSend(params) {
+  if (!state.pythonReady || state.running || !mayUseToken()) return;
+  const shown = state.sendPreview;
+  if (!shown || shown.demarche !== params.demarche) {
+    setStatus(SEND_MSG.noPreview, 'error');
+    return;
+  }
+  if (!chosenInstructeur()) {
+    setStatus(SEND_MSG.noInstructeur, 'error');
+    return;
+  }
+  showCancel(true);
+  startProgress();
+  enableSend(false);
+  startOperation('send', { ...sendParams(params), approved: shown.approved, choices: conflictChoices() },
+    SEND_MSG.sending, 'sending');
+}
+
+function showSendResult(kind, op, result) {
+  finishProgress();
+  setDetail('');
+  const demarche = op && op.params ? op.params.demarche : '';
+  if (kind === 'send-preview') {
+    showInstructeurs(result.instructeurs, chosenInstructeur() || readMemory(demarche).instructeur);
+    if (chosenInstructeur()) writeMemory(demarche, { instructeur: chosenInstructeur() });
+    state.sendPreview = { ...result, demarche };
+    showPreview(result);
+    setStatus(chosenInstructeur() ? result.message : `${result.message} ${SEND_MSG.noInstructeur}`,
+      chosenInstructeur() ? 'success' : 'info');
+    setState('previewed');
+    window.otpWidget.lastPreview = result;
+    return;
+  }
+  state.sendPreview = null;
+  clearPreview();
+  setStatus(result.message, 'success');
+  setState('sent');
+  window.otpWidget.lastSend = result;
+}
+
+sendPreviewButton.addEventListener('click', () => submit('send-preview'));
+sendConfirmButton.addEventListener('click', () => submit('send'));
 
 // ---- hooks for tests and debugging -------------------------------------------------------------
 window.otpWidget = {

@@ -73,6 +73,25 @@ export const MSG = {
   workerFailed: (detail) => `Impossible de démarrer le moteur Python du widget (${detail || 'erreur du worker'}).`,
 };
 
+// « Envoyer vers DS » (send.js, app.js).
+export const SEND_MSG = {
+  preparing: "Préparation de l'envoi : lecture des modifications de DS…",
+  sending: 'Envoi vers DS…',
+  pickInstructeur: "Choisissez l'instructeur qui envoie",
+  noInstructeur: "Choisissez l'instructeur au nom duquel DS enregistrera l'envoi (liste « Instructeur »), puis "
+    + 'cliquez à nouveau sur « Envoyer vers DS ».',
+  noPreview: "Cliquez d'abord sur « Envoyer vers DS » : rien n'est envoyé sans que vous ayez vu l'aperçu.",
+  dossier: (number) => `Dossier n° ${number}`,
+  notSent: (problem) => ` — non envoyé : ${problem}`,
+  conflict: (mine, ds) => `Conflit : vous avez « ${mine} », DS a maintenant « ${ds} ».`,
+  later: 'Décider plus tard',
+  sendMine: 'Envoyer ma valeur',
+  keepDs: 'Garder la valeur de DS',
+  probeRefused: (detail) => `DS refuse cet instructeur pour au moins un dossier (${detail}) : choisissez un `
+    + 'instructeur du groupe des dossiers.',
+  readOnlyDoc: "Ce document est en lecture seule pour vous : rien n'a été envoyé vers DS.",
+};
+
 // The worker's (worker.js).
 export const WORKER_MSG = {
   loadingPython: LOADING_PYTHON,

@@ -11,6 +11,7 @@ export const state = {
   runningOp: null,           // 'sync' | 'check'
   current: null,             // {op, params, base: {done, t} | null, rate, stopping, t0}
   selftestWaiters: [],
+  sendPreview: null,         // the last « Envoyer vers DS » preview: {…, approved, demarche} (send.js shows it)
 
   // Where the token goes (README « Sécurité »)
   defaultEndpoint: DEFAULT_ENDPOINT,   // the relay's own endpoint when served by a relay

@@ -10,6 +10,8 @@
 //   {type:'sync',  params:{demarche, token, endpoint, keep_deleted, ds_site?}}
 //                                          (ds_site: DS's site when the API is the relay)
 //   {type:'check', params:{...}}
+//   {type:'send-preview', params:{..., instructeur, no_notification}}   « Envoyer vers DS »
+//   {type:'send', params:{..., approved, choices}}                       « Confirmer l'envoi »
 //   {type:'cancel'}                        stop the running sync between two pages
 //   {type:'selftest'}                      (test hook, no py_core needed)
 //   {type:'grist-result', id, ok, result}  / {type:'grist-result', id, ok:false, message}
@@ -197,6 +199,8 @@ self.onmessage = (ev) => {
     case 'grist-result': onGristResult(msg); break;
     case 'sync': runOperation('sync', 'sync_from_widget', msg.params); break;
     case 'check': runOperation('check', 'check_from_widget', msg.params); break;
+    case 'send-preview': runOperation('send-preview', 'send_preview_from_widget', msg.params); break;
+    case 'send': runOperation('send', 'send_from_widget', msg.params); break;
     case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: MSG.stopping } }); } break;
     case 'selftest': runSelftest(); break;
     default: console.warn(MSG.unknownMessage, msg.type);

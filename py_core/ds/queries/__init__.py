@@ -6,7 +6,14 @@ from functools import cache
 from importlib import resources
 
 FRAGMENT_FILES = {"DossierFields": "dossier_fields.graphql", "ChampFields": "champ_fields.graphql"}
-QUERY_FILES = ("structure", "dossiers", "dossier", "deleted_dossiers", "refresh", "newest")
+QUERY_FILES = ("structure", "dossiers", "dossier", "deleted_dossiers", "refresh", "newest", "instructeurs")
+# the mutations of the send (`jobs.send`), by the field each one calls
+MUTATION_FILES = {
+    "dossierModifierAnnotations": "modifier_annotations", "dossierAjouterLabel": "ajouter_label",
+    "dossierSupprimerLabel": "supprimer_label", "dossierPasserEnInstruction": "passer_en_instruction",
+    "dossierAccepter": "accepter", "dossierRefuser": "refuser", "dossierClasserSansSuite": "classer_sans_suite",
+    "dossierRepasserEnInstruction": "repasser_en_instruction", "dossierRepasserEnConstruction": "repasser_en_construction",
+}
 
 
 def _read(filename: str) -> str:
