@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from harness import wait_widget_state
+from harness import TOKEN, wait_widget_state
 
-from demo.fake_ds import FakeDSServer, FakeDSStore, sample_procedure
-
-TOKEN, READ_ONLY = "jeton-de-l-instructeur", "jeton-lecture-seule"
+READ_ONLY = "jeton-lecture-seule"
 NUMBER = 24680
-SENDER = "instructeur2@exemple.gouv.fr"
+SENDER = "instructeur2@exemple.gouv.fr"  # in both groupes of the sample procedure
 
 
 @pytest.fixture
-def store():
-    return FakeDSStore([sample_procedure(number=NUMBER, dossier_count=8, seed=11)])
-
-
-@pytest.fixture
-def ds(store):
-    with FakeDSServer(store, tokens={TOKEN: "all", READ_ONLY: "all"}, read_only_tokens=[READ_ONLY], cors=True) as server:
-        yield server
+def ds(fake_ds):
+    return fake_ds(number=NUMBER, dossiers=8, seed=11, tokens={TOKEN: "all", READ_ONLY: "all"}, read_only_tokens=[READ_ONLY])
 
 
 def active_dossiers(store, state):
