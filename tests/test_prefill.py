@@ -81,6 +81,14 @@ def test_prepare_makes_one_typed_column_per_prefillable_champ_identity_blocks_an
     child = {c["colId"]: c["type"] for c in lab.columns(plan.block_key(block["id"]))}
     assert child[ids(lab, plan.block_key(block["id"]))[plan.PARENT]] == f"Ref:{table}"
     assert lab.history()[-1]["Type"] == "Préremplissage"
+    # the technical columns are off the page (still in the table, raw data shows them)
+    sections = {s["id"]: s for s in lab.sink.records("_grist_Views_section") if s["tableRef"] == lab.table_ref(plan.TABLE_KEY)}
+    shown = {(f["parentId"], f["colRef"]) for f in lab.sink.records("_grist_Views_section_field") if f["parentId"] in sections}
+    refs = {c["colId"]: c["id"] for c in lab.columns(plan.TABLE_KEY)}
+    page = next(i for i, s in sections.items() if s["parentId"])
+    raw = next(i for i, s in sections.items() if not s["parentId"])
+    assert (page, refs[by_key[plan.TOKEN]]) not in shown and (raw, refs[by_key[plan.TOKEN]]) in shown
+    assert (page, refs[by_key[plan.LINK]]) in shown
 
 
 def test_the_table_follows_the_form_and_every_agent_column_formula_and_row_survives(lab):
@@ -350,3 +358,18 @@ def test_tracking_asks_tokens_in_batches(lab):
     run(job.follow(lab.params(), lab.client(), lab.sink, UrllibTransport(timeout=5)))
     gets = [r for r in lab.server.requests if r.method == "GET"]
     assert len(gets) == 2 and all(r.path.count(",") < job.TRACK_BATCH for r in gets)
+
+
+def test_a_refused_request_creates_nothing_clears_the_mark_and_says_why(lab):
+    _fill_five(lab)
+    lab.store.procedure(lab.number).state = "close"  # neither published nor in test: DS answers 404
+    with pytest.raises(Exception) as stopped:
+        create(lab)
+    assert stopped.value.code == "prefill_refused" and f"ne trouve pas la démarche n° {lab.number}" in stopped.value.message_fr
+    c = ids(lab)
+    rows = list(prefill_rows(lab).values())
+    assert not any(r[c[plan.SENDING]] for r in rows), "nothing was created: no row waits for a confirmation"
+    assert sum("ne trouve pas la démarche" in (r[c[plan.PROBLEMS]] or "") for r in rows) == 1
+    lab.store.procedure(lab.number).state = "publiee"
+    assert create(lab).created == 5
+    _assert_never_twice(lab)

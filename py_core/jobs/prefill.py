@@ -211,7 +211,13 @@ async def tables(params: SyncParams, structure: Structure, doc: DocState, sink: 
     await sink.apply(planned.actions)
     doc = await load_state(sink)
     maps = refresh_maps(doc, schema, planned.maps)
-    await sink.apply(plan_registry(doc, schema, maps, planned.typed) + plan_ref_display(doc, maps))
+    actions = plan_registry(doc, schema, maps, planned.typed) + plan_ref_display(doc, maps)
+    if plan.TABLE_KEY in planned.created:
+        table_id = maps[plan.TABLE_KEY].table_id
+        refs = {doc.column_ref(table_id, maps[plan.TABLE_KEY].col_ids[k]) for k in plan.HIDDEN}
+        actions += plan.hide_fields(records(await sink.fetch_table("_grist_Views_section")),
+                                    records(await sink.fetch_table("_grist_Views_section_field")), doc.table_ref(table_id), refs)
+    await sink.apply(actions)
     return Tables(maps, structure)
 
 

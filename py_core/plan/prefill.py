@@ -373,3 +373,14 @@ def followed(ids: dict[str, str], row: dict[str, Any], item: dict[str, Any] | No
     if item is None:
         wanted.pop(ids[DEPOSITED])
     return {k: v for k, v in wanted.items() if row.get(k) != v}
+
+
+HIDDEN = (TOKEN, NUMBER, SENDING)  # what following needs, not the agents: off the page (still in the table)
+
+
+def hide_fields(sections: list[dict[str, Any]], fields: list[dict[str, Any]], table_ref: int, col_refs: set[int]) -> list[list[Any]]:
+    """Remove the technical columns' fields from the page sections of the new prefill table (raw
+    data keeps them all; an agent can show them again: done once, when the table is made)."""
+    on_pages = {s["id"] for s in sections if s.get("tableRef") == table_ref and s.get("parentId")}
+    gone = sorted(f["id"] for f in fields if f.get("parentId") in on_pages and f.get("colRef") in col_refs)
+    return [["BulkRemoveRecord", "_grist_Views_section_field", gone]] if gone else []
