@@ -70,10 +70,13 @@ def descriptor(store, label):
     return next(d for d in store.procedure(NUMBER).active_revision["champDescriptors"] if d["label"] == label)
 
 
-def test_prepare_fill_create_submit_sync_and_see_it_linked(page, otp_server, relay, ds, store):
-    host = Host(page, otp_server.url, widget_path=relay.url + "/")
-    host.open(widget=f"{relay.url}/index.html", demarche=NUMBER)
-    host.wait_widget_ready()
+def retvalues(answer):
+    return answer["retValues"] if isinstance(answer, dict) else answer
+
+
+def scenario(host, ds, store, site: str) -> dict:
+    """Prepare, fill three rows (a problem, a repeatable block), create, submit one as the person,
+    sync, see it linked; « Mettre à jour le suivi ». Returns the first row's prefill token."""
     first = host.sync(token=TOKEN)
     assert first["state"] == "done", first
 
@@ -86,12 +89,12 @@ def test_prepare_fill_create_submit_sync_and_see_it_linked(page, otp_server, rel
     cols, sub = columns_by_key(host, table), columns_by_key(host, block_table)
     montant = cols[descriptor(store, "Montant demandé (€)")["id"]]
     # the agent fills three rows (here by actions, as an import would)
-    ids = host.apply_user_actions([
+    ids = retvalues(host.apply_user_actions([
         ["AddRecord", table, None, {cols["identite_nom"]: "Durand", cols["identite_prenom"]: "Léa",
                                     cols["identite_genre"]: "Mme", montant: 1500}],
         ["AddRecord", table, None, {cols["identite_nom"]: "Petit", cols["identite_genre"]: "Madame"}],
         ["AddRecord", table, None, {cols["identite_nom"]: "Roux", cols["identite_genre"]: "M."}],
-    ])
+    ]))
     names = {d["label"]: d["id"] for d in block["champDescriptors"]}
     host.apply_user_actions([
         ["AddRecord", block_table, None, {sub["ligne_preremplissage"]: ids[2], sub[names["Nom"]]: "Roux",
@@ -112,7 +115,7 @@ def test_prepare_fill_create_submit_sync_and_see_it_linked(page, otp_server, rel
     assert ds.prefill.created == 2
 
     durand = rows[ids[0]]
-    assert durand[cols["lien"]].startswith(relay.url) is False and "prefill_token=" in durand[cols["lien"]]
+    assert durand[cols["lien"]].startswith(ds.base_url + "/commencer/") and "prefill_token=" in durand[cols["lien"]]
     ds.prefill.submit(durand[cols["jeton"]])  # the person opens the link, completes, submits
     synced = host.sync()
     assert synced["state"] == "done", synced
@@ -125,7 +128,33 @@ def test_prepare_fill_create_submit_sync_and_see_it_linked(page, otp_server, rel
 
     followed = click(host, "prefill-follow")
     assert followed["state"] == "done" and followed["text"].startswith("Suivi mis à jour"), followed
+    posts = [r for r in ds.requests if r.method == "POST" and r.path.startswith("/api/public/")]
+    assert len(posts) == 2 and all("Durand" not in r.path for r in posts), "values only in the body"
+    return durand[cols["jeton"]]
+
+
+def test_prepare_fill_create_submit_sync_and_see_it_linked_through_the_relay(page, otp_server, relay, ds, store):
+    host = Host(page, otp_server.url, widget_path=relay.url + "/")
+    host.open(widget=f"{relay.url}/index.html", demarche=NUMBER)
+    host.wait_widget_ready()
+    token = scenario(host, ds, store, relay.url)
     log = relay.access_log()
     assert f"POST /api/public/v1/demarches/{NUMBER}/dossiers" in log
     assert f"GET /api/public/v1/demarches/{NUMBER}/dossiers" in log
-    assert durand[cols["jeton"]] not in log and "Durand" not in log and TOKEN not in log
+    assert token not in log and "Durand" not in log and TOKEN not in log
+
+
+@pytest.fixture
+def cors_ds():
+    """A DS that sends CORS headers itself (the local demo's): the widget calls it directly."""
+    procedure = sample_procedure(number=NUMBER, dossier_count=3, seed=21)
+    procedure.for_individual = True
+    store = FakeDSStore([procedure])
+    with FakeDSServer(store, tokens={TOKEN: "all"}, cors=True) as server:
+        yield server, store
+
+
+def test_prepare_fill_create_submit_sync_and_see_it_linked_on_grist_static_and_core(open_grist, cors_ds):
+    ds, store = cors_ds
+    host = open_grist(demarche=NUMBER, endpoint=ds.url)
+    scenario(host, ds, store, ds.base_url)
