@@ -252,7 +252,11 @@ def prefill_cancelled(created: int) -> OTPError:
 
 
 def prefill_refused(number: int, status: int, detail: str) -> DSError:
-    if status == 404:
+    if status == 0:
+        what = ("Le navigateur a bloqué l'appel à l'API de préremplissage de DS (DS n'envoie pas d'en-têtes CORS) : "
+                "passez par le relais d'OTP (voir « Relais vers l'API DS » dans le README), dont l'adresse de l'API "
+                "est celle du widget. Aucun dossier n'a été créé")
+    elif status == 404:
         what = (f"DS ne trouve pas la démarche n° {number} (elle doit être publiée ou en test). Vérifiez "
                 "le numéro et l'état de la démarche dans DS, puis relancez")
     else:

@@ -275,7 +275,7 @@ def test_no_row_is_ever_sent_twice_whatever_grist_call_the_tab_dies_at(lab):
             assert linked + len(marked) == 5 and fresh.server.prefill.created in (linked, linked + 1)
 
 
-@pytest.mark.parametrize("lose", [1, 3, 5])
+@pytest.mark.parametrize("lose", [1, 2, 3, 4, 5])
 def test_an_answer_lost_on_the_way_back_stops_the_job_and_the_row_waits_for_confirmation(lab, lose):
     _fill_five(lab)
     with pytest.raises(Exception) as stopped:
@@ -372,4 +372,49 @@ def test_a_refused_request_creates_nothing_clears_the_mark_and_says_why(lab):
     assert sum("ne trouve pas la démarche" in (r[c[plan.PROBLEMS]] or "") for r in rows) == 1
     lab.store.procedure(lab.number).state = "publiee"
     assert create(lab).created == 5
+    _assert_never_twice(lab)
+
+
+class Blocked(UrllibTransport):
+    """What the browser's fetch reports when DS's public API sends no CORS headers: the JSON POST's
+    preflight was refused, the POST never left (`NetworkError(cors=True)`)."""
+
+    async def post(self, url, headers, body):
+        raise NetworkError("Failed to fetch", cors=True)
+
+
+def test_a_browser_without_the_relay_is_told_so_and_no_row_waits_for_a_confirmation(lab):
+    _fill_five(lab)
+    with pytest.raises(Exception) as stopped:
+        create(lab, transport=Blocked())
+    assert stopped.value.code == "prefill_refused" and "relais" in stopped.value.message_fr
+    c = ids(lab)
+    assert not any(r[c[plan.SENDING]] for r in prefill_rows(lab).values())
+    assert create(lab).created == 5
+
+
+def test_a_second_agent_meanwhile_is_told_and_sends_nothing(lab):
+    _fill_five(lab)
+    from py_core.jobs.lease import acquire
+    run(acquire(lab.sink, lab.number, "collegue/onglet", lab.clock()))
+    with pytest.raises(Exception) as busy:
+        create(lab)
+    assert busy.value.code == "busy" and lab.server.prefill.posts == 0
+
+
+class Unreadable(UrllibTransport):
+    """DS created the dossier but its 201 answer came back unreadable (a proxy's page)."""
+
+    async def post(self, url, headers, body):
+        answer = await super().post(url, headers, body)
+        return type(answer)(answer.status, b"<html>ok</html>", answer.headers)
+
+
+def test_a_201_whose_answer_cannot_be_read_keeps_the_row_marked(lab):
+    _fill_five(lab)
+    with pytest.raises(Exception) as stopped:
+        create(lab, transport=Unreadable(timeout=5))
+    assert stopped.value.code == "prefill_uncertain"
+    result = create(lab)
+    assert len(result.interrupted) == 1 and result.created == 4
     _assert_never_twice(lab)

@@ -107,13 +107,18 @@ class PublicAPI:
             try:
                 answer = await self.transport.post(self.url(number), headers, data)
             except NetworkError as error:
+                if error.cors:  # a JSON POST is preflighted: refused there, it never left
+                    raise errors.prefill_refused(number, 0, "CORS") from None
                 raise errors.prefill_uncertain(row_id, created, "délai dépassé" if error.timeout else "réseau") from None
             if answer.status == 429:  # refused before anything was created: the same request again
                 await self._wait(_reset_after(answer.header("ratelimit-reset"), answer.header("retry-after"), self.clock.now()),
                                  "DS limite les créations (15 par 15 s, pour tous les agents du relais) : reprise", cancellable=False)
                 continue
             if answer.status == 201:
-                return _json(answer.body) or {}
+                value = _json(answer.body)
+                if not isinstance(value, dict) or not value.get("dossier_prefill_token") or not value.get("dossier_url"):
+                    raise errors.prefill_uncertain(row_id, created, "réponse 201 illisible")  # created, but where?
+                return value
             if answer.status in (400, 403, 404, 422):
                 raise errors.prefill_refused(number, answer.status, answer.body.decode("utf-8", "replace"))
             raise errors.prefill_uncertain(row_id, created, f"réponse {answer.status}")
