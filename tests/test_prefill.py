@@ -418,3 +418,12 @@ def test_a_201_whose_answer_cannot_be_read_keeps_the_row_marked(lab):
     result = create(lab)
     assert len(result.interrupted) == 1 and result.created == 4
     _assert_never_twice(lab)
+
+
+def test_preparing_before_the_first_sync_leaves_the_copy_whole(lab):
+    prepare(lab)  # D<n>_Dossiers made empty (the Ref's target), registered like the copy's
+    assert lab.rows("dossiers") == []
+    result = lab.sync()
+    assert not result.incremental and result.added == len(lab.ds_numbers())
+    lab.assert_copy_exact()
+    assert lab.registry(plan.TABLE_KEY) and all(r["Dans_le_formulaire"] for r in lab.registry(plan.TABLE_KEY).values())
