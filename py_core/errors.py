@@ -274,3 +274,13 @@ def prefill_uncertain(row_id: int, created: int, why: str) -> DSError:
         "autres lignes ; pour renvoyer celle-ci, cochez « Renvoyer malgré l'interruption » sur sa ligne.",
         code="prefill_uncertain",
     )
+
+
+def prefill_columns_remade(labels: list[str]) -> InputError:
+    return InputError(
+        f"Des colonnes d'OTP de la table de préremplissage avaient été supprimées ({', '.join(labels)}) : elles "
+        "viennent d'être recréées, vides. OTP ne sait donc plus quelles lignes ont déjà leur dossier, et n'a rien "
+        "envoyé. Vérifiez dans DS, retirez (ou marquez) les lignes déjà envoyées, puis cliquez de nouveau sur "
+        "« Créer les dossiers préremplis ».",
+        code="prefill_columns_remade",
+    )

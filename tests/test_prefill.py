@@ -427,3 +427,16 @@ def test_preparing_before_the_first_sync_leaves_the_copy_whole(lab):
     assert not result.incremental and result.added == len(lab.ds_numbers())
     lab.assert_copy_exact()
     assert lab.registry(plan.TABLE_KEY) and all(r["Dans_le_formulaire"] for r in lab.registry(plan.TABLE_KEY).values())
+
+
+def test_deleted_link_and_token_columns_stop_the_next_run_once_and_a_formula_is_made_again(lab):
+    _fill_five(lab)
+    create(lab)
+    table, c = lab.table(plan.TABLE_KEY), ids(lab)
+    lab.sink.apply_now([["RemoveColumn", table, c[plan.LINK]], ["RemoveColumn", table, c[plan.TOKEN]],
+                        ["ModifyColumn", table, c[plan.NUMBER], {"isFormula": True, "formula": "0"}]])
+    with pytest.raises(Exception) as stopped:
+        create(lab)
+    assert stopped.value.code == "prefill_columns_remade" and lab.server.prefill.created == 5
+    assert "Lien du dossier prérempli" in stopped.value.message_fr
+    assert ids(lab)[plan.NUMBER] != c[plan.NUMBER], "the agent's formula stays theirs; OTP's column is made again"

@@ -183,6 +183,7 @@ def _json(body: bytes) -> Any:
 class Tables:
     maps: dict[str, TableMap]
     structure: Structure
+    remade: list[str] = field(default_factory=list)  # OTP columns of the prefill table an agent deleted, made again
 
     def ids(self, key: str = plan.TABLE_KEY) -> dict[str, str]:
         return self.maps[key].col_ids
@@ -223,7 +224,8 @@ async def tables(params: SyncParams, structure: Structure, doc: DocState, sink: 
         actions += plan.hide_fields(records(await sink.fetch_table("_grist_Views_section")),
                                     records(await sink.fetch_table("_grist_Views_section_field")), doc.table_ref(table_id), refs)
     await sink.apply(actions)
-    return Tables(maps, structure)
+    remade = [] if plan.TABLE_KEY in planned.created else sorted(planned.fresh.get(plan.TABLE_KEY, set()) & {*plan.SENT, plan.SENDING})
+    return Tables(maps, structure, [schema.table(plan.TABLE_KEY).column(k).label for k in remade])
 
 
 async def read_rows(sink: GristSink, found: Tables) -> tuple[list[dict[str, Any]], dict[int, dict[str, list]]]:
@@ -306,7 +308,8 @@ async def check(sink: FencedSink, found: Tables, result: PrefillResult) -> list[
     for row in rows:
         checked = plan.check_row(found.structure, found.col_ids(), row, blocks.get(row["id"], {}))
         status = plan.row_status(row, ids, checked)
-        if status == "done":
+        result.empty += status == "empty"
+        if status in ("done", "empty"):
             continue
         wanted = {ids[plan.PROBLEMS]: plan.problems_text(checked, status == "ready")}
         wanted[ids[plan.STATE]] = row.get(ids[plan.STATE]) or plan.TO_CREATE
@@ -314,7 +317,6 @@ async def check(sink: FencedSink, found: Tables, result: PrefillResult) -> list[
             wanted.pop(ids[plan.PROBLEMS])
             result.interrupted.append(row["id"])
         result.problems += [row["id"]] if status == "problems" else []
-        result.empty += status == "empty"
         queue += [(row["id"], checked, bool(checked.problems))] if status == "ready" else []
         changes = {k: v for k, v in wanted.items() if row.get(k) != v}
         updates += [["UpdateRecord", table_id, row["id"], changes]] if changes else []
@@ -354,6 +356,8 @@ async def create_prefilled(params: SyncParams, ds: DSClient, sink: GristSink, tr
     api = PublicAPI(params.endpoint, transport, ds, cancel)
     try:
         found = await tables(params, structure, doc, fenced)
+        if found.remade:  # which rows already have a dossier is no longer known: the agent checks first
+            raise errors.prefill_columns_remade(found.remade)
         ds.progress.phase("Vérification des valeurs selon les règles de DS…")
         queue = await check(fenced, found, result)
         await send(api, fenced, found, queue, result, cancel)

@@ -31,6 +31,8 @@ PARENT = "ligne_preremplissage"  # a block row's Ref to its prefill row
 LINK, STATE, DEPOSITED, PROBLEMS = "lien", "etat_ds", "depose_le", "problemes"
 TOKEN, NUMBER, SENDING = "jeton", "numero_ds", "envoi_commence"
 WITHOUT_INVALID, RESEND = "envoyer_sans_erreurs", "renvoyer"
+OWN = (LINK, STATE, DOSSIER_REF, DEPOSITED, PROBLEMS, WITHOUT_INVALID, RESEND, TOKEN, NUMBER, SENDING)
+SENT = (LINK, TOKEN, NUMBER)  # a row holding any of them has its dossier
 IDENTITY = (("identite_genre", "Civilité", "Choice"), ("identite_prenom", "Prénom", "Text"), ("identite_nom", "Nom", "Text"))
 GENRES = ["M.", "Mme"]
 YES_NO = ["Oui", "Non"]
@@ -118,11 +120,13 @@ def build_prefill_schema(structure: Structure, dossiers: TableSpec, *, timezone:
     identity = [ColumnSpec(k, label, t, label, {"choices": GENRES} if t == "Choice" else {}, "identite")
                 for k, label, t in IDENTITY] if structure.for_individual else []
     columns = [*identity, *(c for d in champs if d.kind != "Repetition" for c in _champ_columns(d, timezone)), *_otp_columns(timezone)]
-    tables = [dossiers, TableSpec(TABLE_KEY, f"D{number}_Preremplissage", (), columns)]
+    # every OTP column is one the job cannot do without: one an agent turns into a formula is made
+    # again beside it (`registry.plan_schema` treats a table's `row_key` columns so)
+    tables = [dossiers, TableSpec(TABLE_KEY, f"D{number}_Preremplissage", OWN, columns)]
     for block in (d for d in champs if d.kind == "Repetition"):
         subs = [c for d in block.children if d.kind in KINDS for c in _champ_columns(d, timezone)]
         parent = ColumnSpec(PARENT, "Ligne de préremplissage", f"Ref:@{TABLE_KEY}", "Ligne_preremplissage", {}, "otp")
-        tables.append(TableSpec(block_key(block.id), f"D{number}_Preremplissage_{block.label}", (), [parent, *subs]))
+        tables.append(TableSpec(block_key(block.id), f"D{number}_Preremplissage_{block.label}", (PARENT,), [parent, *subs]))
     return Schema(number, tables, [])
 
 
@@ -332,7 +336,7 @@ def row_status(row: dict[str, Any], ids: dict[str, str], checked: Checked) -> st
     """`done` (it has its dossier), `interrupted` (marked as being sent, no answer recorded: not
     sent again without the agent's confirmation), `empty`, `problems` (not sent unless the agent
     chose to send it without those values), or `ready`."""
-    if row.get(ids[LINK]) or row.get(ids[TOKEN]):
+    if any(row.get(ids[k]) for k in SENT):
         return "done"
     if row.get(ids[SENDING]) and not row.get(ids[RESEND]):
         return "interrupted"
