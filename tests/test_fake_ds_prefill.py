@@ -175,3 +175,13 @@ def test_fifteen_posts_per_fifteen_seconds_then_429(server):
     clock.t += 0.2
     assert create(server, {})[0] == 201
     assert server.prefill.created == 16
+
+
+def test_the_person_edits_what_was_prefilled_before_submitting(server, store):
+    label = "Nombre de bénéficiaires"
+    descriptor_id = next(d["id"] for d in store.procedure(NUMBER).active_revision["champDescriptors"] if d["label"] == label)
+    body = json.loads(create(server, {key(store, label): "12"})[1])
+    server.prefill.claim(body["dossier_prefill_token"])
+    dossier = server.prefill.submit(body["dossier_prefill_token"], edits={descriptor_id: 14})
+    assert next(c for c in dossier["champs"] if c["label"] == label)["value"] == "14"
+    assert dossier["prefilled"] is True and dossier["state"] == "en_construction"
