@@ -92,7 +92,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
 }
 
 JOURNALS = {"OTP_Historique", "OTP_Envois"}  # written, never read by a job
-SYNC_KINDS = ["Complète", "Incrémentale", "Reprise", "Envoi vers DS"]
+SYNC_KINDS = ["Complète", "Incrémentale", "Reprise", "Envoi vers DS", "Préremplissage"]
 SEND_RESULTS = ["Envoyé", "Refusé", "Conflit", "Annulé"]
 # trigger formulas (computed once, when the row is added)
 META_TRIGGERS = {("OTP_Envois", "Par"): "user.Email if user else ''"}

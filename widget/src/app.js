@@ -26,6 +26,7 @@ import {
 } from './send.js';
 import { estimate } from './progress.js';
 import { state } from './state.js';
+import { installPrefill, PREFILL_OPS } from './prefill.js';
 import {
   frameVerdict, hostNeedingConfirmation as needsConfirmation, isLocalHost, linkSite, parseOrigins, parseUrl,
   refusedTransport, validDemarche, validEndpoint,
@@ -575,7 +576,7 @@ async function submit(op) {
     return;
   }
   const starters = { check: startCheck, sync: startSync, 'send-preview': startSendPreview, send: startSend };
-  const run = () => starters[op](params);
+  const run = () => (PREFILL_OPS.includes(op) ? startPrefill(op, params) : starters[op](params));
   const host = hostNeedingConfirmation(params.endpoint);
   if (host) {
     askConfirmation(host, params.endpoint, run);
@@ -592,7 +593,7 @@ form.addEventListener('submit', (ev) => {
 checkButton.addEventListener('click', () => submit('check'));
 
 cancelButton.addEventListener('click', () => {
-  if (!state.running || !['sync', 'send', 'send-preview'].includes(state.runningOp) || !state.current) return;
+  if (!state.running || !['sync', 'send', 'send-preview', 'prefill_create'].includes(state.runningOp) || !state.current) return;
   cancelButton.disabled = true;
   state.current.stopping = true;
   setStatus(MSG.stopping, 'info');
@@ -620,6 +621,16 @@ function startSync(params, message) {
   startProgress();
   startOperation('sync', params, message || MSG.connecting, 'syncing');
 }
+
+// « Préparer le préremplissage », « Créer les dossiers préremplis », « Mettre à jour le suivi » (prefill.js).
+function startPrefill(op, params) {
+  if (!state.pythonReady || state.running || !mayUseToken()) return;
+  showCancel(op === 'prefill_create');
+  window.otpWidget.lastResult = null;
+  startProgress();
+  startOperation(op, params, MSG.connecting, 'syncing');
+}
+installPrefill((op) => submit(op));
 
 // « Tester la connexion »: the core reads the procedure's structure and writes nothing.
 function startCheck(params) {

@@ -201,6 +201,8 @@ self.onmessage = (ev) => {
     case 'check': runOperation('check', 'check_from_widget', msg.params); break;
     case 'send-preview': runOperation('send-preview', 'send_preview_from_widget', msg.params); break;
     case 'send': runOperation('send', 'send_from_widget', msg.params); break;
+    // « Dites-le-nous une fois » (prefill.js): the operation's name is its Python entry's
+    case 'prefill_prepare': case 'prefill_create': case 'prefill_follow': runOperation(msg.type, msg.type, msg.params); break;
     case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: MSG.stopping } }); } break;
     case 'selftest': runSelftest(); break;
     default: console.warn(MSG.unknownMessage, msg.type);
