@@ -249,6 +249,9 @@ def unknown_instructeur(email: str) -> InputError:
         f"{shown} n'est pas instructeur de cette démarche : DS enregistre chaque envoi au nom d'un instructeur. "
         "Choisissez votre adresse dans la liste « Instructeur ».",
         code="unknown_instructeur",
+    )
+
+
 # -- prefilling (« Dites-le-nous une fois ») -------------------------------------------------
 def prefill_not_prepared(number: int) -> InputError:
     return InputError(
