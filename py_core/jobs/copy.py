@@ -354,13 +354,7 @@ class Copy:
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        now = started or self.clock.now()
-        low = min(self.deposits, default=now - 1)
-        windows = WindowStreams(
-            lambda since: ds.dossier_pages(number, None, created_since=since), first_windows(low, now),
-            round_trip=lambda out: (ds.round_trip("dossiers"), ds.round_trip("dossiers", out=out)),
-            now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
-            total=total or 0, density=density_of(total or 0, low, now))
+        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0)
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
@@ -375,6 +369,18 @@ class Copy:
         if since:
             async with Prefetch(ds.dossier_pages(number, since)) as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
+
+    def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int) -> WindowStreams:
+        """Windows of deposit date paged at once (`WindowStreams`), the first two cut between
+        the earliest deposit seen so far and DS's clock."""
+        ds = self.ds
+        now = ds.server_time or self.clock.now()
+        low = min(self.deposits, default=now - 1)
+        return WindowStreams(
+            pages_from, first_windows(low, now),
+            round_trip=lambda out: (ds.round_trip(query), ds.round_trip(query, out=out)),
+            now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
+            total=total, density=density_of(total, low, now))
 
     async def _list_pages(self, pages: AsyncIterator[Any], listing: Listing, writer: Writer, *,
                           may_stream: bool = False) -> bool:

@@ -187,13 +187,16 @@ class Bench:
         summary = result["result"]
         kinds = Counter((r.operation_name or r.method).removeprefix("otp") for r in self.ds.requests[before:])
         ds_busy = sum(r.seconds for r in self.ds.requests[before:])
+        pages = [r for r in self.ds.requests[before:] if r.operation_name == "otpDossiers" and r.variables]
+        windows = {r.variables.get("createdSince") for r in pages if not r.variables.get("updatedSince")}
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s", summary.get("heap_mb"))
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; windows of deposit date: {len(windows)}",
+                    summary.get("heap_mb"))
         return summary
 
     def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
