@@ -240,8 +240,8 @@ class Bench:
             self.store.update_champ(n, text["id"], f"Modifié pour le banc d'essai {i}")
 
     # -- floor -------------------------------------------------------------------------------
-    def floor_scenario(self, pw, number, label, latency_label=""):
-        for who in self.floors:
+    def floor_scenario(self, pw, number, label, latency_label="", floors=None):
+        for who in self.floors if floors is None else floors:
             ctx = self.context(pw)
             try:
                 host, frame, _ = self.open(ctx, FLOOR_PATH + "index.html", number)
@@ -292,7 +292,8 @@ class Bench:
             ds.latency = latency
             suffix = ll if latency else ""
             self.otp_scenario(pw, number, work, resyncs=resyncs, latency_label=suffix)
-            self.floor_scenario(pw, number, work, latency_label=suffix)
+            self.floor_scenario(pw, number, work, latency_label=suffix,
+                                floors=[f for f in self.floors if not latency or f != "waiting" or args.waiting_latency])
             ds.latency = 0
 
     def table(self) -> None:
@@ -349,6 +350,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures there")
     parser.add_argument("--only", help="comma-separated scenarios among sample, wide, latency, skewed (default: all)")
     parser.add_argument("--floors", default="honest,waiting", help="which floors to run: honest, waiting (default: both)")
+    parser.add_argument("--waiting-latency", action="store_true",
+                        help="run the waiting floor with latency too (it adds a DS round trip to every page: ~100 s)")
     parser.add_argument("--runs", type=int, default=1, help="run every scenario this many times")
     Bench(parser.parse_args()).run()
 
