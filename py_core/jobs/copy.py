@@ -42,7 +42,7 @@ from typing import Any
 
 from .. import constants, errors
 from ..ds.client import PAGE_SIZE, DSClient
-from ..ds.dates import EPOCH, iso_second, later, shift
+from ..ds.dates import iso_second, later, shift
 from ..ds.models import Structure
 from ..grist.document import load_state
 from ..grist.layout import lay_out
