@@ -67,6 +67,7 @@ STATES = constants.DOSSIER_STATES  # DS's DossierState
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
 PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of deposit date at once,
 WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
+PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before),
 PARALLEL_LATENCY_S = 1.0  # and an incremental one lists one stream per state when DS is that far
 
 Cancel = Callable[[], bool]
@@ -325,10 +326,13 @@ class Copy:
                            checkpointed: bool, may_stream: bool = False) -> bool:
         """Write the pages; True when the sequential stream should give way to windows of
         deposit date paged at once (`_streamed_pages`): the pages came slower than they were
-        written (`WAITS_TO_PROBE` pages in a row the copy waited for), never on one slow answer."""
+        written (`WAITS_TO_PROBE` pages in a row the copy waited for), never on one slow answer,
+        and only among the first `PROBE_WITHIN` pages (later, paging again what was written
+        costs more than the windows could save)."""
         state, result = self.state, self.state.result
-        waits, asked = 0, self.clock.monotonic()
+        waits, seen, asked = 0, 0, self.clock.monotonic()
         async for page in pages:
+            seen += 1
             self._check_cancel()
             waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
             # the checkpoint moves past this page in the bundle that writes it, never before
@@ -340,7 +344,7 @@ class Copy:
             state.listed.update(page.skipped)
             self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
             self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
-            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE:
+            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
                 return True
             asked = self.clock.monotonic()
         return False

@@ -264,14 +264,14 @@ class Bench:
         args = self.args
         ensure_built()
         t = time.perf_counter()
-        self.store = FakeDSStore([sample(SAMPLE, args.dossiers), wide_procedure(WIDE, args.wide),
-                                  skewed(SKEWED, args.dossiers)])
-        print(f"fake DS data: {args.dossiers} + {args.wide} + {args.dossiers} dossiers in {time.perf_counter() - t:.1f} s [{load()}]")
-        roots = {**default_root_map(), "/bench/floor/": HERE / "floor"}
         self.floors = [f for f in args.floors.split(",") if f]
         only = set(args.only.split(",")) if args.only else {"sample", "wide", "latency", "skewed"}
         if args.skip_latency:
             only -= {"latency", "skewed"}
+        self.store = FakeDSStore([sample(SAMPLE, args.dossiers)] + ([wide_procedure(WIDE, args.wide)] if "wide" in only else [])
+                                 + ([skewed(SKEWED, args.dossiers)] if "skewed" in only else []))
+        print(f"fake DS data: {len(self.store.procedures)} procedures in {time.perf_counter() - t:.1f} s [{load()}]")
+        roots = {**default_root_map(), "/bench/floor/": HERE / "floor"}
         with FakeDSServer(self.store, tokens={TOKEN: "all"}) as ds, StaticServer(roots) as pages, sync_playwright() as pw:
             self.ds, self.pages = ds, pages
             for self.run_index in range(args.runs):
