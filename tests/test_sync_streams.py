@@ -109,6 +109,15 @@ def test_a_ds_slower_with_two_requests_out_gets_no_third_stream(most_streams, ev
         lab.assert_copy_exact()
 
 
+def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):
+    # its waits count from the 4th page: paging again what was written would cost more than windows save
+    monkeypatch.setattr(sync, "WAITS_TO_PROBE", sync.PROBE_WITHIN + 1)
+    with Lab(dossiers=900) as lab:
+        lab.sync()
+        assert not windowed(lab) and len(dossier_requests(lab)) == 9
+        lab.assert_copy_exact()
+
+
 def test_a_ds_as_fast_with_several_requests_out_gets_more_streams(most_streams, evidence):
     with Lab(dossiers=900) as lab:
         lab.sync()
