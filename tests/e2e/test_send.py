@@ -128,3 +128,22 @@ def test_a_read_only_token_is_told_before_anything_leaves(open_host, ds, store):
     assert wait_widget_state(frame, ("previewed", "error"), 120) == "error"
     assert "Ce jeton ne permet que la lecture" in frame.text_content("#status")
     assert ds_value(store, a, note) != "17"
+
+
+def test_an_instructeur_outside_the_dossiers_groupe_is_told_per_dossier(open_host, ds, store):
+    host = open_host(demarche=NUMBER, endpoint=ds.url)
+    assert host.sync(token=TOKEN)["state"] == "done"
+    frame = host.widget
+    procedure = store.procedure(NUMBER)
+    active = procedure.active_revision["id"]
+    other = sorted(n for n, d in procedure.dossiers.items()
+                   if d["groupeInstructeur"]["label"] != "défaut" and d["_revisionId"] == active and d["state"] != "brouillon")
+    assert other, "the sample has dossiers of the second groupe"
+    note = descriptor(store, "IntegerNumberChampDescriptor")["id"]
+    set_cell(host, "annotations", other[0], note, 17)
+    preview(frame)
+    shown = preview(frame, "instructeur1@exemple.gouv.fr")  # in « défaut » only
+    line = frame.text_content(f"#send-list li[data-ref^='{other[0]}/']")
+    assert "non envoyé" in line and "n'est pas dans le groupe" in line, line
+    assert shown["counts"]["send"] == 0 and frame.is_hidden("#send-confirm")
+    assert ds_value(store, other[0], note) != "17"
