@@ -246,3 +246,22 @@ def test_f7b_a_champ_column_made_again_is_filled_for_a_dossier_restored_from_the
         # observed: '' for the restored dossier (« Jérôme » in DS)
         assert [r[lab.col_id("champs", prenom["id"])] for r in rows_of(lab, "champs", n)] == [
             next(c["value"] for c in lab.store.dossier(n)["champs"] if c["champDescriptorId"] == prenom["id"])]
+
+
+def test_f8_an_annotation_column_made_again_holds_no_pending_edit(monkeypatch):
+    """Found by the model (issue 19's bases): an Int annotation column deleted and made again
+    holds Grist's 0 in every row; taken for an agent's pending edit (it differs from its base),
+    it stayed 0 where a fresh copy has nothing. A column made at this sync holds no one's edit."""
+    from tests import test_sync_model
+    from tests.test_sync_model import SyncHistory
+
+    monkeypatch.setattr(test_sync_model, "event", lambda _name: None)  # the model's statistics, outside Hypothesis
+    state = SyncHistory()
+    state.start()
+    try:
+        state.step(at=18, events=[("form_out_of_block", 25, "\x00é$\x86\U000bbf5f\U000ba921\x8a"), ("form_out_of_block", 23, "")], fault="none")
+        state.step(at=1, events=[("edit_dossier", 0, ""), ("formula", 31, "")], fault="none")
+        state.step(at=1, events=[("retype", 0, ""), ("edit_dossier", 0, ""), ("delete_column", 15, ""),
+                                 ("delete_column", 17, ""), ("edit_dossier", 0, "")], fault="grist_call")
+    finally:
+        state.teardown()

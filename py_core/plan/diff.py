@@ -34,6 +34,7 @@ class TableIndex:
     loose: dict[int, dict[str, Any]] = field(default_factory=dict)  # row id → cells, rows without a key
     signature: tuple[tuple[str, str], ...] = ()  # (column key, col id) a loose row is matched on
     loose_by_signature: dict[tuple, int | None] = field(default_factory=dict)  # None: several rows have it
+    fresh: frozenset[str] = frozenset()  # column keys created at this sync: their cells are no one's yet
 
     @classmethod
     def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap, fresh: frozenset[str] | set[str] = frozenset(),
@@ -49,7 +50,7 @@ class TableIndex:
         ref_col = table_map.col_ids.get(DOSSIER_REF)
         signature = tuple((k, n) for k, n in table_map.written().items()
                           if k not in (DOSSIER_REF, BASE) and k not in fresh and k not in volatile)
-        index = cls({}, ref_col, signature=signature)
+        index = cls({}, ref_col, signature=signature, fresh=frozenset(fresh))
         missing = [None] * len(ids)
         key_columns = [columns.get(k, missing) for k in key_ids]
         # one row at a time from the columns, by zip (the copy of a large table is read at every sync)

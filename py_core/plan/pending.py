@@ -65,22 +65,25 @@ def hold_pending(table_map: TableMap, index: TableIndex, rows: list[Row]) -> lis
     if not table_map.spec.sendable or BASE not in table_map.col_ids:
         return rows
     base_col, cols = table_map.col_ids[BASE], sendable_cols(table_map)
+    # a column made at this sync holds Grist's empty cells (0 in an Int column), no agent's edit
+    fresh_cols = {k: (None if k in index.fresh or BASE in index.fresh else c) for k, c in cols.items()}
     written = set(table_map.written())
     key_keys = table_map.spec.row_key
     out = []
     for row in rows:
         held = index.rows.get(tuple(key_cell(row[k]) for k in key_keys))
-        out.append(held_row(row, held[1] if held else None, cols, base_col, written))
+        out.append(held_row(row, held[1] if held else None, fresh_cols, base_col, written))
     return out
 
 
 def held_row(row: Row, held: dict[str, Any] | None, cols: dict[str, str], base_col: str, written: set[str]) -> Row:
-    """One row (see `hold_pending`): `held` is the row the document has ({col id: cell}), if any."""
+    """One row (see `hold_pending`): `held` is the row the document has ({col id: cell}), if any;
+    a column whose col id is None has no pending edit (made at this sync)."""
     stored = Base.read(held.get(base_col)) if held else Base()
     base, ds, out = {}, {}, dict(row)
     for key, col in cols.items():
         value = row.get(key)
-        if held is None or key not in stored.base or same_cell(held.get(col), stored.base[key]):
+        if held is None or col is None or key not in stored.base or same_cell(held.get(col), stored.base[key]):
             base[key] = value  # nothing pending: DS's value, in the cell and as the base
             continue
         cell, old = held.get(col), stored.base[key]
