@@ -140,7 +140,7 @@ WHEELS = [
 WIDGET_SOURCES = [
     "index.html", "style.css",
     "app.js", "state.js", "form.js", "document.js", "memory.js", "storage.js", "progress.js", "messages.js",
-    "trust.js", "guard.js", "worker.js",
+    "trust.js", "guard.js", "worker.js", "prefill.js",
 ]
 WIDGET_CONSTANTS_FILE = "constants.js"
 

@@ -232,3 +232,55 @@ def other_instance(number: int, first: str, now: str) -> InputError:
         "copiez cette démarche dans un autre document.",
         code="other_instance",
     )
+
+
+# -- prefilling (« Dites-le-nous une fois ») -------------------------------------------------
+def prefill_not_prepared(number: int) -> InputError:
+    return InputError(
+        f"La table de préremplissage de la démarche n° {number} n'existe pas encore : cliquez d'abord sur "
+        "« Préparer le préremplissage », remplissez la table, puis créez les dossiers.",
+        code="prefill_not_prepared",
+    )
+
+
+def prefill_cancelled(created: int) -> OTPError:
+    return OTPError(
+        f"Préremplissage annulé après {created} dossier(s) créé(s). Chaque ligne envoyée a son lien ; "
+        "relancez « Créer les dossiers préremplis » pour continuer avec les autres lignes.",
+        code="cancelled",
+    )
+
+
+def prefill_refused(number: int, status: int, detail: str) -> DSError:
+    if status == 0:
+        what = ("Le navigateur a bloqué l'appel à l'API de préremplissage de DS (DS n'envoie pas d'en-têtes CORS) : "
+                "passez par le relais d'OTP (voir « Relais vers l'API DS » dans le README), dont l'adresse de l'API "
+                "est celle du widget. Aucun dossier n'a été créé")
+    elif status == 404:
+        what = (f"DS ne trouve pas la démarche n° {number} (elle doit être publiée ou en test). Vérifiez "
+                "le numéro et l'état de la démarche dans DS, puis relancez")
+    else:
+        what = (f"DS a refusé la création d'un dossier prérempli (code {status}). Aucun dossier n'a été créé "
+                "pour cette ligne ; relancez, et si l'erreur persiste, signalez-la avec ce message")
+    return DSError(f"{what}. Détail : {detail[:200]}", code="prefill_refused", detail=detail)
+
+
+def prefill_uncertain(row_id: int, created: int, why: str) -> DSError:
+    return DSError(
+        f"La création du dossier de la ligne {row_id} n'a pas reçu de réponse de DS ({why}) : le dossier a "
+        "peut-être été créé. Cette ligne est marquée « Envoi commencé le » et ne sera pas renvoyée sans "
+        "votre accord (un dossier prérempli que personne ne réclame est supprimé par DS après 5 jours). "
+        f"{created} dossier(s) créé(s) avant l'arrêt. Relancez « Créer les dossiers préremplis » pour les "
+        "autres lignes ; pour renvoyer celle-ci, cochez « Renvoyer malgré l'interruption » sur sa ligne.",
+        code="prefill_uncertain",
+    )
+
+
+def prefill_columns_remade(labels: list[str]) -> InputError:
+    return InputError(
+        f"Des colonnes d'OTP de la table de préremplissage avaient été supprimées ({', '.join(labels)}) : elles "
+        "viennent d'être recréées, vides. OTP ne sait donc plus quelles lignes ont déjà leur dossier, et n'a rien "
+        "envoyé. Vérifiez dans DS, retirez (ou marquez) les lignes déjà envoyées, puis cliquez de nouveau sur "
+        "« Créer les dossiers préremplis ».",
+        code="prefill_columns_remade",
+    )

@@ -17,6 +17,7 @@ from .ds.client import DSClient
 from .ds.transport import PyfetchTransport, Transport
 from .grist.sink import BridgeSink
 from .jobs.copy import synchronise
+from .jobs import prefill
 from .jobs.params import parse_params
 from .progress import Progress
 
@@ -89,4 +90,29 @@ async def check_from_widget(params_json: str, grist_call: Any, emit: Any, should
     )
 
 
-ENTRIES = {"sync_from_widget": sync_from_widget, "check_from_widget": check_from_widget}
+async def prefill_prepare(params_json: str, grist_call: Any, emit: Any, should_cancel: Any, transport: Transport) -> str:
+    """« Préparer le préremplissage »: `D<n>_Preremplissage` made or adjusted to the active form."""
+    params = parse_params(json.loads(params_json))
+    ds = DSClient(params.endpoint, params.token, transport, progress=Progress(lambda event: emit(json.dumps(event))))
+    return json.dumps(await prefill.prepare(params, ds, BridgeSink(grist_call)), ensure_ascii=False)
+
+
+async def prefill_create(params_json: str, grist_call: Any, emit: Any, should_cancel: Any, transport: Transport) -> str:
+    """« Créer les dossiers préremplis »: DS's public API through the relay (no token sent there)."""
+    params = parse_params(json.loads(params_json))
+    ds = DSClient(params.endpoint, params.token, transport, progress=Progress(lambda event: emit(json.dumps(event))))
+    result = await prefill.create_prefilled(params, ds, BridgeSink(grist_call), transport,
+                                            should_cancel=(lambda: bool(should_cancel())) if should_cancel else None)
+    return json.dumps(result.to_dict(), ensure_ascii=False)
+
+
+async def prefill_follow(params_json: str, grist_call: Any, emit: Any, should_cancel: Any, transport: Transport) -> str:
+    """« Mettre à jour le suivi »: the prefilled dossiers' states asked of DS by their tokens."""
+    params = parse_params(json.loads(params_json))
+    ds = DSClient(params.endpoint, params.token, transport, progress=Progress(lambda event: emit(json.dumps(event))))
+    result = await prefill.follow(params, ds, BridgeSink(grist_call), transport)
+    return json.dumps(result.to_dict(), ensure_ascii=False)
+
+
+ENTRIES = {"sync_from_widget": sync_from_widget, "check_from_widget": check_from_widget,
+           "prefill_prepare": prefill_prepare, "prefill_create": prefill_create, "prefill_follow": prefill_follow}

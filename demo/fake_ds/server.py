@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, execute, parse, specified_rules, validate
 
+from .prefill import PrefillDesk
 from .schema import make_context, make_schema
 from .store import FakeDSStore
 
@@ -109,6 +110,7 @@ class FakeDSServer:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.prefill = PrefillDesk(store)  # DS's public prefill API (`prefill.py`)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "FakeDSServer":
@@ -117,6 +119,7 @@ class FakeDSServer:
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-ds", daemon=True)
         self._thread.start()
+        self.prefill.base_url = self.base_url
         return self
 
     def stop(self) -> None:
@@ -226,6 +229,13 @@ class FakeDSServer:
         fault = self._take_fault(record)
         delay = self.latency + (fault.delay if fault is not None else 0.0)
         return delay, lambda: self._respond(record, fault, authorization, body)
+
+    def answer_public(self, method: str, path: str, content_type: str | None, body: bytes,
+                      address: str = "127.0.0.1") -> Answer:
+        """DS's public prefill API (`prefill.PrefillDesk`), recorded in `requests` (no body)."""
+        reply = self.prefill.answer(method, path, content_type, body, address)
+        self.requests.append(RecordedRequest(method, path, status=reply.status))
+        return Answer(reply.status, reply.body(), reply.content_type)
 
     def _respond(self, record: RecordedRequest, fault: _Fault | None, authorization: str | None, body: bytes) -> Answer:
         if fault is not None and fault.status is not None:
@@ -352,7 +362,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.requests.append(record)
         self._send(status, b"", "text/plain")
 
+    def _public(self) -> bool:
+        if not self.fake.prefill.handles(self.path):
+            return False
+        body = self._read_body() if self.command == "POST" else b""
+        answer = self.fake.answer_public(self.command, self.path, self.headers.get("Content-Type"), body,
+                                         self.client_address[0])
+        self._send(answer.status, answer.body, answer.content_type)
+        return True
+
     def do_GET(self) -> None:  # noqa: N802
+        if self._public():
+            return
         path = urlsplit(self.path).path
         if path.startswith(FILES_PREFIX):
             parts = path[len(FILES_PREFIX):].split("/", 1)
@@ -367,6 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"Not Found\n", "text/plain")
 
     def do_POST(self) -> None:  # noqa: N802
+        if self._public():
+            return
         delay, respond = self.fake.answer(self.path, self.headers.get("Authorization"), self._read_body())
         if delay:
             time.sleep(delay)

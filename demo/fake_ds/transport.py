@@ -20,7 +20,18 @@ class FakeDSTransport:
         self.sleep = sleep
         self.timeout = timeout
 
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        return self._public("GET", url, headers, b"")
+
+    def _public(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Response:
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        answer = self.server.answer_public(method, path, headers.get("Content-Type"), body)
+        return Response(answer.status, answer.body, {"content-type": answer.content_type})
+
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        if self.server.prefill.handles(urlsplit(url).path):
+            return self._public("POST", url, headers, body)
         delay, respond = self.server.answer(urlsplit(url).path, headers.get("Authorization"), body)
         if delay >= self.timeout:
             await self.sleep(self.timeout)

@@ -32,6 +32,10 @@ class HttpxTransport:
         """DS's transport: `NetworkError` when no HTTP answer came (the client retries)."""
         return await self.request("POST", url, headers, body)
 
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        """DS's public prefill API: tracking by prefill tokens."""
+        return await self.request("GET", url, headers)
+
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None,
                       timeout: float | None = None) -> Response:
         httpx = self._httpx

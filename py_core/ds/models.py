@@ -92,6 +92,7 @@ class Structure(_Model):
     date_creation: str | None = None
     dossiers_count: int | None = None
     state: str | None = None  # publiee, close, depubliee, brouillon
+    for_individual: bool = False  # dossiers of individuals (prefilling: identity columns)
     labels: list[LabelRef] = Field(default_factory=list)
     revision: Revision  # the active one
     revisions: list[Revision] = Field(default_factory=list)  # every published one
@@ -107,6 +108,7 @@ class Structure(_Model):
             date_creation=demarche.get("dateCreation"),
             dossiers_count=descriptor.get("dossiersCount"),
             state=descriptor.get("state"),
+            for_individual=bool(descriptor.get("forIndividual")),
             labels=demarche.get("labels") or [],
             revision=demarche["activeRevision"],
             revisions=demarche.get("revisions") or [],

@@ -38,6 +38,9 @@ class NetworkError(Exception):
 class Transport(Protocol):
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response: ...
 
+    # DS's public prefill API also reads (`GET`, tracking by prefill tokens): transports have
+    # `async def get(self, url, headers) -> Response`; following is skipped where one has not
+
 
 class UrllibTransport:
     """CPython transport on the standard library (tests, command line)."""
@@ -45,11 +48,11 @@ class UrllibTransport:
     def __init__(self, timeout: float = REQUEST_TIMEOUT_S):
         self.timeout = timeout
 
-    def _post_blocking(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+    def _post_blocking(self, url: str, headers: dict[str, str], body: bytes | None, method: str = "POST") -> Response:
         import urllib.error
         import urllib.request
 
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 return Response(answer.status, answer.read(), _lower(answer.headers.items()))
@@ -64,6 +67,9 @@ class UrllibTransport:
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
         return await asyncio.to_thread(self._post_blocking, url, headers, body)
 
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        return await asyncio.to_thread(self._post_blocking, url, headers, None, "GET")
+
 
 class PyfetchTransport:
     """Pyodide transport on the browser's fetch. Imported lazily: CPython never loads it."""
@@ -72,14 +78,20 @@ class PyfetchTransport:
         self.timeout = timeout
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        return await self._fetch("POST", url, headers, body)
+
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        return await self._fetch("GET", url, headers, None)
+
+    async def _fetch(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         import js  # type: ignore[import-not-found]
         from pyodide.http import pyfetch  # type: ignore[import-not-found]
 
         controller = js.AbortController.new()
         timer = js.setTimeout(controller.abort.bind(controller), int(self.timeout * 1000))
+        options = {"body": body.decode("utf-8")} if body is not None else {}
         try:
-            answer = await pyfetch(url, method="POST", headers=headers, body=body.decode("utf-8"),
-                                   signal=controller.signal)
+            answer = await pyfetch(url, method=method, headers=headers, signal=controller.signal, **options)
             payload = await answer.bytes()
         except Exception as error:  # noqa: BLE001 - fetch rejects with a JS TypeError/AbortError
             if controller.signal.aborted:

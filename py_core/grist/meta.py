@@ -78,7 +78,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 
-SYNC_KINDS = ["Complète", "Incrémentale", "Reprise"]
+SYNC_KINDS = ["Complète", "Incrémentale", "Reprise", "Préremplissage"]
 SYNC_STATUSES = ["Terminée", "Échec", "Annulée"]
 META_OPTIONS = {
     ("OTP_Historique", "Type"): {"choices": SYNC_KINDS},

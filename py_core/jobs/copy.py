@@ -58,6 +58,7 @@ from .copy_result import SyncResult, history_line
 from .history import status_of
 from .lease import FencedSink, acquire
 from .params import SyncParams, ds_base_url
+from .prefill import follow_after_copy
 from .streams import Prefetch, Streams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
@@ -292,6 +293,7 @@ class Copy:
                                                 procedure.get("Derniere_synchro"), procedure.get("Relire_depuis"))}
         write = ["UpdateRecord", "OTP_Demarches", row["id"], record] if row else \
             ["AddRecord", "OTP_Demarches", None, {"Numero": params.number, **record}]
+        await follow_after_copy(self.sink, self.ds, params)  # prefilled dossiers: states, links (`prefill.py`)
         await self.sink.finish([write, history_line(result, self.started, now, "Terminée").action()])
         return result
 

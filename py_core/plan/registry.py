@@ -297,8 +297,9 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap],
                 adds.append({"Demarche": number, "Cle": column.key, **record})
             elif any(raw[row["id"]].get(k) != v for k, v in record.items()):
                 actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], record])
+    planned = {ref for ref, _ in wanted_keys}  # the copy and the prefill table each mark only their own tables
     for (table_ref, col_key), row in registered.items():
-        if (table_ref, col_key) not in wanted_keys and row.get("Dans_le_formulaire"):
+        if table_ref in planned and (table_ref, col_key) not in wanted_keys and row.get("Dans_le_formulaire"):
             actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], {"Dans_le_formulaire": False}])
     if adds:
         names = list(adds[0])

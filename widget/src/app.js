@@ -22,6 +22,7 @@ import {
 import { LOG, MSG } from './messages.js';
 import { estimate } from './progress.js';
 import { state } from './state.js';
+import { installPrefill, PREFILL_OPS } from './prefill.js';
 import {
   frameVerdict, hostNeedingConfirmation as needsConfirmation, isLocalHost, linkSite, parseOrigins, parseUrl,
   refusedTransport, validDemarche, validEndpoint,
@@ -545,7 +546,7 @@ onConfirmation(() => {
 // token would go to an address from the document.
 async function submit(op) {
   if (!state.pythonReady || state.running || state.fatalError) return;
-  if (readOnly && op === 'sync') {   // before anything: no call to DS, no write attempted
+  if (readOnly && op !== 'check') {   // before anything: no call to DS, no write attempted
     setStatus(MSG.readOnly, 'error');
     setState('error');
     return;
@@ -563,7 +564,7 @@ async function submit(op) {
     field.focus();
     return;
   }
-  const run = () => (op === 'check' ? startCheck(params) : startSync(params));
+  const run = () => (op === 'check' ? startCheck(params) : PREFILL_OPS.includes(op) ? startPrefill(op, params) : startSync(params));
   const host = hostNeedingConfirmation(params.endpoint);
   if (host) {
     askConfirmation(host, params.endpoint, run);
@@ -580,7 +581,7 @@ form.addEventListener('submit', (ev) => {
 checkButton.addEventListener('click', () => submit('check'));
 
 cancelButton.addEventListener('click', () => {
-  if (!state.running || state.runningOp !== 'sync' || !state.current) return;
+  if (!state.running || !['sync', 'prefill_create'].includes(state.runningOp) || !state.current) return;
   cancelButton.disabled = true;
   state.current.stopping = true;
   setStatus(MSG.stopping, 'info');
@@ -608,6 +609,16 @@ function startSync(params, message) {
   startProgress();
   startOperation('sync', params, message || MSG.connecting, 'syncing');
 }
+
+// « Préparer le préremplissage », « Créer les dossiers préremplis », « Mettre à jour le suivi » (prefill.js).
+function startPrefill(op, params) {
+  if (!state.pythonReady || state.running || !mayUseToken()) return;
+  showCancel(op === 'prefill_create');
+  window.otpWidget.lastResult = null;
+  startProgress();
+  startOperation(op, params, MSG.connecting, 'syncing');
+}
+installPrefill((op) => submit(op));
 
 // « Tester la connexion »: the core reads the procedure's structure and writes nothing.
 function startCheck(params) {

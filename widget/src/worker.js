@@ -197,6 +197,8 @@ self.onmessage = (ev) => {
     case 'grist-result': onGristResult(msg); break;
     case 'sync': runOperation('sync', 'sync_from_widget', msg.params); break;
     case 'check': runOperation('check', 'check_from_widget', msg.params); break;
+    // « Dites-le-nous une fois » (prefill.js): the operation's name is its Python entry's
+    case 'prefill_prepare': case 'prefill_create': case 'prefill_follow': runOperation(msg.type, msg.type, msg.params); break;
     case 'cancel': if (busy) { cancelRequested = true; post({ type: 'event', event: { kind: 'phase', message: MSG.stopping } }); } break;
     case 'selftest': runSelftest(); break;
     default: console.warn(MSG.unknownMessage, msg.type);
