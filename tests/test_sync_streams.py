@@ -1,18 +1,24 @@
-"""A full sync paged by several streams at once (one per dossier state), under Grist's engine
-(tests/lab.py): the copy is exact, a dossier that moves from one stream to another while they
-run is caught by the closing `updatedSince` pass, an interrupted one resumes sequentially, and
-the client never sends more than DS's 400 requests a minute."""
+"""A full sync paged by several streams at once (windows of deposit date, `plan/windows.py`),
+under Grist's engine (tests/lab.py): the copy is exact, a dossier modified while the windows
+are paged is caught by the closing `updatedSince` pass, an interrupted one resumes
+sequentially, a DS that answers two requests no faster than one gets no third stream, and the
+client never sends more than DS's 400 requests a minute."""
 
 from __future__ import annotations
 
 
+import asyncio
+import contextlib
+import time
+
 import pytest
 
 from py_core import errors
-from py_core.jobs import copy as sync
+from py_core.jobs import copy as sync, streams
 from py_core.clock import Clock
 from py_core.ds.client import DSClient
 from py_core.ds.transport import Response
+from py_core.plan import windows as plan_windows
 from tests.grist_engine import engine_missing
 from tests.lab import Lab, run
 
@@ -22,92 +28,175 @@ pytestmark = pytest.mark.skipif(bool(engine_missing()), reason=engine_missing() 
 @pytest.fixture(autouse=True)
 def streams_from_small_procedures(monkeypatch):
     monkeypatch.setattr(sync, "PARALLEL_FROM", 200)
-    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 0.0)
+    monkeypatch.setattr(plan_windows, "MIN_SPLIT", 100)
 
 
-def test_a_ds_next_door_is_paged_by_one_stream(monkeypatch):
-    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 30.0)
-    with Lab(dossiers=320) as lab:
-        lab.sync()
-        assert all((r.variables or {}).get("state") is None for r in dossier_requests(lab))
-        lab.assert_copy_exact()
+def far(lab, seconds=0.3):
+    """Every DS answer waits `seconds` (the wait holds no lock: answers overlap, as a far DS's)."""
+    lab.server.latency = seconds
+
+
+@pytest.fixture
+def evidence(monkeypatch):
+    """The evidence the copy decides on, set by the test rather than measured (timings of a
+    shared machine are not): the copy always waited for its pages, and DS answered with
+    several requests out in `ratio` times what it takes alone."""
+    monkeypatch.setattr(sync, "WAITED_S", 0.0)
+    monkeypatch.setattr(plan_windows, "WAITED_S", 0.0)
+    ratio = {"value": 1.0}
+
+    def round_trip(self, query_name, *, out=1):
+        return 1.0 if out == 1 else ratio["value"]
+    monkeypatch.setattr(DSClient, "round_trip", round_trip)
+    return ratio
 
 
 def dossier_requests(lab):
     return [r for r in lab.server.requests if r.operation_name == "otpDossiers"]
 
 
-def test_a_full_sync_pages_one_stream_per_state_and_copies_exactly():
+def windowed(lab):
+    return [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") is None]
+
+
+def test_a_copy_slower_than_ds_is_paged_by_one_stream():
     with Lab(dossiers=320) as lab:
+        lab.sink.before_apply = lambda _actions: time.sleep(0.5)  # Grist takes longer than DS to answer
+        lab.sync()
+        assert not windowed(lab), "the copy never waited for its pages: no window"
+        assert len(dossier_requests(lab)) == 4
+        lab.assert_copy_exact()
+
+
+def test_a_far_ds_is_paged_by_windows_of_deposit_date_and_copied_exactly(evidence):
+    with Lab(dossiers=900) as lab:
+        far(lab)
         result = lab.sync()
         requests = dossier_requests(lab)
-        assert requests[0].variables.get("state") is None, "the first page alone, checkpointed"
-        states = {(r.variables or {}).get("state") for r in requests[1:]}
-        assert set(sync.STATES) <= states, states
-        assert result.added == 320 and not result.resumed
+        assert requests[0].variables["updatedSince"] == "1970-01-01T00:00:00Z", "the first pages alone, checkpointed"
+        starts = {(r.variables or {}).get("createdSince") for r in windowed(lab)}
+        assert len(starts) >= 3, f"two windows, then more on evidence: {starts}"
+        assert not any((r.variables or {}).get("state") for r in requests)
+        # every dossier once, a few pages again (those paged before the windows, a page per cut)
+        assert len(requests) <= 9 + 3 + len(starts) + 1, len(requests)
+        assert result.added == 900 and not result.resumed
         lab.assert_copy_exact()
         again = lab.sync()  # incremental: one sequential stream
         assert again.added == 0 and again.updated == 0
         lab.assert_copy_exact()
 
 
-def test_a_dossier_moving_to_a_stream_already_finished_is_caught_by_the_closing_pass():
-    with Lab(dossiers=320) as lab:
+@pytest.fixture
+def most_streams(monkeypatch):
+    """The most window streams that ran at once, per sync."""
+    seen = []
+    exit_ = streams.WindowStreams.__aexit__
+
+    async def recorded(self, *exc):
+        seen.append(self.most)
+        return await exit_(self, *exc)
+    monkeypatch.setattr(streams.WindowStreams, "__aexit__", recorded)
+    return seen
+
+
+def test_a_ds_slower_with_two_requests_out_gets_no_third_stream(most_streams, evidence):
+    evidence["value"] = 2.0  # a DS whose pages cost CPU time: two at once take twice as long
+    with Lab(dossiers=900) as lab:
+        result = lab.sync()
+        assert most_streams == [2], "the probe (two windows), no third"
+        assert len(dossier_requests(lab)) <= 9 + 2 + 2 + 1, "not three times the requests"
+        assert result.added == 900
+        lab.assert_copy_exact()
+
+
+def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):
+    # its waits count from the 4th page: paging again what was written would cost more than windows save
+    monkeypatch.setattr(sync, "WAITS_TO_PROBE", sync.PROBE_WITHIN + 1)
+    with Lab(dossiers=900) as lab:
+        lab.sync()
+        assert not windowed(lab) and len(dossier_requests(lab)) == 9
+        lab.assert_copy_exact()
+
+
+def test_a_ds_as_fast_with_several_requests_out_gets_more_streams(most_streams, evidence):
+    with Lab(dossiers=900) as lab:
+        lab.sync()
+        assert most_streams and most_streams[0] >= 3
+        lab.assert_copy_exact()
+
+
+class _Server:
+    """A DS 50 ms away that serves its requests side by side, or one at a time (`serial`: a
+    DS whose pages cost CPU time)."""
+
+    def __init__(self, serial: bool):
+        self.serial = serial
+        self.lock = None
+
+    async def post(self, url, headers, body):
+        self.lock = self.lock or asyncio.Lock()
+        async with self.lock if self.serial else contextlib.nullcontext():
+            await asyncio.sleep(0.05)
+        return Response(200, b'{"data": {"demarche": {"number": 1}}}', {})
+
+
+@pytest.mark.parametrize("serial, slowed", [(False, False), (True, True)])
+def test_how_much_two_requests_out_slow_each_other_is_measured(serial, slowed):
+    client = DSClient("http://x/api/v2/graphql", "jeton", _Server(serial))
+
+    async def measure():
+        await client.execute("structure", {"number": 1}, number=1)
+        for _ in range(3):
+            await asyncio.gather(*(client.execute("structure", {"number": 1}, number=1) for _ in range(2)))
+        return client.round_trip("structure"), client.round_trip("structure", out=2)
+
+    alone, together = run(measure())
+    assert alone == pytest.approx(0.05, abs=0.04)
+    assert (together >= plan_windows.SLOWED * alone) == slowed, (alone, together)
+
+
+def test_a_dossier_modified_after_its_window_passed_is_caught_by_the_closing_pass(evidence):
+    with Lab(dossiers=600) as lab:
+        far(lab)
         procedure = lab.store.procedure(lab.number)
-        moving = max((d for d in procedure.dossiers.values() if d["state"] == "en_construction"),
-                     key=lambda d: d["dateDerniereModification"])["number"]
-        # The en_construction stream is slow: the others finish first, then the dossier moves.
-        lab.server.delay_next(1.0, count=5, match=lambda r: (r.variables or {}).get("state") == "en_construction")
-        done = lambda state: any((r.variables or {}).get("state") == state and r.status == 200  # noqa: E731
-                                 for r in dossier_requests(lab))
+        oldest = min(procedure.dossiers.values(), key=lambda d: d["dateDepot"])["number"]
         moved = {"done": False}
 
         def before_apply(_actions):
-            if not moved["done"] and done("accepte"):
-                lab.store.update_dossier(moving, state="accepte", motivation="accepté pendant la synchro")
+            passed = [r for r in windowed(lab) if r.variables.get("createdSince") is None and r.status == 200]
+            if not moved["done"] and len(passed) >= 2:  # the first window went past its oldest dossier
+                lab.store.update_dossier(oldest, state="accepte", motivation="accepté pendant la synchro")
                 moved["done"] = True
 
         lab.sink.before_apply = before_apply
         lab.sync()
         assert moved["done"]
-        closing = [r for r in dossier_requests(lab) if r.variables["updatedSince"] != "1970-01-01T00:00:00Z"]
-        assert {r.variables.get("state") for r in closing} >= set(sync.STATES), "the closing pass ran, one stream per state"
-        row = next(r for r in lab.rows("dossiers") if r["Numero"] == moving)
+        closing = [r for r in dossier_requests(lab) if r.variables.get("updatedSince") not in (None, "1970-01-01T00:00:00Z")]
+        assert len(closing) == 1, "one closing page: only what changed meanwhile"
+        row = next(r for r in lab.rows("dossiers") if r["Numero"] == oldest)
         assert row["Motivation"] == "accepté pendant la synchro"
         lab.assert_copy_exact()
 
 
-def test_an_interrupted_stream_sync_resumes_as_one_sequential_stream():
-    with Lab(dossiers=320) as lab:
+def test_an_interrupted_window_sync_resumes_as_one_sequential_stream(evidence):
+    with Lab(dossiers=600) as lab:
+        far(lab)
         calls = {"n": 0}
 
-        def cancel_after_two_pages():
+        def cancel_in_the_windows():
             calls["n"] += 1
-            return calls["n"] > 2
+            return calls["n"] > 5
 
         with pytest.raises(errors.OTPError) as caught:
-            lab.sync(should_cancel=cancel_after_two_pages)
+            lab.sync(should_cancel=cancel_in_the_windows)
         assert caught.value.code == "cancelled"
+        assert windowed(lab), "it was interrupted while the windows were paged"
         before = len(dossier_requests(lab))
         result = lab.sync()
         assert result.resumed
-        assert all((r.variables or {}).get("state") is None for r in dossier_requests(lab)[before:])
+        assert all((r.variables or {}).get("updatedSince") for r in dossier_requests(lab)[before:])
         lab.assert_copy_exact()
         assert lab.sync().added == 0
-
-
-def test_dossiers_a_stream_did_not_list_are_listed_before_anything_is_removed(monkeypatch):
-    with Lab(dossiers=320) as lab:
-        lab.sync()
-        # A state no stream pages (one DS would add): the next full sync must not remove them.
-        monkeypatch.setattr(sync, "STATES", tuple(s for s in sync.STATES if s != "sans_suite"))
-        row = lab.sink.records("OTP_Demarches")[0]
-        lab.sink.apply_now([["UpdateRecord", "OTP_Demarches", row["id"], {"Curseur": ""}]])
-        before = len(lab.server.requests)
-        result = lab.sync()
-        assert result.deleted == 0 and not result.incremental
-        assert any(r.operation_name == "otpRefresh" for r in lab.server.requests[before:])
-        lab.assert_copy_exact()
 
 
 class _Transport:

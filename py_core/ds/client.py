@@ -74,6 +74,10 @@ class DSClient:
         # the fastest round trip of each query (how far DS is, see `jobs.streams.Streams`: the
         # fastest, because an answer waits while the widget is busy, e.g. reading the copy)
         self.fastest_s: dict[str, float] = {}
+        # every answer's round trip, with how many requests were out at most meanwhile (is DS
+        # slower with several at once? `plan.windows.wanted_streams`): (query, seconds, at most out)
+        self.round_trips: deque[tuple[str, float, int]] = deque(maxlen=64)
+        self._out: list[list[int]] = []  # the requests out: [the most that were out with it]
         self.server_time: float | None = None  # DS's clock: the latest `Date` of its answers (seconds)
 
     def __repr__(self) -> str:  # never show the token
@@ -94,10 +98,12 @@ class DSClient:
             await self._pace()
             self.request_count += 1
             started = self.clock.monotonic()
+            out = self._sent()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
-                elapsed = self.clock.monotonic() - started
+                elapsed = response.seconds if response.seconds is not None else self.clock.monotonic() - started
                 self.fastest_s[query_name] = min(elapsed, self.fastest_s.get(query_name, elapsed))
+                self.round_trips.append((query_name, elapsed, out[0]))
             except NetworkError as error:
                 if error.cors or failures >= self.max_retries:
                     if error.timeout:
@@ -108,6 +114,8 @@ class DSClient:
                                  + (" (délai dépassé)" if error.timeout else "")
                                  + f" : nouvel essai ({failures}/{self.max_retries})")
                 continue
+            finally:
+                self._out = [o for o in self._out if o is not out]
             self._saw_date(response.header("date"))
             if response.status == 429:
                 rate_waits += 1
@@ -122,6 +130,27 @@ class DSClient:
                                  f"DS a répondu par une erreur {response.status} : nouvel essai ({failures}/{self.max_retries})")
                 continue
             return interpret(response.status, response.body, number)
+
+    def _sent(self) -> list[int]:
+        """One more request out: every request out counts it (see `round_trips`)."""
+        mine = [0]
+        self._out.append(mine)
+        for other in self._out:
+            other[0] = max(other[0], len(self._out))
+        return mine
+
+    def round_trip(self, query_name: str, *, out: int = 1) -> float | None:
+        """How long DS takes to answer `query_name`: alone (`out` 1), the fastest of the last
+        four answers that had no other request out (an answer also waits while the widget is
+        busy, which only ever adds); with `out` requests out or more, the median of the last
+        2 × `out` such answers, once there are `out` + 1 (None: not yet). The median, not the
+        fastest: a DS that serves one request at a time answers the first of two at once as
+        fast as alone, and makes the other wait."""
+        if out == 1:
+            times = [s for q, s, n in self.round_trips if q == query_name and n == 1][-4:]
+            return min(times) if times else None
+        times = sorted([s for q, s, n in self.round_trips if q == query_name and n >= out][-2 * out:])
+        return times[len(times) // 2] if len(times) > out else None
 
     async def _pace(self) -> None:
         """Several streams at once must stay under DS's limit: at most `RATE_LIMIT` requests in
@@ -162,17 +191,20 @@ class DSClient:
             raise _query_error(answer)
         return Structure.from_response(answer.data)
 
-    async def dossier_pages(self, number: int, updated_since: str, after: str | None = None, *,
-                            state: str | None = None) -> AsyncIterator[Page]:
+    async def dossier_pages(self, number: int, updated_since: str | None, after: str | None = None, *,
+                            state: str | None = None, created_since: str | None = None) -> AsyncIterator[Page]:
         """Pages of dossiers modified since `updated_since` (ordered by last modification),
-        from the cursor `after`; only those in `state` when given. A page with errors is asked
-        again; a DS `timeout` asks again with a smaller page; what stays partial is reported in
-        `Page.skipped`."""
+        from the cursor `after`; only those in `state` when given. Without `updated_since`,
+        ordered by deposit date, from `created_since` (a deposit date, inclusive) when given.
+        A page with errors is asked again; a DS `timeout` asks again with a smaller page; what
+        stays partial is reported in `Page.skipped`."""
         size = PAGE_SIZE
         while True:
             variables = {"number": number, "first": size, "after": after, "updatedSince": updated_since}
             if state is not None:
                 variables["state"] = state
+            if created_since is not None:
+                variables["createdSince"] = created_since
             page = None
             for attempt in range(PAGE_RETRIES + 1):
                 answer = await self.execute("dossiers", variables, number=number)

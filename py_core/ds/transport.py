@@ -8,6 +8,7 @@ DS's rate limit are the client's (`client.py`); tests give it a transport of the
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +18,7 @@ class Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    seconds: float | None = None  # the round trip as the transport timed it (None: the client times it)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -53,9 +55,10 @@ class UrllibTransport:
         import urllib.request
 
         request = urllib.request.Request(url, data=body, headers=headers, method=method)
+        started = time.perf_counter()  # in the thread: the event loop's own work is not counted
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return Response(answer.status, answer.read(), _lower(answer.headers.items()))
+                return Response(answer.status, answer.read(), _lower(answer.headers.items()), time.perf_counter() - started)
         except urllib.error.HTTPError as error:
             return Response(error.code, error.read(), _lower(error.headers.items()))
         except TimeoutError as error:

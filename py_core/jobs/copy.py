@@ -12,7 +12,8 @@ checkpoint kept in the document, and what the copy learnt from DS):
 4. `take_again`: the dossiers DS could not answer in full last time, one by one.
 5. By kind (`copy_kind.plan_kind`): `pages` for a full copy — every dossier by pages of 100
    ordered by last modification, each page's checkpoint stored with its rows, so an
-   interrupted copy resumes where it stopped; from a far DS, one stream per state (`Streams`).
+   interrupted copy resumes where it stopped; from a far DS, windows of deposit date paged at
+   once (`WindowStreams`, `plan/windows.py`).
    `listing` then `fetch_changed` for an incremental one (and a resumed full one): every
    dossier light (number, date, labels, what filters look at; read ahead from the start),
    then only the dossiers that are new or whose date differs from the copy's (or copied in the
@@ -41,7 +42,7 @@ from typing import Any
 
 from .. import constants, errors
 from ..ds.client import PAGE_SIZE, DSClient
-from ..ds.dates import EPOCH, iso_second, later, shift
+from ..ds.dates import iso_second, later, shift
 from ..ds.models import Structure
 from ..grist.document import load_state
 from ..grist.layout import lay_out
@@ -51,21 +52,24 @@ from ..grist.values import datetime_cell, epoch_of
 from ..grist.writer import Writer
 from ..plan.membership import changed_dossiers, plan_membership
 from ..plan.registry import SchemaPlan, agent_columns, column_types, plan_ref_display, plan_registry, plan_schema, refresh_maps
+from ..plan.windows import WAITED_S, density_of, first_windows
 from ..plan.schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, Schema, build_schema
 from .checkpoint import Checkpoint
-from .copy_kind import carry_fresh, lists_first, plan_kind, reread_since
+from .copy_kind import SETTLE_S, carry_fresh, lists_first, plan_kind, reread_since
 from .copy_result import SyncResult, history_line
 from .history import status_of
 from .lease import FencedSink, acquire
 from .params import SyncParams, ds_base_url
 from .prefill import follow_after_copy
-from .streams import Prefetch, Streams
+from .streams import Prefetch, Streams, WindowStreams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 STATES = constants.DOSSIER_STATES  # DS's DossierState
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
-PARALLEL_FROM = 1000  # dossiers: from there a full copy pages one stream per state at once,
-PARALLEL_LATENCY_S = 1.0  # when DS is that far (its fastest answer to the query so far)
+PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of deposit date at once,
+WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
+PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before),
+PARALLEL_LATENCY_S = 1.0  # and an incremental one lists one stream per state when DS is that far
 
 Cancel = Callable[[], bool]
 
@@ -151,6 +155,7 @@ class Copy:
         result.skipped = list(carried.skipped) if carried else []
         self.state = CopyState(carried or Checkpoint(), result)
         self.writer: Writer | None = None
+        self.deposits: list[float] = []  # deposit dates seen by the full copy's pages (first and last of each)
 
     # -- the phases ------------------------------------------------------------------------
     async def run(self, structure: Structure, doc: DocState, ahead: Streams | None) -> SyncResult:
@@ -208,12 +213,12 @@ class Copy:
             await self._take_one(dossier_number, schema, writer)
 
     async def pages(self, first: Prefetch, structure: Structure, schema: Schema, writer: Writer) -> bool:
-        """A full copy's pages; True when it went on with one stream per state (see `Streams`)."""
+        """A full copy's pages; True when it went on with windows of deposit date (`_streamed_pages`)."""
         state, total = self.state, structure.dossiers_count
         self.progress.count(state.result.fetched, total)
         self.progress.phase("Lecture des dossiers…")
-        # a fresh full copy of many dossiers from a DS far away (its first page was slow) goes
-        # on with one stream per state; the first page keeps its checkpoint
+        # a fresh full copy of many dossiers whose pages come slower than it writes them goes on
+        # with windows of deposit date paged at once; the pages written before keep their checkpoint
         may_stream = not state.result.resumed and not state.checkpoint.after and (total or 0) >= PARALLEL_FROM
         async with first as pages:  # asked for before the tables (see `run`)
             streams = await self._write_pages(pages, schema, writer, total, checkpointed=True, may_stream=may_stream)
@@ -321,10 +326,17 @@ class Copy:
 
     async def _write_pages(self, pages: AsyncIterator[Any], schema: Schema, writer: Writer, total: int | None, *,
                            checkpointed: bool, may_stream: bool = False) -> bool:
-        """Write the pages; True when the sequential stream should give way to streams."""
+        """Write the pages; True when the sequential stream should give way to windows of
+        deposit date paged at once (`_streamed_pages`): the pages came slower than they were
+        written (`WAITS_TO_PROBE` pages in a row the copy waited for), never on one slow answer,
+        and only among the first `PROBE_WITHIN` pages (later, paging again what was written
+        costs more than the windows could save)."""
         state, result = self.state, self.state.result
+        waits, seen, asked = 0, 0, self.clock.monotonic()
         async for page in pages:
+            seen += 1
             self._check_cancel()
+            waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
             # the checkpoint moves past this page in the bundle that writes it, never before
             after = (page.page_info.end_cursor or state.checkpoint.after) if checkpointed else state.checkpoint.after
             await self._write(page.nodes, page.skipped, schema, writer, after=after)
@@ -332,28 +344,49 @@ class Copy:
             result.problems += [p for p in page.problems if p not in result.problems]
             state.listed.update(d.number for d in page.nodes)
             state.listed.update(page.skipped)
+            self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
             self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
-            if may_stream and page.page_info.has_next_page and self.ds.fastest_s.get("dossiers", 0) >= PARALLEL_LATENCY_S:
+            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
                 return True
+            asked = self.clock.monotonic()
         return False
 
     async def _streamed_pages(self, schema: Schema, writer: Writer, total: int | None) -> None:
-        """Every dossier, one stream per state, then a closing pass (one stream per state too: a
-        bulk action puts many dossiers in its window) from DS's newest modification date when
-        the streams started: a dossier that moved from one stream to another meanwhile."""
-        number = self.params.number
-        newest = asyncio.ensure_future(self.ds.newest_modification(number))  # alongside the streams' first pages
+        """Every dossier by windows of deposit date paged at once (`WindowStreams`: two, more
+        while they help), then a closing `updatedSince` pass from DS's clock when they started
+        (less `SETTLE_S`; without its clock, its newest modification less `LAG_S`): the
+        dossiers modified or deposited while the windows were paged, usually one page."""
+        number, ds = self.params.number, self.ds
+        self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
+        started = ds.server_time
+        newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
+        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0)
         try:
-            async with Streams([self.ds.dossier_pages(number, EPOCH, state=s) for s in STATES]) as pages:
+            async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
         except BaseException:
-            newest.cancel()
+            if newest is not None:
+                newest.cancel()
             raise
-        newest_at_start = await newest
-        if newest_at_start:
-            since = shift(newest_at_start, -LAG_S)
-            async with Streams([self.ds.dossier_pages(number, since, state=s) for s in STATES]) as pages:
+        since = iso_second(started - SETTLE_S) if started else None
+        if newest is not None:
+            newest_at_start = await newest
+            since = shift(newest_at_start, -LAG_S) if newest_at_start else None
+        if since:
+            async with Prefetch(ds.dossier_pages(number, since)) as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
+
+    def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int) -> WindowStreams:
+        """Windows of deposit date paged at once (`WindowStreams`), the first two cut between
+        the earliest deposit seen so far and DS's clock."""
+        ds = self.ds
+        now = ds.server_time or self.clock.now()
+        low = min(self.deposits, default=now - 1)
+        return WindowStreams(
+            pages_from, first_windows(low, now),
+            round_trip=lambda out: (ds.round_trip(query), ds.round_trip(query, out=out)),
+            now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
+            total=total, density=density_of(total, low, now))
 
     async def _list_pages(self, pages: AsyncIterator[Any], listing: Listing, writer: Writer, *,
                           may_stream: bool = False) -> bool:

@@ -1,28 +1,23 @@
-"""Reading DS's pages ahead: one stream read while the job writes (`Prefetch`), or several
-streams at once merged into one sequence of pages (`Streams`)."""
+"""Reading DS's pages ahead: one stream read while the job writes (`Prefetch`), several
+streams at once merged into one sequence of pages (`Streams`), or windows of deposit date
+paged by as many streams as help (`WindowStreams`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
+
+from ..ds.dates import iso_second
+from ..grist.values import datetime_cell
+from ..plan.windows import MAX_STREAMS, Window, clip, split, wanted_streams
 
 
 class Streams:
-    """Several DS page streams at once (one per dossier state), merged into one sequence of
-    pages for the caller, who writes them one at a time. DS's cursor makes one stream strictly
-    sequential; five streams cut a full sync's round trips by five (`DSClient` keeps them under
-    DS's rate limit). At most one page per stream waits in memory (or `depth` pages: one stream
-    read ahead while the sync does something else). Only worth it when DS is far
-    (`PARALLEL_LATENCY_S`, seen on the first page, paged alone): a DS that answers at once is
-    CPU-bound, and so is the widget.
-
-    A dossier that changes state while the streams run may leave a stream before it got there
-    and enter one that is already past it: the sync closes with `updatedSince` passes (one per
-    state, at once) from the newest modification DS had when the streams started (minus the
-    lag), which bring every dossier modified since. The streams record no checkpoint (five cursors): an interrupted
-    full sync resumes as one sequential stream after the first page (paged alone, before the
-    streams), whose diff writes only what is missing."""
+    """Several DS page streams at once, merged into one sequence of pages for the caller, who
+    writes them one at a time. At most one page per stream waits in memory (or `depth` pages:
+    one stream read ahead while the sync does something else: the incremental copy's listing)."""
 
     def __init__(self, streams: list[AsyncIterator[Any]], *, depth: int = 0):
         self.streams = streams
@@ -116,4 +111,104 @@ class Prefetch:
             try:
                 await closing()
             except Exception:  # noqa: BLE001
+                pass
+
+
+class WindowStreams:
+    """A full copy's dossiers from a far DS: windows of deposit date (`plan.windows`), each
+    paged by a stream of its own (`pages_from(createdSince)`), merged into one sequence of
+    pages for the caller, who writes them one at a time. A page's dossiers past its window's
+    end are dropped (the next window brings them) and its stream stops there.
+
+    Starts with `windows` (two: the probe). After every page the caller took, one more stream
+    is started — the window with the most left cut in two — when `plan.windows.wanted_streams`
+    says it helps: the caller waited for that page, and DS answered the requests out together
+    about as fast as one alone (`DSClient.round_trip`); and when a stream ends, another takes
+    its place the same way, so the streams stay balanced whatever the dates' distribution. At
+    most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
+    copy resumes as one sequential stream after the pages it wrote before."""
+
+    def __init__(self, pages_from: Callable[[str | None], AsyncIterator[Any]], windows: tuple[Window, ...], *,
+                 round_trip: Callable[[int], tuple[float | None, float | None]], now: Callable[[], float],
+                 monotonic: Callable[[], float], total: int, density: float):
+        self.pages_from, self.windows = pages_from, list(windows)
+        self.round_trip, self.now, self.monotonic, self.density = round_trip, now, monotonic, density
+        self.total = total  # dossiers DS said it has: what is left is shared between the streams
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=MAX_STREAMS)  # pages read ahead
+        self.tasks: list[asyncio.Future] = []
+        self.active = 0
+        self.target = len(windows)  # streams wanted: grows on evidence only
+        self.waited_s = 0.0  # how long the caller waited for its last page
+        self.most = 0  # the most streams that ran at once
+
+    def _start(self, index: int) -> None:
+        self.active += 1
+        self.most = max(self.most, self.active)
+        self.tasks.append(asyncio.ensure_future(self._pump(index)))
+
+    async def _pump(self, index: int) -> None:
+        start = self.windows[index].start
+        pages = self.pages_from(None if start is None else iso_second(start))
+        try:
+            async for page in pages:
+                deposits = [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes]
+                window, kept = clip(self.windows[index], deposits, bool(page.page_info.has_next_page))
+                self.windows[index] = window
+                await self.queue.put(("page", replace(page, nodes=page.nodes[:kept])))
+                if window.done:
+                    break
+            self.windows[index] = replace(self.windows[index], done=True)
+            await self.queue.put(("end", index))
+        except Exception as error:  # noqa: BLE001 - raised to the caller, in order
+            await self.queue.put(("error", error))
+        finally:
+            try:
+                await pages.aclose()
+            except Exception:  # noqa: BLE001 - ended or cancelled already
+                pass
+
+    def _grow(self) -> None:
+        """As many streams as wanted (see the class), each on a window cut from the one with
+        the most left."""
+        while self.active < self.target:
+            share = max(0, self.total - sum(w.count for w in self.windows)) / self.target
+            windows, new = split(tuple(self.windows), self.now(), self.density, share)
+            if new is None:
+                return
+            self.windows = list(windows)
+            self._start(new)
+
+    async def __aenter__(self) -> WindowStreams:
+        if not self.tasks:
+            for index in range(len(self.windows)):
+                self._start(index)
+        return self
+
+    def __aiter__(self) -> WindowStreams:
+        return self
+
+    async def __anext__(self) -> Any:
+        asked = self.monotonic()
+        while self.active:
+            kind, value = await self.queue.get()
+            if kind == "page":
+                self.waited_s = self.monotonic() - asked
+                alone, together = self.round_trip(self.active)
+                self.target = max(self.target, wanted_streams(self.active, alone, together, self.waited_s))
+                self._grow()
+                return value
+            if kind == "error":
+                self.active = 0
+                raise value
+            self.active -= 1
+            self._grow()
+        raise StopAsyncIteration
+
+    async def __aexit__(self, *_exc) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - cancelled, not wanted any more
                 pass

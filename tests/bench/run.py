@@ -1,12 +1,21 @@
-"""Benchmark of issue 12: OTP against a bare floor widget, same run, one table.
+"""Benchmark of issues 12 and 22: OTP against two bare floor widgets, same run, one table.
 
     python3 -m tests.bench_sync [--dossiers 5000] [--wide 1000] [--latency 1.0] [--skip-latency]
-                                [--only sample,wide,latency,floor]
+                                [--only sample,wide,latency,skewed] [--floors honest,waiting] [--runs 3]
 
 Headless Chromium (Debian's), grist-static, the fake DS on 127.0.0.1 (same process, its own
 threads), the built widget driven as an agent would (form filled, « Synchroniser » clicked).
-The floor (`tests/bench/floor/index.html`) pages the same query 100 per request and writes the
-rows untyped, one bundle per page with one BulkAddRecord per table, no diff.
+The floors (`tests/bench/floor/index.html`) page the same query 100 per request and write the
+rows untyped, one bundle per page with one BulkAddRecord per table, no diff: the **honest**
+floor asks for page k+1 as soon as page k came and writes page k meanwhile (it never waits
+longer than DS makes it: the ratio that counts is against it); the **waiting** floor (issue
+12's) asks for page k+1 only once page k is written.
+
+Scenarios: `sample` (the sample procedure, full sync and re-syncs), `wide` (a 300-champ form),
+`latency` (the sample with `--latency` s added to every DS answer), `skewed` (the sample's form,
+80 % of the dossiers in one state and most deposited in the last weeks, with the same latency:
+the case per-state streams did not balance). `--runs N` repeats every scenario N times; the
+table gives each run's figures and the ratios of the same run.
 
 Every scenario runs in a fresh browser (one on-disk profile for the whole run: the first OTP
 load is a cold cache, later ones warm) on a fresh document. Grist calls are counted in the host
@@ -36,11 +45,11 @@ from playwright.sync_api import sync_playwright
 from demo.fake_ds import FakeDSServer, FakeDSStore
 from demo.serve import StaticServer, default_root_map
 from py_core.ds.queries import document
-from tests.bench.workloads import sample, wide_procedure
+from tests.bench.workloads import sample, skewed, wide_procedure
 from tests.e2e.harness import CHROMIUM, CHROMIUM_FLAGS, Host, ensure_built, find_widget_frame
 
 TOKEN = "jeton-benchmark"
-SAMPLE, WIDE = 4242, 5300
+SAMPLE, WIDE, SKEWED = 4242, 5300, 4343
 FLOOR_PATH = "/bench/floor/"
 HERE = Path(__file__).resolve().parent
 
@@ -77,6 +86,8 @@ class Figure:
     calls: dict = field(default_factory=dict)
     note: str = ""
     heap_mb: float | None = None  # the widget's Pyodide memory after the sync (it only grows: a peak)
+    run: int = 0
+    load: str = ""
 
 
 def load() -> str:
@@ -135,6 +146,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.extra: list[str] = []
         self.profile = Path(tempfile.mkdtemp(prefix="otp-bench-"))
+        self.run_index = 0
 
     # -- one fresh browser + document -----------------------------------------------------------
     def context(self, pw):
@@ -159,9 +171,9 @@ class Bench:
         return host.page.evaluate(READ_CALLS)
 
     def record(self, work, who, seconds, requests, calls, note="", heap_mb=None):
-        figure = Figure(work, who, seconds, requests, calls, note, heap_mb)
+        figure = Figure(work, who, seconds, requests, calls, note, heap_mb, self.run_index, load())
         self.figures.append(figure)
-        print(f"  [{load()}] {work} — {who}: {seconds:.1f} s, {requests} DS requests, "
+        print(f"  [run {self.run_index + 1}, load {load()}] {work} — {who}: {seconds:.1f} s, {requests} DS requests, "
               f"{calls.get('applies')} bundles ({calls.get('writes')} writing data), {calls.get('fetches')} fetchTable, "
               f"Grist {calls.get('gristMs', 0) / 1000:.1f} s {note}", flush=True)
 
@@ -175,13 +187,16 @@ class Bench:
         summary = result["result"]
         kinds = Counter((r.operation_name or r.method).removeprefix("otp") for r in self.ds.requests[before:])
         ds_busy = sum(r.seconds for r in self.ds.requests[before:])
+        pages = [r for r in self.ds.requests[before:] if r.operation_name == "otpDossiers" and r.variables]
+        windows = {r.variables.get("createdSince") for r in pages if not r.variables.get("updatedSince")}
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s", summary.get("heap_mb"))
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; windows of deposit date: {len(windows)}",
+                    summary.get("heap_mb"))
         return summary
 
     def otp_scenario(self, pw, number, label, resyncs: bool, latency_label=""):
@@ -225,74 +240,105 @@ class Bench:
             self.store.update_champ(n, text["id"], f"Modifié pour le banc d'essai {i}")
 
     # -- floor -------------------------------------------------------------------------------
-    def floor_scenario(self, pw, number, label, latency_label=""):
-        ctx = self.context(pw)
-        try:
-            host, frame, _ = self.open(ctx, FLOOR_PATH + "index.html", number)
-            before = len(self.ds.requests)
-            t = time.perf_counter()
-            out = frame.evaluate("(a) => floorSync(a)", {
-                "endpoint": self.ds.url, "token": TOKEN, "number": number,
-                "query": document("dossiers"), "operationName": "otpDossiers"})
-            elapsed = time.perf_counter() - t
-            self.record(f"full sync, {label}{latency_label}", "floor", elapsed, len(self.ds.requests) - before,
-                        self.calls(host), f"— {out['rows']} rows; waiting for DS {out['dsMs'] / 1000:.1f} s, "
-                        f"for Grist {out['writeMs'] / 1000:.1f} s")
-            self.extra.append(f"floor {label}{latency_label}: renderer peak RSS {renderer_peak_mb(self.profile):.0f} MB")
-        finally:
-            ctx.close()
+    def floor_scenario(self, pw, number, label, latency_label="", floors=None):
+        for who in self.floors if floors is None else floors:
+            ctx = self.context(pw)
+            try:
+                host, frame, _ = self.open(ctx, FLOOR_PATH + "index.html", number)
+                before = len(self.ds.requests)
+                t = time.perf_counter()
+                out = frame.evaluate("(a) => floorSync(a)", {
+                    "endpoint": self.ds.url, "token": TOKEN, "number": number, "prefetch": who == "honest",
+                    "query": document("dossiers"), "operationName": "otpDossiers"})
+                elapsed = time.perf_counter() - t
+                self.record(f"full sync, {label}{latency_label}", who, elapsed, len(self.ds.requests) - before,
+                            self.calls(host), f"— {out['rows']} rows; waiting for DS {out['dsMs'] / 1000:.1f} s, "
+                            f"building rows {out['buildMs'] / 1000:.1f} s, for Grist {out['writeMs'] / 1000:.1f} s")
+                self.extra.append(f"{who} floor {label}{latency_label} (run {self.run_index + 1}): "
+                                  f"renderer peak RSS {renderer_peak_mb(self.profile):.0f} MB")
+            finally:
+                ctx.close()
 
     # -- all -------------------------------------------------------------------------------
     def run(self) -> None:
         args = self.args
         ensure_built()
         t = time.perf_counter()
-        self.store = FakeDSStore([sample(SAMPLE, args.dossiers), wide_procedure(WIDE, args.wide)])
-        print(f"fake DS data: {args.dossiers} + {args.wide} dossiers in {time.perf_counter() - t:.1f} s [{load()}]")
+        self.floors = [f for f in args.floors.split(",") if f]
+        only = set(args.only.split(",")) if args.only else {"sample", "wide", "latency", "skewed"}
+        if args.skip_latency:
+            only -= {"latency", "skewed"}
+        self.store = FakeDSStore([sample(SAMPLE, args.dossiers)] + ([wide_procedure(WIDE, args.wide)] if "wide" in only else [])
+                                 + ([skewed(SKEWED, args.dossiers)] if "skewed" in only else []))
+        print(f"fake DS data: {len(self.store.procedures)} procedures in {time.perf_counter() - t:.1f} s [{load()}]")
         roots = {**default_root_map(), "/bench/floor/": HERE / "floor"}
-        label, wide_label = f"{args.dossiers:,} dossiers", f"300-champ form, {args.wide:,} dossiers"
         with FakeDSServer(self.store, tokens={TOKEN: "all"}) as ds, StaticServer(roots) as pages, sync_playwright() as pw:
             self.ds, self.pages = ds, pages
-            only = set(args.only.split(",")) if args.only else {"sample", "wide", "latency", "floor"}
-            if "sample" in only:
-                self.otp_scenario(pw, SAMPLE, label, resyncs=True)
-                if "floor" in only:
-                    self.floor_scenario(pw, SAMPLE, label)
-            if "wide" in only:
-                self.otp_scenario(pw, WIDE, wide_label, resyncs=False)
-                if "floor" in only:
-                    self.floor_scenario(pw, WIDE, wide_label)
-            if "latency" in only and not args.skip_latency:
-                ds.latency = args.latency
-                ll = f", {args.latency:g} s DS latency"
-                self.otp_scenario(pw, SAMPLE, label, resyncs=True, latency_label=ll)
-                if "floor" in only:
-                    self.floor_scenario(pw, SAMPLE, label, latency_label=ll)
-                ds.latency = 0
+            for self.run_index in range(args.runs):
+                self.one_run(pw, only)
         shutil.rmtree(self.profile, ignore_errors=True)
         self.table()
 
-    def table(self) -> None:
-        floors = {f.work: f for f in self.figures if f.who == "floor"}
-        print()
-        print(f"Benchmark of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load at the end {load()}")
-        print()
-        print("| work | OTP | DS req. | Grist bundles (data) / fetches | Grist time | widget heap | floor | DS req. | ratio |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for f in self.figures:
-            if f.who != "OTP":
+    def one_run(self, pw, only: set[str]) -> None:
+        args, ds = self.args, self.ds
+        label, wide_label = f"{args.dossiers:,} dossiers", f"300-champ form, {args.wide:,} dossiers"
+        ll = f", {args.latency:g} s DS latency"
+        for name, number, work, resyncs, latency in (
+                ("sample", SAMPLE, label, True, 0.0), ("wide", WIDE, wide_label, False, 0.0),
+                ("latency", SAMPLE, label, True, args.latency),
+                ("skewed", SKEWED, f"{label}, 80 % in one state", False, args.latency)):
+            if name not in only:
                 continue
-            floor = floors.get(f.work)
-            c = f.calls
-            print(f"| {f.work} | {f.seconds:.1f} s | {f.ds_requests} | {c.get('applies')} ({c.get('writes')}) / "
-                  f"{c.get('fetches')} | {c.get('gristMs', 0) / 1000:.1f} s | "
-                  + (f"{f.heap_mb:.0f} MB | " if f.heap_mb else "— | ")
-                  + (f"{floor.seconds:.1f} s | {floor.ds_requests} | {f.seconds / floor.seconds:.2f}× |" if floor else "— | — | — |"))
+            ds.latency = latency
+            suffix = ll if latency else ""
+            self.otp_scenario(pw, number, work, resyncs=resyncs, latency_label=suffix)
+            self.floor_scenario(pw, number, work, latency_label=suffix,
+                                floors=[f for f in self.floors if not latency or f != "waiting" or args.waiting_latency])
+            ds.latency = 0
+
+    def table(self) -> None:
+        print()
+        print(f"Benchmark of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {self.args.runs} run(s), "
+              f"load at the end {load()}")
+        print()
+        print("Each cell: run 1 / run 2 / …; ratios are OTP's time over the floor's of the same run. "
+              "The ratio that counts is against the honest floor (pages k+1 while it writes k).")
+        print()
+        print("| work | load (1 min) | OTP | DS req. | Grist bundles (data) / fetches | Grist time | widget heap "
+              "| honest floor | DS req. | **ratio** | waiting floor | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        works = list(dict.fromkeys(f.work for f in self.figures if f.who == "OTP"))
+        for work in works:
+            print(self.row(work))
         print()
         for line in self.extra:
             print("- " + line)
         if self.args.json:
             Path(self.args.json).write_text(json.dumps([f.__dict__ for f in self.figures], indent=1))
+
+    def row(self, work: str) -> str:
+        def runs(who: str) -> list[Figure]:
+            return sorted((f for f in self.figures if f.work == work and f.who == who), key=lambda f: f.run)
+
+        def join(values) -> str:
+            return " / ".join(values) or "—"
+
+        otp = runs("OTP")
+        by_run = {who: {f.run: f for f in runs(who)} for who in ("honest", "waiting")}
+
+        def ratios(who: str) -> str:
+            pairs = [(f, by_run[who].get(f.run)) for f in otp]
+            return join(f"{o.seconds / fl.seconds:.2f}×" for o, fl in pairs if fl)
+
+        first = otp[0].calls
+        cells = [work, join(f.load.split("/")[0] for f in otp), join(f"{f.seconds:.1f} s" for f in otp),
+                 join(str(f.ds_requests) for f in otp),
+                 f"{first.get('applies')} ({first.get('writes')}) / {first.get('fetches')}",
+                 join(f"{f.calls.get('gristMs', 0) / 1000:.1f} s" for f in otp),
+                 join(f"{f.heap_mb:.0f} MB" for f in otp if f.heap_mb),
+                 join(f"{f.seconds:.1f} s" for f in runs("honest")), join(str(f.ds_requests) for f in runs("honest")),
+                 ratios("honest"), join(f"{f.seconds:.1f} s" for f in runs("waiting")), ratios("waiting")]
+        return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -302,7 +348,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0, help="DS latency per request (s) of the latency runs")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--json", help="also write the figures there")
-    parser.add_argument("--only", help="comma-separated scenarios among sample, wide, latency, floor (default: all)")
+    parser.add_argument("--only", help="comma-separated scenarios among sample, wide, latency, skewed (default: all)")
+    parser.add_argument("--floors", default="honest,waiting", help="which floors to run: honest, waiting (default: both)")
+    parser.add_argument("--waiting-latency", action="store_true",
+                        help="run the waiting floor with latency too (it adds a DS round trip to every page: ~100 s)")
+    parser.add_argument("--runs", type=int, default=1, help="run every scenario this many times")
     Bench(parser.parse_args()).run()
 
 

@@ -1,5 +1,6 @@
 """The benchmark's procedures (fake DS data): the sample procedure (~30 champs, blocks,
-annotations, two revisions) and a wide form (300 champs of everyday types)."""
+annotations, two revisions), a wide form (300 champs of everyday types), and a skewed one
+(the sample's form, 80 % of the dossiers in one state, most deposits in the last weeks)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 from datetime import timedelta
 
 from demo.fake_ds import sample_procedure
-from demo.fake_ds.samples import generate_dossier
+from demo.fake_ds.samples import DOSSIER_STATES, generate_dossier
 from demo.fake_ds.store import iso, make_descriptor, make_revision, parse_iso
 
 WIDE_TYPES = [
@@ -49,3 +50,27 @@ def wide_procedure(number: int = 5300, dossier_count: int = 1000, champs: int = 
 
 def sample(number: int = 4242, dossier_count: int = 5000, seed: int = 1):
     return sample_procedure(number=number, dossier_count=dossier_count, seed=seed)
+
+
+def skewed(number: int = 4343, dossier_count: int = 5000, seed: int = 5, *, share: float = 0.8,
+           state: str = "accepte", late: float = 0.6):
+    """The sample's form, as real procedures are: `share` of the dossiers in one `state` (the
+    others spread over the rest), and `late` of them deposited in the last tenth of the
+    period (a campaign's last weeks), so neither states nor deposit dates split them evenly."""
+    procedure = sample_procedure(number=number, dossier_count=0, seed=seed,
+                                 title="Démarche déséquilibrée (80 % acceptés) — banc d'essai")
+    rng = random.Random(seed)
+    t0, t1 = parse_iso("2025-09-01T08:30:00+02:00"), parse_iso("2026-03-02T07:00:00+01:00")
+    span = (t1 - t0).total_seconds()
+    moments = sorted(t0 + timedelta(seconds=span * (rng.uniform(0.9, 1) if rng.random() < late else rng.uniform(0, 0.9)))
+                     for _ in range(dossier_count))
+    others = [s for s in DOSSIER_STATES if s != state]
+    old, active = procedure.revisions
+    first = number * 10
+    for index, moment in enumerate(moments):
+        revision = old if parse_iso(active["dateCreation"]) > moment else active
+        chosen = state if rng.random() < share else rng.choice(others)
+        procedure.dossiers[first + index] = generate_dossier(
+            procedure, first + index, seed=seed * 1_000_003 + index, deposited=iso(moment.replace(microsecond=0)),
+            state=chosen, revision=revision, now=iso(t1))
+    return procedure

@@ -1,0 +1,136 @@
+"""How a full copy from a far DS is split into streams (pure): windows of deposit date.
+
+DS orders a procedure's dossiers by deposit date when no `updatedSince` is sent, and
+`createdSince` starts a stream at a deposit date (inclusive). A dossier's deposit date never
+changes, so windows of deposit date `[start, end)` split the dossiers into parts that do not
+overlap and that no dossier leaves while they are paged (unlike states: a dossier changing
+state meanwhile left one stream for another). Each window is paged by one stream; a page's
+dossiers deposited at or after its window's end belong to the next window and are dropped
+(`clip`), and the stream stops there.
+
+Balanced whatever the distribution: when a stream ends, or when one more is wanted, the window
+with the most dossiers left (its remaining span of dates times the density of deposits it has
+seen) is cut in two at the middle of what it has left (`split`): the stream paging it stops at
+the cut, a new one starts there. The windows are never known to be even in advance, only
+made so as they are paged.
+
+One more stream is wanted (`wanted_streams`) only on evidence that it helps: the writer waited
+for its pages, and the answers DS gave while several requests were out took no longer than
+when one was alone (`SLOWED`): a DS whose pages cost CPU time (a wide form) answers two at
+once in twice the time, and then a stream more brings nothing but memory. Never more than DS's
+400 requests a minute (`RATE_LIMIT`), nor `MAX_STREAMS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+MAX_STREAMS = 8
+SLOWED = 1.5  # answers with several requests out at most this many times the alone ones: DS serves them side by side
+RATE_LIMIT = 400  # requests a minute (DS's limit per token)
+RATE_MARGIN = 0.85  # of it, for the streams (the listing, the bin, a retry)
+MIN_SPLIT = 300  # dossiers: a window with fewer left is not cut (the cut costs a request)
+WAITED_S = 0.25  # the writer waited this long for a page: pages come slower than it writes
+
+
+@dataclass(frozen=True)
+class Window:
+    """Dossiers deposited in `[start, end)` (seconds; None: from the first one / no end),
+    paged by one stream: `first` and `position` are the deposit dates of the first and last
+    dossiers it brought, `count` how many it brought."""
+
+    start: float | None
+    end: float | None
+    position: float | None = None
+    count: int = 0
+    done: bool = False
+    first: float | None = None
+
+
+def first_windows(low: float, high: float, streams: int = 2) -> tuple[Window, ...]:
+    """`streams` windows covering every deposit date: the first from the very first dossier,
+    the last without end (dossiers deposited during the copy), cut evenly between `low` and
+    `high` (the deposit dates known so far, DS's clock)."""
+    high = max(high, low + streams)
+    cuts = [float(math.floor(low + (high - low) * i / streams)) for i in range(1, streams)]
+    bounds = [None, *cuts, None]
+    return tuple(Window(bounds[i], bounds[i + 1]) for i in range(streams))
+
+
+def clip(window: Window, deposits: list[float], has_next: bool) -> tuple[Window, int]:
+    """A page of the window's stream arrived, its dossiers' deposit dates in order: how many
+    of them (from the first) belong to the window, and the window moved past them (done when
+    the page went past its end or was DS's last)."""
+    kept = len(deposits) if window.end is None else sum(1 for d in deposits if d < window.end)
+    position = deposits[kept - 1] if kept else window.position
+    first = window.first if window.first is not None or not kept else deposits[0]
+    done = kept < len(deposits) or not has_next
+    return replace(window, position=position, first=first, count=window.count + kept, done=done), kept
+
+
+def _span_left(window: Window, now: float) -> tuple[float, float] | None:
+    """The deposit dates a window has still to page, `[begin, end)`; None when unknown (the
+    first window before its first page) or done."""
+    begin = window.position if window.position is not None else window.start
+    if window.done or begin is None:
+        return None
+    return begin, window.end if window.end is not None else max(now, begin)
+
+
+def _density(window: Window, density: float) -> float:
+    """Deposits per second the window has seen (from its second dossier on), else `density`."""
+    seen = window.position - window.first if window.position is not None and window.first is not None else 0.0
+    return (window.count - 1) / seen if window.count >= 2 and seen > 0 else density
+
+
+def remaining(window: Window, now: float, density: float) -> float:
+    """An estimate of the dossiers left in `window`: its span left times the density of its
+    deposits (per second) seen so far, or `density` (the procedure's) before it has seen two."""
+    span = _span_left(window, now)
+    if span is None:
+        return 0.0
+    return max(0.0, span[1] - span[0]) * _density(window, density)
+
+
+def split(windows: tuple[Window, ...], now: float, density: float, share: float | None = None
+          ) -> tuple[tuple[Window, ...], int | None]:
+    """Cut the window with the most dossiers left: the windows after the cut, and the index of
+    the new one (None: none is worth cutting). The stream paging it keeps about `share`
+    dossiers (what is left overall, over the streams wanted) at the density it has seen, at
+    most half its span left: deposits come in bursts (a campaign's last weeks), so the span
+    past what a stream has seen is cut near, not in the middle of a year that may be empty."""
+    open_ = [(remaining(w, now, density), i) for i, w in enumerate(windows) if _span_left(w, now) is not None]
+    paged = [(left, i) for left, i in open_ if windows[i].count]
+    open_ = paged or open_  # what a window has left is known once it brought a page: those first
+    if not open_:
+        return windows, None
+    left, index = max(open_)
+    window = windows[index]
+    begin, end = _span_left(window, now) or (0.0, 0.0)
+    if left < MIN_SPLIT or end - begin < 2:
+        return windows, None
+    step = (end - begin) / 2
+    if share and window.count >= 2:
+        step = min(step, share / _density(window, density))
+    cut = float(math.floor(begin + step)) + 1  # after `begin`: nothing already brought is paged again
+    if window.end is not None and cut >= window.end:
+        return windows, None
+    shortened = replace(window, end=cut)
+    return (*windows[:index], shortened, *windows[index + 1:], Window(cut, window.end)), len(windows)
+
+
+def wanted_streams(active: int, alone_s: float | None, together_s: float | None, waited_s: float) -> int:
+    """How many streams should run, `active` running: one more when the writer waited for its
+    last page (`waited_s`) and DS answered `active` requests at once (`together_s`, the
+    fastest such round trip) about as fast as one alone (`alone_s`); never above DS's rate
+    limit for round trips that long, nor `MAX_STREAMS`."""
+    if waited_s < WAITED_S or alone_s is None or together_s is None or together_s > SLOWED * alone_s:
+        return active
+    by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * together_s)
+    return max(active, min(active + 1, MAX_STREAMS, by_rate))
+
+
+def density_of(total: int, low: float, now: float) -> float:
+    """Deposits per second over the procedure's life so far (a window's before it has its own)."""
+    return total / max(now - low, 1.0)

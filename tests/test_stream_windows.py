@@ -1,0 +1,138 @@
+"""The stream planning of a full copy from a far DS (`py_core/plan/windows.py`, pure): windows
+of deposit date, clipped at their end, cut where the most is left, and one more stream only on
+evidence that it helps, under DS's rate limit. Table-driven; plus a simulation that pages a
+skewed procedure through the planner and checks that every dossier comes exactly once and
+that the streams stay balanced."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, remaining, split,
+                                  wanted_streams)
+
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize("low, high, streams, expected", [
+    (0.0, 100.0, 2, ((None, 50.0), (50.0, None))),
+    (0.0, 90.0, 3, ((None, 30.0), (30.0, 60.0), (60.0, None))),
+    (10.0, 10.0, 2, ((None, 11.0), (11.0, None))),  # one date known: still two windows, in order
+    (0.0, 1.0, 4, ((None, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, None))),
+])
+def test_first_windows_cover_every_date_once(low, high, streams, expected):
+    assert tuple((w.start, w.end) for w in first_windows(low, high, streams)) == expected
+
+
+@pytest.mark.parametrize("window, deposits, has_next, kept, done, position", [
+    (Window(None, 50.0), [10.0, 20.0, 30.0], True, 3, False, 30.0),  # all inside, more to come
+    (Window(None, 50.0), [40.0, 50.0, 60.0], True, 1, True, 40.0),  # past the end (50: the next window's)
+    (Window(50.0, None), [60.0, 70.0], True, 2, False, 70.0),  # no end: everything
+    (Window(50.0, None), [60.0, 70.0], False, 2, True, 70.0),  # DS's last page
+    (Window(None, 50.0, position=45.0, count=3), [55.0], True, 0, True, 45.0),  # cut before its page came
+    (Window(None, 50.0), [], False, 0, True, None),  # an empty window
+])
+def test_a_page_is_clipped_at_its_window_end(window, deposits, has_next, kept, done, position):
+    moved, count = clip(window, deposits, has_next)
+    assert (count, moved.done, moved.position) == (kept, done, position)
+    assert moved.count == window.count + kept
+
+
+@pytest.mark.parametrize("window, now, density, expected", [
+    (Window(0.0, 100.0), 1000.0, 2.0, 200.0),  # not paged yet: the procedure's density
+    (Window(0.0, 100.0, position=50.0, first=0.0, count=11), 1000.0, 2.0, 10.0),  # its own: 10 in 50 s
+    (Window(0.0, None, position=50.0, first=0.0, count=11), 150.0, 2.0, 20.0),  # no end: up to now
+    (Window(None, 100.0), 1000.0, 2.0, 0.0),  # the first window before its first page: unknown, never cut
+    (Window(0.0, 100.0, done=True), 1000.0, 2.0, 0.0),
+])
+def test_what_a_window_has_left(window, now, density, expected):
+    assert remaining(window, now, density) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("windows, now, density, index, cut", [
+    # the one with the most left is cut at the middle of what it has left
+    ((Window(None, 100.0, position=90.0, first=0.0, count=90), Window(100.0, None, position=110.0, first=100.0, count=11)),
+     1000.0, 1.0, 1, 556.0),
+    # a window done is never cut; nor one with too little left
+    ((Window(None, 100.0, done=True), Window(100.0, 101.0)), 1000.0, 1.0, None, None),
+    ((Window(0.0, 100.0),), 1000.0, (MIN_SPLIT - 1) / 100, None, None),
+    # the first window before its first page: its start is unknown, the other one is cut
+    ((Window(None, 500.0), Window(500.0, None)), 1000.0, 10.0, 1, 751.0),
+])
+def test_the_window_with_most_left_is_cut(windows, now, density, index, cut):
+    after, new = split(windows, now, density)
+    if index is None:
+        assert new is None and after == windows
+        return
+    assert new == len(windows)
+    assert after[index].end == cut and after[new].start == cut and after[new].end == windows[index].end
+
+
+@pytest.mark.parametrize("active, alone, together, waited, expected", [
+    (2, 1.0, 1.1, 0.8, 3),  # far DS, answers side by side, the copy waits: one more
+    (2, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
+    (2, 1.0, 1.1, 0.0, 2),  # the copy did not wait for its page: pages come fast enough
+    (2, 1.0, None, 0.8, 2),  # no answer with two out yet: no evidence
+    (2, None, 1.0, 0.8, 2),
+    (MAX_STREAMS, 1.0, 1.0, 0.8, MAX_STREAMS),  # never above the cap
+    (2, 0.1, 0.1, 0.8, 2),  # 0.1 s round trips: a third stream would go over 400 requests a minute
+    (4, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.85 a minute
+    (3, 0.8, 0.9, 0.8, 4),
+])
+def test_one_more_stream_only_on_evidence_and_under_the_rate_limit(active, alone, together, waited, expected):
+    assert wanted_streams(active, alone, together, waited) == expected
+
+
+def test_the_rate_limit_holds_for_any_round_trip():
+    for round_trip in (0.05, 0.2, 0.5, 1.0, 2.0, 5.0):
+        streams = 2
+        while (more := wanted_streams(streams, round_trip, round_trip, 1.0)) > streams:
+            streams = more
+        assert streams * 60 / round_trip <= 400 or streams == 2, (round_trip, streams)
+
+
+def simulate(deposits: list[float], now: float, streams: int = 6, page: int = 100):
+    """Page sorted `deposits` through the planner: `streams` at once, round-robin, every page
+    clipped, a window cut whenever fewer than `streams` run. Returns (every deposit brought,
+    requests, rounds: the requests' round trips one after the other, the copy's time)."""
+    windows = first_windows(deposits[0], now, 2)
+    density = density_of(len(deposits), deposits[0], now)
+    cursors: dict[int, int] = {}  # window → index of the next deposit its stream gets
+    brought, requests, rounds = [], 0, 0
+    while True:
+        rounds += 1
+        while sum(1 for w in windows if not w.done) < streams:
+            left = len(deposits) - len(brought)
+            windows, new = split(windows, now, density, left / streams)
+            if new is None:
+                break
+        open_ = [i for i, w in enumerate(windows) if not w.done]
+        if not open_:
+            return brought, requests, rounds - 1
+        for i in open_:
+            start = windows[i].start
+            at = cursors.get(i, next((k for k, d in enumerate(deposits) if start is None or d >= start), len(deposits)))
+            chunk = deposits[at:at + page]
+            requests += 1
+            windows_i, kept = clip(windows[i], chunk, at + page < len(deposits))
+            windows = (*windows[:i], windows_i, *windows[i + 1:])
+            brought += chunk[:kept]
+            cursors[i] = at + kept
+
+
+@pytest.mark.parametrize("shape", ["even", "campaign", "one day"])
+def test_any_distribution_is_paged_once_by_balanced_streams(shape):
+    rng = random.Random(7)
+    now = 200 * DAY
+    draw = {"even": lambda: rng.uniform(0, now - DAY),
+            "campaign": lambda: rng.uniform(180 * DAY, 190 * DAY) if rng.random() < 0.8 else rng.uniform(0, now - DAY),
+            "one day": lambda: rng.uniform(100 * DAY, 101 * DAY)}[shape]
+    deposits = sorted(float(int(draw())) for _ in range(5000))
+    brought, requests, rounds = simulate(deposits, now)
+    assert sorted(brought) == deposits, "every dossier once: none lost, none twice"
+    assert requests <= 50 * 1.35, "a page more per cut at most, not twice the requests"
+    # balanced: six streams page the 50 pages in little more than 50 / 6 round trips (one
+    # stream per state, 80 % in one state, took 40)
+    assert rounds <= 0.3 * 50, rounds
