@@ -393,9 +393,9 @@ def interpret(status: int, body: bytes, number: int) -> Answer:
     return Answer(data, problems)
 
 
-def rate_limit_wait(reset: str | None, retry_after: str | None, now: float | None = None) -> float:
+def rate_limit_wait(reset: str | None, retry_after: str | None, now: float | None = None, *, default: float = 60.0) -> float:
     """Seconds to wait after a 429: until `RateLimit-Reset` (epoch seconds), else
-    `Retry-After` (seconds), else a minute (DS's window)."""
+    `Retry-After` (seconds), else `default` (a minute: the GraphQL API's window)."""
     now = time.time() if now is None else now
     for value, absolute in ((reset, True), (retry_after, False)):
         try:
@@ -403,4 +403,4 @@ def rate_limit_wait(reset: str | None, retry_after: str | None, now: float | Non
         except ValueError:
             continue
         return min(max(1.0, seconds - now if absolute else seconds), 120.0)
-    return 60.0
+    return default

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .meta import JOURNALS, META_TABLES, DocState, GristColumn, parse_options
+from .meta import JOURNALS, META_TABLES, DocState, GristColumn, meta_race_repairs, meta_table_actions, parse_options
 from .sink import GristSink, records
 
 
@@ -32,3 +32,15 @@ async def load_state(sink: GristSink) -> DocState:
         if name not in JOURNALS and state.table_ref(name) is not None:
             state.meta[name] = records(await sink.fetch_table(name))
     return state
+
+
+async def ensure_meta_tables(sink: GristSink, doc: DocState) -> DocState:
+    """OTP's own tables made (or completed), every job's first write; two jobs making them at once
+    keep the first ones (`meta_race_repairs`). Returns the state, reloaded if anything was made."""
+    actions = meta_table_actions(doc)
+    if actions:
+        repairs = meta_race_repairs(actions, await sink.apply(actions))
+        if repairs:
+            await sink.apply(repairs)
+        doc = await load_state(sink)
+    return doc

@@ -44,9 +44,9 @@ from .. import constants, errors
 from ..ds.client import PAGE_SIZE, DSClient
 from ..ds.dates import iso_second, later, shift
 from ..ds.models import Structure
-from ..grist.document import load_state
+from ..grist.document import ensure_meta_tables, load_state
 from ..grist.layout import lay_out
-from ..grist.meta import DocState, meta_race_repairs, meta_table_actions
+from ..grist.meta import DocState
 from ..grist.sink import GristSink
 from ..grist.values import datetime_cell, epoch_of
 from ..grist.writer import Writer
@@ -88,7 +88,7 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, *, shou
     async with ahead or contextlib.nullcontext():
         structure = await ds.structure(number)
         check_instance(procedure, structure, params.endpoint)
-        doc = await _ensure_meta_tables(sink, doc)
+        doc = await ensure_meta_tables(sink, doc)
         lease = await acquire(sink, number, params.holder, ds.clock.now())
         fenced = FencedSink(sink, lease, ds.clock.now)
         ds.progress.on_wait = fenced.renew
@@ -108,16 +108,6 @@ def check_instance(procedure: dict[str, Any], structure: Structure, endpoint: st
     if recorded and recorded != structure.instance:
         first = ds_base_url(procedure["Adresse_API"]) if procedure.get("Adresse_API") else "?"
         raise errors.other_instance(structure.number, first, ds_base_url(endpoint))
-
-
-async def _ensure_meta_tables(sink: GristSink, doc: DocState) -> DocState:
-    actions = meta_table_actions(doc)
-    if actions:
-        repairs = meta_race_repairs(actions, await sink.apply(actions))
-        if repairs:
-            await sink.apply(repairs)
-        doc = await load_state(sink)
-    return doc
 
 
 @dataclass

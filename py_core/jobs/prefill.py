@@ -33,11 +33,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .. import errors
-from ..ds.client import DSClient
+from ..ds.client import DSClient, rate_limit_wait
 from ..ds.models import Structure
 from ..ds.transport import NetworkError, Transport
-from ..grist.document import load_state
-from ..grist.meta import DocState, meta_race_repairs, meta_table_actions
+from ..grist.document import ensure_meta_tables, load_state
+from ..grist.meta import DocState
 from ..grist.sink import GristSink, records
 from ..grist.values import datetime_cell
 from ..plan import prefill as plan
@@ -111,7 +111,7 @@ class PublicAPI:
                     raise errors.prefill_refused(number, 0, "CORS") from None
                 raise errors.prefill_uncertain(row_id, created, "délai dépassé" if error.timeout else "réseau") from None
             if answer.status == 429:  # refused before anything was created: the same request again
-                await self._wait(_reset_after(answer.header("ratelimit-reset"), answer.header("retry-after"), self.clock.now()),
+                await self._wait(rate_limit_wait(answer.header("ratelimit-reset"), answer.header("retry-after"), self.clock.now(), default=RATE_WAIT_S),
                                  "DS limite les créations (15 par 15 s, pour tous les agents du relais) : reprise", cancellable=False)
                 continue
             if answer.status == 201:
@@ -161,16 +161,6 @@ class PublicAPI:
             remaining -= step
 
 
-def _reset_after(reset: str | None, retry_after: str | None, now: float) -> float:
-    for value, absolute in ((reset, True), (retry_after, False)):
-        try:
-            seconds = float(value or "")
-        except ValueError:
-            continue
-        return min(max(1.0, seconds - now if absolute else seconds), 120.0)
-    return RATE_WAIT_S
-
-
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
@@ -195,13 +185,7 @@ class Tables:
 async def open_job(params: SyncParams, ds: DSClient, sink: GristSink) -> tuple[Structure, DocState, FencedSink]:
     """The active form (errors here change nothing), OTP's tables, the procedure's lease."""
     structure = await ds.structure(params.number)
-    doc = await load_state(sink)
-    actions = meta_table_actions(doc)
-    if actions:
-        repairs = meta_race_repairs(actions, await sink.apply(actions))
-        if repairs:
-            await sink.apply(repairs)
-        doc = await load_state(sink)
+    doc = await ensure_meta_tables(sink, await load_state(sink))
     lease = await acquire(sink, params.number, params.holder, ds.clock.now())
     fenced = FencedSink(sink, lease, ds.clock.now)
     ds.progress.on_wait = fenced.renew
