@@ -85,6 +85,21 @@ class Writer:
         if "dossiers" in keys:
             self.dossier_ids = {key[0]: row_id for key, (row_id, _) in self.indexes["dossiers"].rows.items()}
 
+    async def clear_stale_keys(self) -> None:
+        """Blank, in the document, the values that key columns made at this sync hold anyway
+        (see `TableIndex.stale`): before any key is written there, so that a copy resuming
+        this one takes the keys it finds as this copy's."""
+        await self._need_all()
+        actions = []
+        for key, index in self.indexes.items():
+            columns = [self.maps[key].col_ids[k] for k in self.maps[key].spec.row_key if k in index.fresh]
+            if index.stale and columns:
+                types = self.types.get(key, {})
+                blank = {c: [_blank_of(types.get(c, ""))] * len(index.stale) for c in columns}
+                actions.append(["BulkUpdateRecord", self.maps[key].table_id, index.stale, blank])
+        if actions:
+            await self.sink.apply(actions)
+
     def _loosen(self, keys: list[str]) -> None:
         """Child rows whose Ref names no dossier row are loose (see `TableIndex.loosen`)."""
         dossiers = self.indexes.get("dossiers")
@@ -164,3 +179,7 @@ class Writer:
         col = self.maps["dossiers"].col_ids.get(col_key)
         return row[1].get(col) if row and col else None
 
+
+def _blank_of(grist_type: str) -> Any:
+    """A blank cell of a column of this type: Grist's 0 for a Ref or a number."""
+    return 0 if grist_type.startswith(("Ref:", "Int", "Numeric")) else ""

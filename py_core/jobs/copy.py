@@ -192,6 +192,12 @@ class Copy:
         self.progress.phase("Lecture de la copie dans le document…")
         self.writer = Writer(self.sink, maps, column_types(doc, maps), agent_columns(doc, maps), plan.fresh)
         await self.writer.load()
+        keys = {k: set(m.spec.row_key) & plan.fresh.get(k, set()) for k, m in maps.items()}
+        if any(keys.values()):  # their stale values blanked: the keys written from now on are this copy's
+            await self.writer.clear_stale_keys()
+            state = self.state
+            state.checkpoint = state.checkpoint.moved(fresh=tuple((k, tuple(c for c in cols if c not in keys.get(k, ())))
+                                                                  for k, cols in state.checkpoint.fresh))
         return self.writer, doc
 
     async def take_again(self, procedure: dict[str, Any], schema: Schema, writer: Writer) -> None:

@@ -35,22 +35,31 @@ class TableIndex:
     signature: tuple[tuple[str, str], ...] = ()  # (column key, col id) a loose row is matched on
     loose_by_signature: dict[tuple, int | None] = field(default_factory=dict)  # None: several rows have it
     fresh: frozenset[str] = frozenset()  # column keys created at this sync: their cells are no one's yet
+    stale: list[int] = field(default_factory=list)  # row ids holding a value in a fresh key column (`from_columns`)
 
     @classmethod
     def from_columns(cls, columns: dict[str, list[Any]], table_map: TableMap, fresh: frozenset[str] | set[str] = frozenset(),
                      volatile: frozenset[str] = frozenset()) -> TableIndex:
         """`fresh`: column keys created at this sync (empty in the rows held): a key column among
         them (deleted by an agent, made again; a Ref whose dossiers table was made again) makes
-        every row loose. Loose rows are matched on the other columns, but `volatile` ones."""
-        if any(k in fresh for k in table_map.spec.row_key):
-            columns = {**columns, **{table_map.col_ids[k]: [None] * len(columns.get("id") or []) for k in table_map.spec.row_key if k in fresh}}
+        every row loose. Loose rows are matched on the other columns, but `volatile` ones.
+        The rows that hold a value there anyway (a Ref to the dossiers table made again keeps
+        the old table's row ids) are `stale`: the copy blanks them in the document before it
+        writes any key there (`Writer.clear_stale_keys`), so a key found there later is one
+        this copy wrote — a resumed copy trusts it."""
+        stale_keys = [table_map.col_ids[k] for k in table_map.spec.row_key if k in fresh]
+        n = len(columns.get("id") or [])
+        stale = [row_id for row_id, *cells in zip(columns.get("id") or [], *(columns.get(c) or [None] * n for c in stale_keys))
+                 if any(key_cell(c) is not None for c in cells)] if stale_keys else []
+        if stale_keys:
+            columns = {**columns, **{c: [None] * len(columns.get("id") or []) for c in stale_keys}}
         key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         ids = columns.get("id") or []
         names = [n for n in columns if n != "id"]
         ref_col = table_map.col_ids.get(DOSSIER_REF)
         signature = tuple((k, n) for k, n in table_map.written().items()
                           if k not in (DOSSIER_REF, BASE) and k not in fresh and k not in volatile)
-        index = cls({}, ref_col, signature=signature, fresh=frozenset(fresh))
+        index = cls({}, ref_col, signature=signature, fresh=frozenset(fresh), stale=stale)
         missing = [None] * len(ids)
         key_columns = [columns.get(k, missing) for k in key_ids]
         # one row at a time from the columns, by zip (the copy of a large table is read at every sync)
