@@ -434,3 +434,38 @@ def test_written_tables_names_the_users_tables_first():
     actions = [["UpdateRecord", "OTP_Etat", 1, {}], ["BulkAddRecord", "D1_Champs", [], {}], ["AddRecord", "D1_Champs", None, {}],
                ["UpdateRecord", "_grist_Views", 1, {}]]
     assert written_tables(actions) == ["D1_Champs", "OTP_Etat"]
+
+
+def _page_bundles(lab) -> list[set[str]]:
+    """Each bundle of the next sync that adds or changes rows of the procedure's tables: the
+    table keys it writes."""
+    tables = {lab.table(k): k for k in ("dossiers", "champs", "annotations", "avis", "fichiers")}
+    bundles: list[set[str]] = []
+    lab.sink.before_apply = lambda actions: bundles.append(
+        {tables[a[1]] for a in actions if a[0] in ("BulkAddRecord", "BulkUpdateRecord") and a[1] in tables})
+    lab.sync()
+    lab.sink.before_apply = None
+    return [b for b in bundles if b]
+
+
+@pytest.mark.parametrize("retyped", [False, True], ids=["refs", "a Ref retyped to Int"])
+def test_a_page_is_one_bundle_new_dossiers_named_by_grists_temporary_ids(lab, retyped):
+    """A page's dossier rows and child rows go in one bundle (the new dossiers' temporary ids
+    in the children's Refs, turned into row ids by Grist). Where an agent retyped a child's
+    Ref (Grist leaves -1 in an Int), two bundles: the dossier rows, then the child rows."""
+    lab.sync()
+    numbers = lab.dossier_numbers()[:3]
+    if retyped:
+        lab.sink.apply_now([["ModifyColumn", lab.table("champs"), lab.col_id("champs", "dossier"), {"type": "Int"}]])
+    lab.sink.apply_now([["BulkRemoveRecord", lab.table("dossiers"), [lab.row_of(n)["id"] for n in numbers]]])
+    for n in numbers:
+        lab.store.update_dossier(n, motivation=f"revu {n}")  # fetched again: a page re-adds them
+    bundles = _page_bundles(lab)
+    children = {"champs", "annotations"}
+    if retyped:  # the dossier rows alone, then the child rows with the dates
+        assert len(bundles) == 2 and bundles[0] == {"dossiers"} and children <= bundles[1], bundles
+    else:
+        assert len(bundles) == 1 and {"dossiers", *children} <= bundles[0], bundles
+    refs = {lab.numbers_by_row().get(r[lab.col_id("champs", "dossier")]) for r in lab.rows("champs")}
+    assert set(numbers) <= refs and None not in refs, "every champs row on its dossier"
+    assert lab.by_dossier("champs") == lab.by_dossier("champs", lab.fresh_copy())

@@ -14,10 +14,10 @@ from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
 from ..ds.models import Dossier
 from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
-from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers
+from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
 from ..plan.registry import TableMap
 from ..plan.pending import hold_pending
-from ..plan.schema import BASE, DOSSIER_KEY, LABELS, Schema
+from ..plan.schema import BASE, DOSSIER_KEY, DOSSIER_REF, LABELS, Schema
 from .values import choice_list_cell
 
 
@@ -112,33 +112,62 @@ class Writer:
                 self.indexes[key].loosen(live)
 
     async def apply(self, plans: list[tuple[str, RowPlan]], checkpoint: Checkpoint | None = None) -> None:
+        """Write the plans in one bundle (with the checkpoint, if any) and record them."""
+        self._record(plans, await self._send(plans, checkpoint))
+
+    async def _send(self, plans: list[tuple[str, RowPlan]], checkpoint: Checkpoint | None) -> list[list[int]]:
+        """One bundle; returns the row ids of the rows each plan added."""
         actions, slots = [], []
         for _, plan in plans:
             slots.append(len(actions) if plan.add_keys else None)
             actions.extend(plan.actions())
         if not actions and checkpoint is None:
-            return
+            return [[] for _ in plans]
         results = await self.sink.apply(actions, checkpoint)
-        for (key, plan), slot in zip(plans, slots):
+        return [list(results[slot]) if slot is not None else [] for slot in slots]
+
+    def _record(self, plans: list[tuple[str, RowPlan]], added: list[list[int]]) -> None:
+        """Bring the indexes up to date with what the plans wrote."""
+        for (key, plan), ids in zip(plans, added):
             self.reattached += len(plan.attached)
-            record_written(self.indexes[key], plan, list(results[slot]) if slot is not None else [])
+            record_written(self.indexes[key], plan, ids)
+        if any(key == "dossiers" for key, _ in plans):
+            index = self.indexes["dossiers"]
+            for key, plan in plans:
+                if key == "dossiers":
+                    self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
 
     async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
-        """The page's two bundles (`plan.page`); the checkpoint goes with the second: a page is
-        recorded as done only once all of it is written. Returns the numbers of the dossiers
-        added, and of those changed."""
+        """The page in one bundle, with its checkpoint: a page is recorded as done only once all
+        of it is written (two bundles where an agent retyped a child's Ref: `plan.page`).
+        Returns the numbers of the dossiers added, and of those changed."""
         await self._need_all()
         page = page_rows(dossiers, schema, self.maps, self.types)
         if page.widen:
             await self.sink.apply(page.widen)
             self.types = page.types
-        dossier_plan = plan_dossiers(self.maps["dossiers"], self.indexes["dossiers"], page.rows["dossiers"])
-        await self.apply([("dossiers", dossier_plan)])
-        index = self.indexes["dossiers"]
-        self.dossier_ids.update({key[0]: index.rows[key][0] for key in dossier_plan.add_keys + dossier_plan.update_keys})
-        children = plan_children(self.maps, self.indexes, page.rows, self.dossier_ids, [d.number for d in dossiers])
-        await self.apply(children, checkpoint)
+        numbers = [d.number for d in dossiers]
+        one_bundle = self._refs_translated()
+        dossier_plan = plan_dossiers(self.maps["dossiers"], self.indexes["dossiers"], page.rows["dossiers"], hold_dates=not one_bundle)
+        if one_bundle:
+            temporary = temporary_ids(dossier_plan)
+            children = plan_children(self.maps, self.indexes, page.rows, {**self.dossier_ids, **temporary}, numbers, dates=False)
+            plans = [("dossiers", dossier_plan), *children]
+            added = await self._send(plans, checkpoint)
+            settle_ids(self.maps, children, dict(zip(dossier_plan.add_ids or [], added[0])))
+            self._record(plans, added)
+        else:
+            await self.apply([("dossiers", dossier_plan)])
+            children = plan_children(self.maps, self.indexes, page.rows, self.dossier_ids, numbers, dates=True)
+            await self.apply(children, checkpoint)
         return page_counts(dossier_plan, children, self.dossier_ids)
+
+    def _refs_translated(self) -> bool:
+        """Every child table's Ref to the dossiers is a Ref (Grist turns temporary ids into row
+        ids only there): not so where an agent retyped one."""
+        dossiers = self.maps["dossiers"].table_id
+        return all(self.types.get(key, {}).get(m.col_ids[DOSSIER_REF]) == f"Ref:{dossiers}"
+                   for key, m in self.maps.items() if key != "dossiers" and DOSSIER_REF in m.col_ids)
 
     async def refresh_labels(self, nodes: list[dict[str, Any]]) -> set[int]:
         """Labels change without moving the modification date: compare and update them.

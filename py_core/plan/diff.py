@@ -176,6 +176,7 @@ class RowPlan:
     update_keys: list[Key] = field(default_factory=list)  # row keys, in update_ids order
     remove_keys: list[Key] = field(default_factory=list)
     attached: set[int] = field(default_factory=set)  # loose rows among the updates, getting their key back
+    add_ids: list[int] | None = None  # Grist's temporary (negative) ids of the rows added, when others refer to them
 
     def touched_keys(self) -> list[Key]:
         """Keys of every row this plan adds, changes or removes."""
@@ -184,7 +185,7 @@ class RowPlan:
     def actions(self) -> list[Action]:
         out: list[Action] = []
         if self.add_keys:
-            out.append(["BulkAddRecord", self.table_id, [None] * len(self.add_keys), self.add])
+            out.append(["BulkAddRecord", self.table_id, self.add_ids or [None] * len(self.add_keys), self.add])
         if self.update_ids:
             out.append(["BulkUpdateRecord", self.table_id, self.update_ids, self.update])
         if self.remove_ids:
