@@ -11,6 +11,7 @@ A bundle that raises is reverted whole, as in Grist.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import zipfile
@@ -76,6 +77,7 @@ class EngineSink:
     async def apply(self, actions: list[list[Any]]) -> list[Any]:
         if not actions:
             return []
+        await asyncio.sleep(0)  # a call to Grist lets the other tasks run, as the widget's does
         self._tick()
         for rule in list(self.fail_when):
             if rule[0](actions):
