@@ -14,6 +14,17 @@ from ..grist.values import datetime_cell
 from ..plan.windows import MAX_STREAMS, Window, clip, split, wanted_streams
 
 
+async def _cancel(tasks: list[asyncio.Future]) -> None:
+    """The streams' tasks stopped, and waited for: the pages they read are not wanted any more."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except BaseException:  # noqa: BLE001 - cancelled, not wanted any more
+            pass
+
+
 class Streams:
     """Several DS page streams at once, merged into one sequence of pages for the caller, who
     writes them one at a time. At most one page per stream waits in memory (or `depth` pages:
@@ -53,13 +64,7 @@ class Streams:
         raise StopAsyncIteration
 
     async def __aexit__(self, *_exc) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - cancelled, not wanted any more
-                pass
+        await _cancel(self.tasks)
         for stream in self.streams:
             try:
                 await stream.aclose()
@@ -205,10 +210,4 @@ class WindowStreams:
         raise StopAsyncIteration
 
     async def __aexit__(self, *_exc) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - cancelled, not wanted any more
-                pass
+        await _cancel(self.tasks)
