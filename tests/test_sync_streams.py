@@ -231,3 +231,49 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
     assert sum(waited) == pytest.approx(60 - 400 * 0.01, abs=0.05)
     sent = sorted(client.sent)
     assert all(sent[i + 400] - sent[i] >= 60 - 1e-6 for i in range(len(sent) - 400))
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["all", "a filter leaves some out"])
+def test_a_pages_rows_are_built_while_grist_writes_the_page_before(monkeypatch, filtered):
+    """`RowsAhead`: a page's rows are built in the task that reads it ahead, while the copy
+    waits for Grist to write the page before (a Grist call takes time without holding the
+    widget's Python); the write takes those rows, and lets go of those the filter leaves out."""
+    events: list[tuple[str, int]] = []
+    built = streams.dossier_rows
+
+    def recording(dossier, schema):
+        events.append(("built", dossier.number))
+        return built(dossier, schema)
+
+    monkeypatch.setattr(streams, "dossier_rows", recording)
+    held = {}
+    original = sync.RowsAhead.take
+
+    def take(self, dossier):
+        held["ahead"] = self
+        return original(self, dossier)
+
+    monkeypatch.setattr(sync.RowsAhead, "take", take)
+    with Lab(dossiers=250) as lab:
+        tables = {f"D{lab.number}_Dossiers"}
+        apply = lab.sink.apply
+
+        async def slow_apply(actions):  # Grist busy for 0.3 s, the widget's Python free meanwhile
+            writes = any(a[0] == "BulkAddRecord" and a[1] in tables for a in actions)
+            if writes:
+                events.append(("writing", 0))
+                await asyncio.sleep(0.3)
+            result = await apply(actions)
+            if writes:
+                events.append(("written", 0))
+            return result
+
+        lab.sink.apply = slow_apply
+        lab.sync(**({"filters": {"states": ["en_construction", "en_instruction"]}} if filtered else {}))
+        overlapped = [i for i, (kind, _) in enumerate(events) if kind == "built"
+                      and any(k == "writing" for k, _ in events[:i]) and events[:i].count(("writing", 0)) > events[:i].count(("written", 0))]
+        assert overlapped, "no page's rows were built while Grist wrote the page before"
+        assert [k for k, _ in events].count("built") == 250, "each dossier's rows built once"
+        assert held["ahead"]._built == {}, "rows kept for dossiers the copy did not write"
+        if not filtered:
+            lab.assert_copy_exact()
