@@ -12,12 +12,12 @@ from typing import Any
 
 from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
+from ..ds.models import Dossier
 from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
 from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
 from ..plan.registry import TableMap
 from ..plan.pending import hold_pending
-from ..plan.rows import Row
-from ..plan.schema import BASE, DOSSIER_KEY, DOSSIER_REF, LABELS
+from ..plan.schema import BASE, DOSSIER_KEY, DOSSIER_REF, LABELS, Schema
 from .values import choice_list_cell
 
 
@@ -137,17 +137,16 @@ class Writer:
                 if key == "dossiers":
                     self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
 
-    async def write_page(self, built: list[dict[str, list[Row]]], checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
+    async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
         """The page in one bundle, with its checkpoint: a page is recorded as done only once all
         of it is written (two bundles where an agent retyped a child's Ref: `plan.page`).
-        `built`: each dossier's rows (`plan.rows.dossier_rows`). Returns the numbers of the
-        dossiers added, and of those changed."""
+        Returns the numbers of the dossiers added, and of those changed."""
         await self._need_all()
-        page = page_rows(built, self.maps, self.types)
+        page = page_rows(dossiers, schema, self.maps, self.types)
         if page.widen:
             await self.sink.apply(page.widen)
             self.types = page.types
-        numbers = [row[DOSSIER_KEY] for rows in built for row in rows["dossiers"]]
+        numbers = [d.number for d in dossiers]
         one_bundle = self._refs_translated()
         dossier_plan = plan_dossiers(self.maps["dossiers"], self.indexes["dossiers"], page.rows["dossiers"], hold_dates=not one_bundle)
         if one_bundle:

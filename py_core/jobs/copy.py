@@ -61,7 +61,7 @@ from .history import status_of
 from .lease import FencedSink, acquire
 from .params import SyncParams, ds_base_url
 from .prefill import follow_after_copy
-from .streams import Prefetch, RowsAhead, Streams, WindowStreams
+from .streams import Prefetch, Streams, WindowStreams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 STATES = constants.DOSSIER_STATES  # DS's DossierState
@@ -159,8 +159,7 @@ class Copy:
             plan.fresh, kept = carry_fresh(plan.fresh, plan.created, kind.checkpoint.fresh)
             state.checkpoint = state.checkpoint.moved(fresh=kept)
         # a full copy's first page is asked for now: it comes while the tables are prepared
-        self.ahead = RowsAhead(schema)
-        first = Prefetch(self._dossier_pages(kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
+        first = Prefetch(self.ds.dossier_pages(params.number, kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
         async with first or contextlib.nullcontext():
             if first is not None:
                 first.start()
@@ -254,7 +253,7 @@ class Copy:
                 self._check_cancel()
                 await self._take_one(dossier_number, schema, writer)
         else:
-            async with Prefetch(self._dossier_pages(iso_second(since))) as found:
+            async with Prefetch(self.ds.dossier_pages(self.params.number, iso_second(since))) as found:
                 await self._write_pages(found, schema, writer, None, checkpointed=False)
 
     async def membership(self, cursor: str | None, binned: dict[int, Any], schema: Schema, writer: Writer) -> None:
@@ -357,7 +356,7 @@ class Copy:
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        windows = self._windows(lambda since: self._dossier_pages(None, created_since=since), "dossiers", total or 0)
+        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0)
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
@@ -370,12 +369,8 @@ class Copy:
             newest_at_start = await newest
             since = shift(newest_at_start, -LAG_S) if newest_at_start else None
         if since:
-            async with Prefetch(self._dossier_pages(since)) as pages:
+            async with Prefetch(ds.dossier_pages(number, since)) as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
-
-    def _dossier_pages(self, since: str | None, after: str | None = None, *, created_since: str | None = None) -> AsyncIterator[Any]:
-        """DS's pages of dossiers, their rows built as they come (`RowsAhead`)."""
-        return self.ahead.built(self.ds.dossier_pages(self.params.number, since, after, created_since=created_since))
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int) -> WindowStreams:
         """Windows of deposit date paged at once (`WindowStreams`), the first two cut between
@@ -444,10 +439,7 @@ class Copy:
         state.excluded.difference_update(n for n, ok in inside.items() if ok)
         result.skipped += [n for n in skipped if n not in result.skipped]
         checkpoint = self._checkpoint(after)
-        for dossier in dossiers:
-            if not inside[dossier.number]:
-                self.ahead.drop(dossier)
-        added, updated = await writer.write_page([self.ahead.take(d) for d in dossiers if inside[d.number]], checkpoint)
+        added, updated = await writer.write_page([d for d in dossiers if inside[d.number]], schema, checkpoint)
         result.count(added, updated)
 
     async def _take_one(self, dossier_number: int, schema: Schema, writer: Writer) -> bool:

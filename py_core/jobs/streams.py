@@ -1,7 +1,6 @@
 """Reading DS's pages ahead: one stream read while the job writes (`Prefetch`), several
 streams at once merged into one sequence of pages (`Streams`), or windows of deposit date
-paged by as many streams as help (`WindowStreams`); the rows of a page built as it comes
-(`RowsAhead`)."""
+paged by as many streams as help (`WindowStreams`)."""
 
 from __future__ import annotations
 
@@ -12,9 +11,6 @@ from typing import Any
 
 from ..ds.dates import iso_second
 from ..grist.values import datetime_cell
-from ..ds.models import Dossier
-from ..plan.rows import Row, dossier_rows
-from ..plan.schema import Schema
 from ..plan.windows import MAX_STREAMS, Window, clip, split, wanted_streams
 
 
@@ -215,34 +211,3 @@ class WindowStreams:
 
     async def __aexit__(self, *_exc) -> None:
         await _cancel(self.tasks)
-
-
-class RowsAhead:
-    """Each dossier's rows (`plan.rows.dossier_rows`) built as its page comes, in the task that
-    reads the pages ahead (`built`): the building overlaps Grist writing the page before,
-    instead of waiting for it. The write takes them (`take`); a dossier it does not write (the
-    filter leaves it out) is let go (`drop`)."""
-
-    def __init__(self, schema: Schema):
-        self.schema = schema
-        self._built: dict[int, tuple[Dossier, dict[str, list[Row]]]] = {}
-
-    async def built(self, pages: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        try:
-            async for page in pages:
-                for dossier in page.nodes:
-                    self._built[dossier.number] = (dossier, dossier_rows(dossier, self.schema))
-                yield page
-        finally:
-            closing = getattr(pages, "aclose", None)
-            if closing is not None:
-                await closing()
-
-    def take(self, dossier: Dossier) -> dict[str, list[Row]]:
-        entry = self._built.pop(dossier.number, None)
-        return entry[1] if entry is not None and entry[0] is dossier else dossier_rows(dossier, self.schema)
-
-    def drop(self, dossier: Dossier) -> None:
-        entry = self._built.get(dossier.number)
-        if entry is not None and entry[0] is dossier:
-            del self._built[dossier.number]

@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..ds.models import Dossier
 from .diff import Action, Key, RowPlan, TableIndex, exact_integers, plan_cells, plan_int_widening, plan_rows, resolve_refs
 from .pending import hold_pending
 from .registry import TableMap
-from .rows import Row
-from .schema import DATE_MODIFIED, DOSSIER_KEY, DOSSIER_REF
+from .rows import Row, dossier_rows
+from .schema import DATE_MODIFIED, DOSSIER_KEY, DOSSIER_REF, Schema
 
 CHILD_KEYS_WITHOUT_REMOVAL = ("champs", "annotations")  # one row per dossier, never pruned by page
 VOLATILE = {"fichiers": frozenset({"lien"})}  # DS signs file URLs anew at every request
@@ -34,12 +35,11 @@ class PageRows:
     types: dict[str, dict[str, str]]  # the column types after that
 
 
-def page_rows(built: list[dict[str, list[Row]]], maps: dict[str, TableMap], types: dict[str, dict[str, str]]) -> PageRows:
-    """The page's rows by table, from each dossier's (`rows.dossier_rows`, built as the page
-    came: `jobs.streams.RowsAhead`)."""
+def page_rows(dossiers: list[Dossier], schema: Schema, maps: dict[str, TableMap],
+              types: dict[str, dict[str, str]]) -> PageRows:
     by_table: dict[str, list[Row]] = {key: [] for key in maps}
-    for rows_of in built:
-        for key, rows in rows_of.items():
+    for dossier in dossiers:
+        for key, rows in dossier_rows(dossier, schema).items():
             by_table[key].extend(rows)
     widen: list[Action] = []
     new_types = {}
