@@ -130,12 +130,10 @@ class Writer:
         """Bring the indexes up to date with what the plans wrote."""
         for (key, plan), ids in zip(plans, added):
             self.reattached += len(plan.attached)
-            record_written(self.indexes[key], plan, ids)
-        if any(key == "dossiers" for key, _ in plans):
-            index = self.indexes["dossiers"]
-            for key, plan in plans:
-                if key == "dossiers":
-                    self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
+            index = self.indexes[key]
+            record_written(index, plan, ids)
+            if key == "dossiers":
+                self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
 
     async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
         """The page in one bundle, with its checkpoint: a page is recorded as done only once all

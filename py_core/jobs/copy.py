@@ -55,7 +55,7 @@ from ..plan.registry import SchemaPlan, agent_columns, column_types, plan_ref_di
 from ..plan.windows import WAITED_S, density_of, first_windows
 from ..plan.schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, Schema, build_schema
 from .checkpoint import Checkpoint
-from .copy_kind import SETTLE_S, carry_fresh, lists_first, plan_kind, reread_since
+from .copy_kind import SETTLE_S, carry_fresh, lists_first, plan_kind, reread_since, without_keys
 from .copy_result import SyncResult, history_line
 from .history import status_of
 from .lease import FencedSink, acquire
@@ -195,9 +195,7 @@ class Copy:
         keys = {k: set(m.spec.row_key) & plan.fresh.get(k, set()) for k, m in maps.items()}
         if any(keys.values()):  # their stale values blanked: the keys written from now on are this copy's
             await self.writer.clear_stale_keys()
-            state = self.state
-            state.checkpoint = state.checkpoint.moved(fresh=tuple((k, tuple(c for c in cols if c not in keys.get(k, ())))
-                                                                  for k, cols in state.checkpoint.fresh))
+            self.state.checkpoint = self.state.checkpoint.moved(fresh=without_keys(self.state.checkpoint.fresh, keys))
         return self.writer, doc
 
     async def take_again(self, procedure: dict[str, Any], schema: Schema, writer: Writer) -> None:

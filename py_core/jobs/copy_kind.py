@@ -92,3 +92,12 @@ def carry_fresh(fresh: dict[str, set[str]], created: set[str], carried: tuple[tu
             kept[key] = kept.get(key, set()) | columns
     merged = {**fresh, **{k: fresh.get(k, set()) | v for k, v in kept.items()}}
     return merged, tuple((k, tuple(sorted(v))) for k, v in sorted(kept.items()))
+
+
+def without_keys(carried: tuple[tuple[str, tuple[str, ...]], ...], keys: dict[str, set[str]]
+                 ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The fresh columns a checkpoint keeps once the key columns among them were blanked in the
+    document (`Writer.clear_stale_keys`): a key found there later is the copy's own, and a copy
+    that resumes takes it as such."""
+    kept = ((k, tuple(c for c in cols if c not in keys.get(k, ()))) for k, cols in carried)
+    return tuple((k, cols) for k, cols in kept if cols)

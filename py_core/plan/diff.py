@@ -47,14 +47,13 @@ class TableIndex:
         the old table's row ids) are `stale`: the copy blanks them in the document before it
         writes any key there (`Writer.clear_stale_keys`), so a key found there later is one
         this copy wrote — a resumed copy trusts it."""
-        stale_keys = [table_map.col_ids[k] for k in table_map.spec.row_key if k in fresh]
-        n = len(columns.get("id") or [])
-        stale = [row_id for row_id, *cells in zip(columns.get("id") or [], *(columns.get(c) or [None] * n for c in stale_keys))
-                 if any(key_cell(c) is not None for c in cells)] if stale_keys else []
-        if stale_keys:
-            columns = {**columns, **{c: [None] * len(columns.get("id") or []) for c in stale_keys}}
-        key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         ids = columns.get("id") or []
+        blanked = [table_map.col_ids[k] for k in table_map.spec.row_key if k in fresh]
+        stale = [row_id for row_id, *cells in zip(ids, *(columns.get(c) or [None] * len(ids) for c in blanked))
+                 if any(key_cell(c) is not None for c in cells)] if blanked else []
+        if blanked:
+            columns = {**columns, **{c: [None] * len(ids) for c in blanked}}
+        key_ids = [table_map.col_ids[k] for k in table_map.spec.row_key]
         names = [n for n in columns if n != "id"]
         ref_col = table_map.col_ids.get(DOSSIER_REF)
         signature = tuple((k, n) for k, n in table_map.written().items()
