@@ -70,7 +70,7 @@ def test_the_window_with_most_left_is_cut(windows, now, density, index, cut):
     assert after[index].end == cut and after[new].start == cut and after[new].end == windows[index].end
 
 
-@pytest.mark.parametrize("active, alone, together, waited, expected", [
+@pytest.mark.parametrize("active, before, now, waited, expected", [
     (2, 1.0, 1.1, 0.8, 3),  # far DS, answers side by side, the copy waits: one more
     (2, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
     (2, 1.0, 1.1, 0.0, 2),  # the copy did not wait for its page: pages come fast enough
@@ -80,9 +80,15 @@ def test_the_window_with_most_left_is_cut(windows, now, density, index, cut):
     (2, 0.1, 0.1, 0.8, 2),  # 0.1 s round trips: a third stream would go over 400 requests a minute
     (4, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.85 a minute
     (3, 0.8, 0.9, 0.8, 4),
+    # the third stream paid, though each answer waits longer (a DS some of whose time is CPU):
+    # 3 pages in 2.0 s against 2 in 1.6 s, 20 % more a second: one more
+    (3, 1.6, 2.0, 0.8, 4),
+    (3, 1.6, 2.2, 0.8, 3),  # 3 in 2.2 s against 2 in 1.6 s: 9 % more, not worth a stream
+    (3, 2.0, 3.0, 0.8, 3),  # one worker: 3 pages take 3 times one page's time
+    (1, 1.0, 1.0, 0.8, 1),  # one stream: the probe (two windows) decides, not this
 ])
-def test_one_more_stream_only_on_evidence_and_under_the_rate_limit(active, alone, together, waited, expected):
-    assert wanted_streams(active, alone, together, waited) == expected
+def test_one_more_stream_only_when_the_last_one_paid_and_under_the_rate_limit(active, before, now, waited, expected):
+    assert wanted_streams(active, before, now, waited) == expected
 
 
 def test_the_rate_limit_holds_for_any_round_trip():

@@ -71,6 +71,8 @@ class RecordedRequest:
     authenticated: bool = False
     error_codes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the time the fake took to answer (its injected latency excluded)
+    received: float = field(default_factory=time.monotonic)  # when it came (`time.monotonic`)
+    answered: float = 0.0  # when its answer was ready (latency included)
 
     # dict-style access for convenience in tests: request["status"]
     def __getitem__(self, key: str) -> Any:
@@ -253,6 +255,7 @@ class FakeDSServer:
         record.error_codes = [e.get("extensions", {}).get("code") for e in payload.get("errors", [])]
         data = json.dumps(payload, ensure_ascii=False).encode()
         record.seconds = time.perf_counter() - started
+        record.answered = time.monotonic()
         self.requests.append(record)
         return Answer(status, data, "application/json; charset=utf-8")
 

@@ -142,14 +142,14 @@ class DSClient:
     def round_trip(self, query_name: str, *, out: int = 1) -> float | None:
         """How long DS takes to answer `query_name`: alone (`out` 1), the fastest of the last
         four answers that had no other request out (an answer also waits while the widget is
-        busy, which only ever adds); with `out` requests out or more, the median of the last
-        2 × `out` such answers, once there are `out` + 1 (None: not yet). The median, not the
-        fastest: a DS that serves one request at a time answers the first of two at once as
-        fast as alone, and makes the other wait."""
+        busy, which only ever adds); with `out` requests out (at most, while it was out), the
+        median of the last 2 × `out` such answers, once there are `out` + 1 (None: not yet).
+        The median, not the fastest: a DS that serves one request at a time answers the first
+        of two at once as fast as alone, and makes the other wait."""
         if out == 1:
             times = [s for q, s, n in self.round_trips if q == query_name and n == 1][-4:]
             return min(times) if times else None
-        times = sorted([s for q, s, n in self.round_trips if q == query_name and n >= out][-2 * out:])
+        times = sorted([s for q, s, n in self.round_trips if q == query_name and n == out][-2 * out:])
         return times[len(times) // 2] if len(times) > out else None
 
     async def _pace(self) -> None:

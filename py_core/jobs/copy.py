@@ -378,7 +378,7 @@ class Copy:
         low = min(self.deposits, default=now - 1)
         return WindowStreams(
             pages_from, first_windows(low, now),
-            round_trip=lambda out: (ds.round_trip(query), ds.round_trip(query, out=out)),
+            round_trip=lambda out: (ds.round_trip(query, out=out - 1), ds.round_trip(query, out=out)),
             now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
             total=total, density=density_of(total, low, now))
 

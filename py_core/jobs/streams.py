@@ -127,8 +127,9 @@ class WindowStreams:
 
     Starts with `windows` (two: the probe). After every page the caller took, one more stream
     is started — the window with the most left cut in two — when `plan.windows.wanted_streams`
-    says it helps: the caller waited for that page, and DS answered the requests out together
-    about as fast as one alone (`DSClient.round_trip`); and when a stream ends, another takes
+    says it helps: the caller waited for that page, and the stream added last made DS deliver
+    more pages a second (`round_trip(k)`: DS's round trips with `k - 1` and with `k` requests
+    out, `DSClient.round_trip`); and when a stream ends, another takes
     its place the same way, so the streams stay balanced whatever the dates' distribution. At
     most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
     copy resumes as one sequential stream after the pages it wrote before."""
@@ -198,8 +199,8 @@ class WindowStreams:
             kind, value = await self.queue.get()
             if kind == "page":
                 self.waited_s = self.monotonic() - asked
-                alone, together = self.round_trip(self.active)
-                self.target = max(self.target, wanted_streams(self.active, alone, together, self.waited_s))
+                before_s, now_s = self.round_trip(self.active)
+                self.target = max(self.target, wanted_streams(self.active, before_s, now_s, self.waited_s))
                 self._grow()
                 return value
             if kind == "error":

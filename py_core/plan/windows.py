@@ -15,10 +15,12 @@ the cut, a new one starts there. The windows are never known to be even in advan
 made so as they are paged.
 
 One more stream is wanted (`wanted_streams`) only on evidence that it helps: the writer waited
-for its pages, and the answers DS gave while several requests were out took no longer than
-when one was alone (`SLOWED`): a DS whose pages cost CPU time (a wide form) answers two at
-once in twice the time, and then a stream more brings nothing but memory. Never more than DS's
-400 requests a minute (`RATE_LIMIT`), nor `MAX_STREAMS`.
+for its pages, and the stream added last made DS deliver more pages a second (`GAIN`): `k`
+answers at once in the time of `k` requests out, against `k - 1` in the time of `k - 1` out.
+A DS that serves its requests side by side (a far one: the time is distance or its workers)
+answers `k` at once about as fast as one, and every stream adds pages; a DS whose pages cost
+CPU time on one worker (a wide form) answers two at once in twice the time: no gain, no third
+stream. Never more than DS's 400 requests a minute (`RATE_LIMIT`), nor `MAX_STREAMS`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import math
 from dataclasses import dataclass, replace
 
 MAX_STREAMS = 8
-SLOWED = 1.5  # answers with several requests out at most this many times the alone ones: DS serves them side by side
+GAIN = 1.15  # the stream added last brought at least this many times the pages a second: one more may too
 RATE_LIMIT = 400  # requests a minute (DS's limit per token)
 RATE_MARGIN = 0.85  # of it, for the streams (the listing, the bin, a retry)
-MIN_SPLIT = 300  # dossiers: a window with fewer left is not cut (the cut costs a request)
+MIN_SPLIT = 150  # dossiers: a window with fewer left is not cut (the cut costs a request)
 WAITED_S = 0.25  # the writer waited this long for a page: pages come slower than it writes
 
 
@@ -120,14 +122,17 @@ def split(windows: tuple[Window, ...], now: float, density: float, share: float 
     return (*windows[:index], shortened, *windows[index + 1:], Window(cut, window.end)), len(windows)
 
 
-def wanted_streams(active: int, alone_s: float | None, together_s: float | None, waited_s: float) -> int:
+def wanted_streams(active: int, before_s: float | None, now_s: float | None, waited_s: float) -> int:
     """How many streams should run, `active` running: one more when the writer waited for its
-    last page (`waited_s`) and DS answered `active` requests at once (`together_s`, the
-    fastest such round trip) about as fast as one alone (`alone_s`); never above DS's rate
-    limit for round trips that long, nor `MAX_STREAMS`."""
-    if waited_s < WAITED_S or alone_s is None or together_s is None or together_s > SLOWED * alone_s:
+    last page (`waited_s`) and the stream added last paid (`GAIN`): DS answered `active`
+    requests out in `now_s` against `active - 1` in `before_s` (round trips; None: not
+    measured yet), that is more pages a second; never above DS's rate limit for round trips
+    that long, nor `MAX_STREAMS`."""
+    if waited_s < WAITED_S or before_s is None or now_s is None or active < 2:
         return active
-    by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * together_s)
+    if active / now_s < GAIN * (active - 1) / before_s:
+        return active
+    by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * now_s)
     return max(active, min(active + 1, MAX_STREAMS, by_rate))
 
 

@@ -140,6 +140,23 @@ def renderer_peak_mb(profile: Path) -> float:
     return peak / 1024
 
 
+def requests_out(pages) -> str:
+    """How many page requests DS had at once over the pages' span: the time spent with each
+    count (seconds), and the mean."""
+    events = sorted([(r.received, 1) for r in pages if r.answered] + [(r.answered, -1) for r in pages if r.answered])
+    if not events:
+        return "no page"
+    spent: Counter = Counter()
+    out, last = 0, events[0][0]
+    for moment, step in events:
+        spent[out] += moment - last
+        out, last = out + step, moment
+    span = events[-1][0] - events[0][0]
+    mean = sum(k * s for k, s in spent.items()) / span if span else 0
+    return (f"pages out at once over {span:.1f} s: mean {mean:.1f}, "
+            + ", ".join(f"{k}: {s:.1f} s" for k, s in sorted(spent.items())))
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -189,13 +206,14 @@ class Bench:
         ds_busy = sum(r.seconds for r in self.ds.requests[before:])
         pages = [r for r in self.ds.requests[before:] if r.operation_name == "otpDossiers" and r.variables]
         windows = {r.variables.get("createdSince") for r in pages if not r.variables.get("updatedSince")}
+        out = requests_out(pages)
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; windows of deposit date: {len(windows)}",
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; windows of deposit date: {len(windows)}; {out}",
                     summary.get("heap_mb"))
         return summary
 
