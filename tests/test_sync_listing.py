@@ -6,12 +6,10 @@ fake DS over HTTP (tests/lab.py)."""
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
 from py_core import errors
-from py_core.jobs import copy as sync
 from tests.grist_engine import engine_missing
 from tests.lab import Lab
 
@@ -153,29 +151,4 @@ def test_a_dossier_deleted_outright_is_removed_after_ds_confirms_it(lab):
     result = lab.sync()
     assert result.deleted_numbers == [victim]
     assert victim not in lab.dossier_numbers()
-    lab.assert_copy_exact()
-
-
-def test_a_far_ds_is_listed_one_stream_per_state_and_a_dossier_changing_state_meanwhile_is_kept(monkeypatch, lab):
-    monkeypatch.setattr(sync, "PARALLEL_FROM", 200)
-    monkeypatch.setattr(sync, "PARALLEL_LATENCY_S", 0.0)
-    procedure = lab.store.procedure(lab.number)
-    assert sum(d["state"] == "accepte" for d in procedure.dossiers.values()) <= 100, "one accepte page"
-    moving = max((d for d in procedure.dossiers.values() if d["state"] == "en_construction"),
-                 key=lambda d: d["dateDepot"])["number"]
-    lab.agent_edit(moving, "suivi")
-    refresh = lambda state: lambda r: r.operation_name == "otpRefresh" and (r.variables or {}).get("state") == state  # noqa: E731
-    # The en_construction stream answers late; meanwhile, once the accepte stream has answered,
-    # the dossier moves there: neither stream lists it.
-    lab.server.delay_next(0.8, count=1, match=refresh("en_construction"))
-    move = lambda: lab.store.update_dossier(moving, state="accepte", motivation="accepté pendant la liste")  # noqa: E731
-    side_effect(lab, refresh("accepte"), lambda: threading.Timer(0.3, move).start())
-    before = len(lab.server.requests)
-    result = lab.sync()
-    states = {(r.variables or {}).get("state") for r in lab.server.requests[before:] if r.operation_name == "otpRefresh"}
-    assert set(sync.STATES) <= states
-    assert "otpDossier" in operations(lab, before), "asked for by number"
-    assert result.deleted == 0
-    row = next(r for r in lab.rows("dossiers") if r["Numero"] == moving)
-    assert row["Motivation"] == "accepté pendant la liste" and lab.agent_cells()[moving] == "suivi"
     lab.assert_copy_exact()

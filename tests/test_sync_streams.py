@@ -1,8 +1,9 @@
 """A full sync paged by several streams at once (windows of deposit date, `plan/windows.py`),
 under Grist's engine (tests/lab.py): the copy is exact, a dossier modified while the windows
 are paged is caught by the closing `updatedSince` pass, an interrupted one resumes
-sequentially, a DS that answers two requests no faster than one gets no third stream, and the
-client never sends more than DS's 400 requests a minute."""
+sequentially, a DS that answers two requests no faster than one gets no third stream, an
+incremental sync's listing goes on by windows too, and the client never sends more than DS's
+400 requests a minute."""
 
 from __future__ import annotations
 
@@ -199,6 +200,36 @@ def test_an_interrupted_window_sync_resumes_as_one_sequential_stream(evidence):
         assert all((r.variables or {}).get("updatedSince") for r in dossier_requests(lab)[before:])
         lab.assert_copy_exact()
         assert lab.sync().added == 0
+
+
+def listing_requests(lab, since: int = 0):
+    return [r for r in lab.server.requests[since:] if r.operation_name == "otpRefresh"]
+
+
+def test_a_far_ds_s_listing_goes_on_by_windows_of_deposit_date(most_streams, evidence):
+    with Lab(dossiers=900) as lab:
+        lab.sync()
+        lab.sync()  # the dossiers copied in the second of their date fetched again: settled
+        far(lab)
+        procedure = lab.store.procedure(lab.number)
+        by_deposit = sorted(procedure.dossiers.values(), key=lambda d: d["dateDepot"])
+        changed = [d["number"] for d in by_deposit[::150]]  # from the first deposit to the last
+        for number in changed:
+            lab.store.advance(1)
+            lab.store.update_dossier(number, state="accepte", motivation="accepté depuis la copie")
+        before, most_streams[:] = len(lab.server.requests), []
+        result = lab.sync()
+        listing = listing_requests(lab, before)
+        starts = [r.variables.get("createdSince") for r in listing]
+        assert starts[:2] == [None, None], "the first light pages alone, in deposit order"
+        assert len(set(starts)) >= 4 and most_streams[0] >= 3, "windows from the last deposit listed, more on evidence"
+        # every light page once, a page again where each window starts
+        assert len(listing) <= 9 + len(set(starts)), len(listing)
+        assert result.updated == len(changed) and result.deleted == 0 and result.added == 0
+        for number in changed:
+            row = next(r for r in lab.rows("dossiers") if r["Numero"] == number)
+            assert row["Motivation"] == "accepté depuis la copie"
+        lab.assert_copy_exact()
 
 
 class _Transport:

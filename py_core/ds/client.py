@@ -59,6 +59,14 @@ class Page:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class LightPage:
+    """One page of the listing: light dossiers as DS sent them (`refresh.graphql`)."""
+
+    nodes: list[dict[str, Any]]
+    page_info: PageInfo
+
+
 class DSClient:
     def __init__(self, endpoint: str, token: str, transport: Transport, *, progress: Progress | None = None,
                  clock: Clock | None = None, max_retries: int = 4, retry_base: float = 1.0):
@@ -258,15 +266,16 @@ class DSClient:
         messages = [str(e.get("message", "")) for e in payload.get("errors") or []]
         return payload, messages + [str(e.get("message", "")) for e in answer.errors]
 
-    async def refresh_pages(self, number: int, *, state: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every dossier DS lists for the procedure (only those in `state` when given), light
-        (number, modification date, labels, what filters look at), page by page: the complete
-        list of the dossiers that exist, so a page with errors fails the sync."""
+    async def refresh_pages(self, number: int, *, created_since: str | None = None) -> AsyncIterator[LightPage]:
+        """Every dossier DS lists for the procedure, light (number, modification date, labels,
+        what filters look at), page by page, ordered by deposit date (from `created_since`, a
+        deposit date, inclusive, when given): the complete list of the dossiers that exist, so
+        a page with errors fails the sync."""
         after = None
         while True:
             variables = {"number": number, "first": PAGE_SIZE, "after": after}
-            if state is not None:
-                variables["state"] = state
+            if created_since is not None:
+                variables["createdSince"] = created_since
             answer = await self.execute("refresh", variables, number=number)
             for _ in range(PAGE_RETRIES):
                 if not answer.errors:
@@ -275,11 +284,11 @@ class DSClient:
             if answer.errors:  # the listing decides removals: it must be complete
                 raise _query_error(answer)
             connection = answer.data["demarche"]["dossiers"]
-            yield connection["nodes"]
-            info = connection["pageInfo"]
-            if not info["hasNextPage"] or not info["endCursor"]:
+            page = LightPage(connection["nodes"] or [], PageInfo.model_validate(connection["pageInfo"]))
+            yield page
+            if not page.page_info.has_next_page or not page.page_info.end_cursor:
                 return
-            after = info["endCursor"]
+            after = page.page_info.end_cursor
 
     async def deletions(self, number: int, deleted_since: str | None, *, confirmed: bool = True) -> tuple[list[DeletedDossier], list[DeletedDossier]]:
         """(confirmed deletions since `deleted_since`, every dossier now in the bin)."""

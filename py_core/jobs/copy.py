@@ -17,7 +17,8 @@ checkpoint kept in the document, and what the copy learnt from DS):
    `listing` then `fetch_changed` for an incremental one (and a resumed full one): every
    dossier light (number, date, labels, what filters look at; read ahead from the start),
    then only the dossiers that are new or whose date differs from the copy's (or copied in the
-   second of their date: `copy_kind.reread_since`). Nothing changed: 2 + ⌈N/100⌉ requests.
+   second of their date: `copy_kind.reread_since`). Nothing changed: 2 + ⌈N/100⌉ requests;
+   from a far DS the listing too goes on by windows of deposit date paged at once.
 6. `membership`: DS's bin, read after the listing: dossiers in it flagged, restored ones
    unflagged (same row: agents' cells intact); a dossier the listing did not show and DS's
    lists do not name is asked for by number: only one DS does not have is removed (or flagged).
@@ -40,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import constants, errors
+from .. import errors
 from ..ds.client import PAGE_SIZE, DSClient
 from ..ds.dates import iso_second, later, shift
 from ..ds.models import Structure
@@ -64,12 +65,11 @@ from .prefill import follow_after_copy
 from .streams import Prefetch, Streams, WindowStreams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
-STATES = constants.DOSSIER_STATES  # DS's DossierState
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
 PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of deposit date at once,
 WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
-PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before),
-PARALLEL_LATENCY_S = 1.0  # and an incremental one lists one stream per state when DS is that far
+PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before);
+# an incremental copy's listing of that many dossiers goes on by windows once it waited as long
 
 Cancel = Callable[[], bool]
 
@@ -129,6 +129,7 @@ class Listing:
     reread: float | None  # dossiers dated from there are fetched again (`reread_since`)
     changed: dict[int, str] = field(default_factory=dict)  # number → DS's date, to fetch
     dates: list[float] = field(default_factory=list)  # every listed dossier's date
+    seen: set[int] = field(default_factory=set)  # the numbers listed so far
 
 
 class Copy:
@@ -223,17 +224,22 @@ class Copy:
     async def listing(self, writer: Writer, ahead: Streams | None, structure: Structure,
                       procedure: dict[str, Any]) -> Listing:
         """List every dossier DS has, light (the pages `ahead` already read, if any); refresh
-        labels; find the dossiers to fetch. From a far DS (its first light pages were slow), a
-        large procedure is listed one stream per state."""
+        labels; find the dossiers to fetch. When the listing waits for DS's pages (a far DS), a
+        large procedure goes on by windows of deposit date paged at once from the last deposit
+        listed (the light pages come in deposit order too): as many streams as help, balanced
+        whatever the states' distribution (`WindowStreams`)."""
         self.progress.phase("Liste des dossiers et de leurs labels…")
-        number = self.params.number
+        number, total = self.params.number, structure.dossiers_count or 0
         listing = Listing({n: epoch_of(writer.cell(n, DATE_MODIFIED)) for n in writer.dossier_ids},
                           epoch_of(procedure.get("Relire_depuis")))
-        may_stream = (structure.dossiers_count or 0) >= PARALLEL_FROM
         async with ahead or Prefetch(self.ds.refresh_pages(number)) as pages:
-            far = await self._list_pages(pages, listing, writer, may_stream=may_stream)
-        if far:  # a dossier changing state meanwhile may escape every stream: see `membership`
-            async with Streams([self.ds.refresh_pages(number, state=s) for s in STATES]) as pages:
+            last = await self._list_pages(pages, listing, writer, may_stream=total >= PARALLEL_FROM)
+        if last is not None:
+            self.progress.phase("Liste des dossiers, par plusieurs flux à la fois…")
+            windows = self._windows(lambda since: self.ds.refresh_pages(number, created_since=since), "refresh",
+                                    max(0, total - len(listing.seen)), low=last, start=last,
+                                    deposit_of=lambda node: node.get("dateDepot"))
+            async with windows as pages:
                 await self._list_pages(pages, listing, writer)
         listing.changed = {n: d for n, d in listing.changed.items() if n in self.state.listed}
         return listing
@@ -354,7 +360,9 @@ class Copy:
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0)
+        now = ds.server_time or self.clock.now()
+        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
+                                low=min(self.deposits, default=now - 1), deposit_of=lambda dossier: dossier.raw("dateDepot"))
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
@@ -370,25 +378,29 @@ class Copy:
             async with Prefetch(ds.dossier_pages(number, since)) as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
-    def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int) -> WindowStreams:
-        """Windows of deposit date paged at once (`WindowStreams`), the first two cut between
-        the earliest deposit seen so far and DS's clock."""
+    def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
+                 low: float, deposit_of: Callable[[Any], Any], start: float | None = None) -> WindowStreams:
+        """Windows of deposit date from `start` (None: the first dossier) paged at once
+        (`WindowStreams`), the first two cut between `low` (a deposit date seen) and DS's clock;
+        `total`: the dossiers they should bring."""
         ds = self.ds
         now = ds.server_time or self.clock.now()
-        low = min(self.deposits, default=now - 1)
         return WindowStreams(
-            pages_from, first_windows(low, now),
+            pages_from, first_windows(low, now, start=start), deposit_of=deposit_of,
             round_trip=lambda out: (ds.round_trip(query, out=out - 1), ds.round_trip(query, out=out)),
             now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
             total=total, density=density_of(total, low, now))
 
     async def _list_pages(self, pages: AsyncIterator[Any], listing: Listing, writer: Writer, *,
-                          may_stream: bool = False) -> bool:
-        """Take the light pages; True when DS proved far (see `listing`)."""
+                          may_stream: bool = False) -> float | None:
+        """Take the light pages; when the listing should go on by windows (see `listing`), the
+        deposit date it stopped at (its dossiers deposited then are listed again: skipped)."""
         state, filters = self.state, self.params.filters
-        seen = 0
-        async for nodes in pages:
-            seen += 1
+        waits, asked = 0, self.clock.monotonic()
+        async for page in pages:
+            waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
+            nodes = [n for n in page.nodes if n["number"] not in listing.seen]
+            listing.seen.update(n["number"] for n in nodes)
             state.listed.update(n["number"] for n in nodes)  # outside the filter too: DS has them
             state.excluded.update(n["number"] for n in nodes if not filters.matches(n))
             state.excluded.difference_update(n["number"] for n in nodes if filters.matches(n))
@@ -400,10 +412,11 @@ class Copy:
             if listing.changed:
                 writer.read_ahead()  # writing them needs the other tables: read while listing
             self._check_cancel()
-            # two answers at least: the first one may have waited while the copy was read
-            if may_stream and len(nodes) == PAGE_SIZE and seen >= 2 and self.ds.fastest_s.get("refresh", 0) >= PARALLEL_LATENCY_S:
-                return True
-        return False
+            last = datetime_cell(page.nodes[-1].get("dateDepot")) if page.nodes else None
+            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and last is not None:
+                return last
+            asked = self.clock.monotonic()
+        return None
 
     async def _membership_lists(self, cursor: str | None, schema: Schema, writer: Writer) -> tuple[dict, dict]:
         """DS's bin (number → date), and the confirmed deletions (number → date) when the

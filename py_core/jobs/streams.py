@@ -120,9 +120,10 @@ class Prefetch:
 
 
 class WindowStreams:
-    """A full copy's dossiers from a far DS: windows of deposit date (`plan.windows`), each
-    paged by a stream of its own (`pages_from(createdSince)`), merged into one sequence of
-    pages for the caller, who writes them one at a time. A page's dossiers past its window's
+    """A far DS's dossiers (a full copy's, or the listing's light ones): windows of deposit
+    date (`plan.windows`), each paged by a stream of its own (`pages_from(createdSince)`;
+    `deposit_of(node)`: a dossier's deposit date as DS sent it), merged into one sequence of
+    pages for the caller, who takes them one at a time. A page's dossiers past its window's
     end are dropped (the next window brings them) and its stream stops there.
 
     Starts with `windows` (two: the probe). After every page the caller took, one more stream
@@ -135,9 +136,9 @@ class WindowStreams:
     copy resumes as one sequential stream after the pages it wrote before."""
 
     def __init__(self, pages_from: Callable[[str | None], AsyncIterator[Any]], windows: tuple[Window, ...], *,
-                 round_trip: Callable[[int], tuple[float | None, float | None]], now: Callable[[], float],
-                 monotonic: Callable[[], float], total: int, density: float):
-        self.pages_from, self.windows = pages_from, list(windows)
+                 deposit_of: Callable[[Any], Any], round_trip: Callable[[int], tuple[float | None, float | None]],
+                 now: Callable[[], float], monotonic: Callable[[], float], total: int, density: float):
+        self.pages_from, self.windows, self.deposit_of = pages_from, list(windows), deposit_of
         self.round_trip, self.now, self.monotonic, self.density = round_trip, now, monotonic, density
         self.total = total  # dossiers DS said it has: what is left is shared between the streams
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=MAX_STREAMS)  # pages read ahead
@@ -157,7 +158,7 @@ class WindowStreams:
         pages = self.pages_from(None if start is None else iso_second(start))
         try:
             async for page in pages:
-                deposits = [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes]
+                deposits = [datetime_cell(self.deposit_of(d)) or 0.0 for d in page.nodes]
                 window, kept = clip(self.windows[index], deposits, bool(page.page_info.has_next_page))
                 self.windows[index] = window
                 await self.queue.put(("page", replace(page, nodes=page.nodes[:kept])))

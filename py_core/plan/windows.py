@@ -1,4 +1,5 @@
-"""How a full copy from a far DS is split into streams (pure): windows of deposit date.
+"""How a far DS's dossiers are split into streams (pure): windows of deposit date, for a full
+copy's pages and for an incremental sync's listing.
 
 DS orders a procedure's dossiers by deposit date when no `updatedSince` is sent, and
 `createdSince` starts a stream at a deposit date (inclusive). A dossier's deposit date never
@@ -50,13 +51,13 @@ class Window:
     first: float | None = None
 
 
-def first_windows(low: float, high: float, streams: int = 2) -> tuple[Window, ...]:
-    """`streams` windows covering every deposit date: the first from the very first dossier,
-    the last without end (dossiers deposited during the copy), cut evenly between `low` and
-    `high` (the deposit dates known so far, DS's clock)."""
+def first_windows(low: float, high: float, streams: int = 2, *, start: float | None = None) -> tuple[Window, ...]:
+    """`streams` windows covering every deposit date from `start` (None: from the very first
+    dossier), the last without end (dossiers deposited during the copy), cut evenly between
+    `low` and `high` (the deposit dates known so far, DS's clock)."""
     high = max(high, low + streams)
     cuts = [float(math.floor(low + (high - low) * i / streams)) for i in range(1, streams)]
-    bounds = [None, *cuts, None]
+    bounds = [start, *cuts, None]
     return tuple(Window(bounds[i], bounds[i + 1]) for i in range(streams))
 
 
