@@ -224,10 +224,10 @@ class Copy:
     async def listing(self, writer: Writer, ahead: Streams | None, structure: Structure,
                       procedure: dict[str, Any]) -> Listing:
         """List every dossier DS has, light (the pages `ahead` already read, if any); refresh
-        labels; find the dossiers to fetch. When the listing waits for DS's pages (a far DS), a
-        large procedure goes on by windows of deposit date paged at once from the last deposit
-        listed (the light pages come in deposit order too): as many streams as help, balanced
-        whatever the states' distribution (`WindowStreams`)."""
+        labels; find the dossiers to fetch. When DS's light pages take `WAITED_S` or more (a far
+        DS: the listing waits for them), a large procedure goes on by windows of deposit date
+        paged at once from the last deposit listed (the light pages come in deposit order too):
+        as many streams as help, balanced whatever the states' distribution (`WindowStreams`)."""
         self.progress.phase("Liste des dossiers et de leurs labels…")
         number, total = self.params.number, structure.dossiers_count or 0
         listing = Listing({n: epoch_of(writer.cell(n, DATE_MODIFIED)) for n in writer.dossier_ids},
@@ -396,9 +396,9 @@ class Copy:
         """Take the light pages; when the listing should go on by windows (see `listing`), the
         deposit date it stopped at (its dossiers deposited then are listed again: skipped)."""
         state, filters = self.state, self.params.filters
-        waits, asked = 0, self.clock.monotonic()
+        seen = 0
         async for page in pages:
-            waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
+            seen += 1
             nodes = [n for n in page.nodes if n["number"] not in listing.seen]
             listing.seen.update(n["number"] for n in nodes)
             state.listed.update(n["number"] for n in nodes)  # outside the filter too: DS has them
@@ -412,10 +412,12 @@ class Copy:
             if listing.changed:
                 writer.read_ahead()  # writing them needs the other tables: read while listing
             self._check_cancel()
+            # taking a light page costs next to nothing: the listing waits when DS's answers take
+            # longer than that, the fastest of two or more (the first one was read ahead)
+            far = seen >= WAITS_TO_PROBE and self.ds.fastest_s.get("refresh", 0.0) >= WAITED_S
             last = datetime_cell(page.nodes[-1].get("dateDepot")) if page.nodes else None
-            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and last is not None:
+            if may_stream and far and page.page_info.has_next_page and last is not None:
                 return last
-            asked = self.clock.monotonic()
         return None
 
     async def _membership_lists(self, cursor: str | None, schema: Schema, writer: Writer) -> tuple[dict, dict]:
