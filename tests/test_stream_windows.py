@@ -70,6 +70,28 @@ def test_the_window_with_most_left_is_cut(windows, now, density, index, cut):
     assert after[index].end == cut and after[new].start == cut and after[new].end == windows[index].end
 
 
+# Deposits faster and faster: the open window saw 300 dossiers in 3,000 s (0.1 a second), so its
+# 1,000 s left look like 100, too few to cut; DS's count says 700 are left, all in it.
+RISING = (Window(None, 500.0, position=499.0, first=0.0, count=260, done=True),
+          Window(500.0, None, position=3500.0, first=500.0, count=301))
+
+
+@pytest.mark.parametrize("left, share, index, cut", [
+    (None, None, None, None),  # the window's own estimate: 100 left, under MIN_SPLIT
+    (700, None, 1, 4001.0),  # DS's count: 700 left, cut in the middle of what it has left
+    (700, 350, 1, 4001.0),  # its share (350 of 700 at 7× the density seen): the middle again
+    (700, 140, 1, 3701.0),  # a share of 140 in 5 streams: 200 s at 0.7 a second
+    (MIN_SPLIT - 1, None, None, None),  # DS's count: too few left to be worth a cut
+])
+def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, index, cut):
+    after, new = split(RISING, 4500.0, 0.05, share, left)
+    if index is None:
+        assert new is None and after == RISING
+        return
+    assert new == len(RISING)
+    assert after[index].end == cut and after[new].start == cut and after[new].end == RISING[index].end
+
+
 @pytest.mark.parametrize("active, before, now, waited, expected", [
     (2, 1.0, 1.1, 0.8, 3),  # far DS, answers side by side, the copy waits: one more
     (2, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
@@ -111,7 +133,7 @@ def simulate(deposits: list[float], now: float, streams: int = 6, page: int = 10
         rounds += 1
         while sum(1 for w in windows if not w.done) < streams:
             left = len(deposits) - len(brought)
-            windows, new = split(windows, now, density, left / streams)
+            windows, new = split(windows, now, density, left / streams, left)
             if new is None:
                 break
         open_ = [i for i, w in enumerate(windows) if not w.done]

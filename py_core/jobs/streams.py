@@ -178,8 +178,8 @@ class WindowStreams:
         """As many streams as wanted (see the class), each on a window cut from the one with
         the most left."""
         while self.active < self.target:
-            share = max(0, self.total - sum(w.count for w in self.windows)) / self.target
-            windows, new = split(tuple(self.windows), self.now(), self.density, share)
+            left = max(0, self.total - sum(w.count for w in self.windows))
+            windows, new = split(tuple(self.windows), self.now(), self.density, left / self.target, left)
             if new is None:
                 return
             self.windows = list(windows)
