@@ -217,6 +217,7 @@ def test_a_far_ds_s_listing_goes_on_by_windows_of_deposit_date(most_streams, evi
         for number in changed:
             lab.store.advance(1)
             lab.store.update_dossier(number, state="accepte", motivation="accepté depuis la copie")
+            lab.agent_edit(number, f"suivi {number}")
         before, most_streams[:] = len(lab.server.requests), []
         result = lab.sync()
         listing = listing_requests(lab, before)
@@ -229,6 +230,33 @@ def test_a_far_ds_s_listing_goes_on_by_windows_of_deposit_date(most_streams, evi
         for number in changed:
             row = next(r for r in lab.rows("dossiers") if r["Numero"] == number)
             assert row["Motivation"] == "accepté depuis la copie"
+        assert lab.agent_cells() == {n: f"suivi {n}" for n in changed}, "the agents' cells kept"
+        lab.assert_copy_exact()
+
+
+def test_a_listing_interrupted_in_its_windows_lists_again_and_loses_nothing(evidence):
+    with Lab(dossiers=900) as lab:
+        lab.sync()
+        lab.sync()
+        far(lab)
+        numbers = lab.dossier_numbers()
+        changed = numbers[::200]
+        for number in changed:
+            lab.store.advance(1)
+            lab.store.update_dossier(number, state="refuse", motivation="refusé depuis la copie")
+            lab.agent_edit(number, f"suivi {number}")
+        before = len(lab.server.requests)
+
+        def cancel_in_the_windows():
+            return any(r.variables.get("createdSince") and r.status == 200 for r in listing_requests(lab, before))
+
+        with pytest.raises(errors.OTPError) as caught:
+            lab.sync(should_cancel=cancel_in_the_windows)
+        assert caught.value.code == "cancelled"
+        result = lab.sync()
+        assert result.updated == len(changed) and result.deleted == 0 and result.added == 0
+        assert sorted(lab.dossier_numbers()) == sorted(numbers), "no dossier lost or twice"
+        assert lab.agent_cells() == {n: f"suivi {n}" for n in changed}
         lab.assert_copy_exact()
 
 

@@ -69,7 +69,7 @@ READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read 
 PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of deposit date at once,
 WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
 PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before);
-# an incremental copy's listing of that many dossiers goes on by windows once it waited as long
+# an incremental copy's listing of that many dossiers, once DS took `WAITED_S` for its light pages
 
 Cancel = Callable[[], bool]
 
@@ -237,7 +237,7 @@ class Copy:
         if last is not None:
             self.progress.phase("Liste des dossiers, par plusieurs flux à la fois…")
             windows = self._windows(lambda since: self.ds.refresh_pages(number, created_since=since), "refresh",
-                                    max(0, total - len(listing.seen)), low=last, start=last,
+                                    max(0, total - len(listing.seen)), start=last,
                                     deposit_of=lambda node: node.get("dateDepot"))
             async with windows as pages:
                 await self._list_pages(pages, listing, writer)
@@ -360,9 +360,8 @@ class Copy:
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        now = ds.server_time or self.clock.now()
         windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
-                                low=min(self.deposits, default=now - 1), deposit_of=lambda dossier: dossier.raw("dateDepot"))
+                                deposit_of=lambda dossier: dossier.raw("dateDepot"))
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
@@ -379,12 +378,13 @@ class Copy:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
-                 low: float, deposit_of: Callable[[Any], Any], start: float | None = None) -> WindowStreams:
+                 deposit_of: Callable[[Any], Any], start: float | None = None) -> WindowStreams:
         """Windows of deposit date from `start` (None: the first dossier) paged at once
-        (`WindowStreams`), the first two cut between `low` (a deposit date seen) and DS's clock;
-        `total`: the dossiers they should bring."""
+        (`WindowStreams`), the first two cut between `start` (else the earliest deposit the
+        copy saw) and DS's clock; `total`: the dossiers they should bring."""
         ds = self.ds
         now = ds.server_time or self.clock.now()
+        low = start if start is not None else min(self.deposits, default=now - 1)
         return WindowStreams(
             pages_from, first_windows(low, now, start=start), deposit_of=deposit_of,
             round_trip=lambda out: (ds.round_trip(query, out=out - 1), ds.round_trip(query, out=out)),
@@ -415,9 +415,10 @@ class Copy:
             # taking a light page costs next to nothing: the listing waits when DS's answers take
             # longer than that, the fastest of two or more (the first one was read ahead)
             far = seen >= WAITS_TO_PROBE and self.ds.fastest_s.get("refresh", 0.0) >= WAITED_S
-            last = datetime_cell(page.nodes[-1].get("dateDepot")) if page.nodes else None
-            if may_stream and far and page.page_info.has_next_page and last is not None:
-                return last
+            if may_stream and far and page.page_info.has_next_page and page.nodes:
+                last = datetime_cell(page.nodes[-1].get("dateDepot"))
+                if last is not None:
+                    return last
         return None
 
     async def _membership_lists(self, cursor: str | None, schema: Schema, writer: Writer) -> tuple[dict, dict]:
