@@ -114,6 +114,27 @@ def test_dossiers_kept_outside_the_filter_cost_no_request_when_nothing_changed(l
     assert result.fetched == 0 and result.deleted == 0
 
 
+def test_the_light_pages_ask_for_what_the_filter_looks_at_only_when_there_is_one(lab):
+    """Without a filter, DS is not asked for the state, archiving and groupe of every dossier;
+    with one, the listing has them: a dossier archived without its date moving leaves it."""
+    def light_nodes(since):
+        return [r.variables["filtered"] for r in lab.server.requests[since:] if r.operation_name == "otpRefresh"]
+
+    before = len(lab.server.requests)
+    lab.sync()
+    assert light_nodes(before) == [False] * math.ceil(N / 100)
+    filters = {"archived": "exclude", "keep_out": True}
+    lab.sync(filters=filters)  # a full copy: the filter changed
+    victim = lab.dossier_numbers()[7]
+    _, dossier = lab.store.find_dossier(victim)
+    dossier["archived"] = True  # its dates stay: only the light listing can see it
+    before = len(lab.server.requests)
+    result = lab.sync(filters=filters)
+    assert light_nodes(before) == [True] * math.ceil(N / 100) and result.fetched == 0
+    row = next(r for r in lab.rows("dossiers") if r["Numero"] == victim)
+    assert row["Hors_du_filtre"] is True
+
+
 def test_a_long_listing_keeps_its_lease(lab):
     """A listing writes nothing; the lease is renewed when half of it went by."""
     now = {"t": 1_000_000.0}

@@ -266,14 +266,15 @@ class DSClient:
         messages = [str(e.get("message", "")) for e in payload.get("errors") or []]
         return payload, messages + [str(e.get("message", "")) for e in answer.errors]
 
-    async def refresh_pages(self, number: int, *, created_since: str | None = None) -> AsyncIterator[LightPage]:
+    async def refresh_pages(self, number: int, *, created_since: str | None = None,
+                            filtered: bool = True) -> AsyncIterator[LightPage]:
         """Every dossier DS lists for the procedure, light (number, modification date, labels,
-        what filters look at), page by page, ordered by deposit date (from `created_since`, a
+        and what filters look at when `filtered`), page by page, ordered by deposit date (from `created_since`, a
         deposit date, inclusive, when given): the complete list of the dossiers that exist, so
         a page with errors fails the sync."""
         after = None
         while True:
-            variables = {"number": number, "first": PAGE_SIZE, "after": after}
+            variables = {"number": number, "first": PAGE_SIZE, "after": after, "filtered": filtered}
             if created_since is not None:
                 variables["createdSince"] = created_since
             answer = await self.execute("refresh", variables, number=number)

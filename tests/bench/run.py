@@ -197,7 +197,7 @@ class Bench:
     # -- OTP ---------------------------------------------------------------------------------
     def otp_sync(self, host, work, expect_writes=None):
         before = len(self.ds.requests)
-        t = time.perf_counter()
+        t, clicked = time.perf_counter(), time.monotonic()
         result = host.sync(timeout=1800)
         elapsed = time.perf_counter() - t
         assert result["state"] == "done", result
@@ -207,6 +207,11 @@ class Bench:
         pages = [r for r in self.ds.requests[before:] if r.operation_name == "otpDossiers" and r.variables]
         windows = {r.variables.get("createdSince") for r in pages if not r.variables.get("updatedSince")}
         out = requests_out(pages)
+        light = [r for r in self.ds.requests[before:] if r.operation_name == "otpRefresh"]
+        if len(light) > 1:  # one cursor: how long the widget took between an answer and its next request
+            gaps = [b.received - a.answered for a, b in zip(light, light[1:])]
+            out += (f"; light pages: the first asked {light[0].received - clicked:.2f} s after the click, the widget's gaps "
+                    f"between an answer and the next request {sum(gaps):.2f} s in all (longest {max(gaps):.2f} s)")
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
