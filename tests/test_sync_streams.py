@@ -143,11 +143,15 @@ class _Server:
 
 
 @pytest.mark.parametrize("serial, paid", [(False, True), (True, False)])
-def test_whether_a_second_request_out_paid_is_measured(serial, paid):
+@pytest.mark.parametrize("one_alone", [True, False], ids=["one alone", "never alone"])
+def test_whether_a_second_request_out_paid_is_measured(serial, paid, one_alone):
+    """Never alone: the listing's first light pages go out beside the structure (its answer
+    arrived but not taken yet when the next page goes): the fastest answer stands for alone."""
     client = DSClient("http://x/api/v2/graphql", "jeton", _Server(serial))
 
     async def measure():
-        await client.execute("structure", {"number": 1}, number=1)
+        if one_alone:
+            await client.execute("structure", {"number": 1}, number=1)
         for _ in range(3):
             await asyncio.gather(*(client.execute("structure", {"number": 1}, number=1) for _ in range(2)))
         return client.round_trip("structure"), client.round_trip("structure", out=2)

@@ -150,13 +150,15 @@ class DSClient:
     def round_trip(self, query_name: str, *, out: int = 1) -> float | None:
         """How long DS takes to answer `query_name`: alone (`out` 1), the fastest of the last
         four answers that had no other request out (an answer also waits while the widget is
-        busy, which only ever adds); with `out` requests out (at most, while it was out), the
+        busy, which only ever adds), else the fastest answer of all (none alone: the first
+        light pages go out beside the structure, and the next one while the structure's answer,
+        arrived, is not taken yet; the fastest is never slower than alone); with `out` requests out (at most, while it was out), the
         median of the last 2 × `out` such answers, once there are `out` + 1 (None: not yet).
         The median, not the fastest: a DS that serves one request at a time answers the first
         of two at once as fast as alone, and makes the other wait."""
         if out == 1:
             times = [s for q, s, n in self.round_trips if q == query_name and n == 1][-4:]
-            return min(times) if times else None
+            return min(times or [s for q, s, _ in self.round_trips if q == query_name], default=None)
         times = sorted([s for q, s, n in self.round_trips if q == query_name and n == out][-2 * out:])
         return times[len(times) // 2] if len(times) > out else None
 
