@@ -92,32 +92,38 @@ def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, ind
     assert after[index].end == cut and after[new].start == cut and after[new].end == RISING[index].end
 
 
-@pytest.mark.parametrize("active, before, now, waited, expected", [
-    (2, 1.0, 1.1, 0.8, 3),  # far DS, answers side by side, the copy waits: one more
-    (2, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
-    (2, 1.0, 1.1, 0.0, 2),  # the copy did not wait for its page: pages come fast enough
-    (2, 1.0, None, 0.8, 2),  # no answer with two out yet: no evidence
-    (2, None, 1.0, 0.8, 2),
-    (MAX_STREAMS, 1.0, 1.0, 0.8, MAX_STREAMS),  # never above the cap
-    (2, 0.1, 0.1, 0.8, 2),  # 0.1 s round trips: a third stream would go over 400 requests a minute
-    (4, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.85 a minute
-    (3, 0.8, 0.9, 0.8, 4),
+@pytest.mark.parametrize("active, before, before_s, now_s, waited, expected", [
+    (2, 1, 1.0, 1.1, 0.8, 4),  # far DS, answers side by side (none slowed), the copy waits: twice as many
+    (2, 1, 1.0, 1.2, 0.8, 3),  # the second stream paid but slowed the first a little: one more
+    (4, 3, 1.0, 1.0, 0.8, 5),  # twice as many would go over 400 requests a minute: up to the limit
+    (2, 1, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
+    (2, 1, 1.0, 1.1, 0.0, 2),  # the copy did not wait for its page: pages come fast enough
+    (2, 1, 1.0, None, 0.8, 2),  # no answer with two out yet: no evidence
+    (2, 1, None, 1.0, 0.8, 2),
+    (MAX_STREAMS, MAX_STREAMS - 1, 1.0, 1.0, 0.8, MAX_STREAMS),  # never above the cap
+    (2, 1, 0.1, 0.1, 0.8, 2),  # 0.1 s round trips: a third stream would go over 400 requests a minute
+    (4, 3, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.85 a minute
+    (3, 2, 0.8, 0.9, 0.8, 5),  # none slowed: twice as many, but 6 × 60 / 0.9 > 400 × 0.85
+    (3, 2, 0.8, 0.95, 0.8, 4),
     # the third stream paid, though each answer waits longer (a DS some of whose time is CPU):
     # 3 pages in 2.0 s against 2 in 1.6 s, 20 % more a second: one more
-    (3, 1.6, 2.0, 0.8, 4),
-    (3, 1.6, 2.2, 0.8, 3),  # 3 in 2.2 s against 2 in 1.6 s: 9 % more, not worth a stream
-    (3, 2.0, 3.0, 0.8, 3),  # one worker: 3 pages take 3 times one page's time
-    (1, 1.0, 1.0, 0.8, 1),  # one stream: the probe (two windows) decides, not this
+    (3, 2, 1.6, 2.0, 0.8, 4),
+    (3, 2, 1.6, 2.2, 0.8, 3),  # 3 in 2.2 s against 2 in 1.6 s: 9 % more, not worth a stream
+    (3, 2, 2.0, 3.0, 0.8, 3),  # one worker: 3 pages take 3 times one page's time
+    (1, 1, 1.0, 1.0, 0.8, 1),  # one stream: the probe (two windows) decides, not this
+    (4, 2, 1.0, 1.05, 0.8, 5),  # the step from two to four paid: on, up to the rate limit
+    (4, 2, 1.0, 2.3, 0.8, 4),  # four pages in 2.3 s against two in 1 s: not worth more
 ])
-def test_one_more_stream_only_when_the_last_one_paid_and_under_the_rate_limit(active, before, now, waited, expected):
-    assert wanted_streams(active, before, now, waited) == expected
+def test_more_streams_only_when_the_last_step_paid_and_under_the_rate_limit(active, before, before_s, now_s, waited, expected):
+    assert wanted_streams(active, before, before_s, now_s, waited) == expected
 
 
 def test_the_rate_limit_holds_for_any_round_trip():
     for round_trip in (0.05, 0.2, 0.5, 1.0, 2.0, 5.0):
         streams = 2
-        while (more := wanted_streams(streams, round_trip, round_trip, 1.0)) > streams:
-            streams = more
+        before = 1
+        while (more := wanted_streams(streams, before, round_trip, round_trip, 1.0)) > streams:
+            before, streams = streams, more
         assert streams * 60 / round_trip <= 400 or streams == 2, (round_trip, streams)
 
 

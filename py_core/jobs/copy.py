@@ -387,7 +387,7 @@ class Copy:
         low = start if start is not None else min(self.deposits, default=now - 1)
         return WindowStreams(
             pages_from, first_windows(low, now, start=start), deposit_of=deposit_of,
-            round_trip=lambda out: (ds.round_trip(query, out=out - 1), ds.round_trip(query, out=out)),
+            round_trip=lambda out: ds.round_trip(query, out=out),
             now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
             total=total, density=density_of(total, low, now))
 

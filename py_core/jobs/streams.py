@@ -126,17 +126,17 @@ class WindowStreams:
     pages for the caller, who takes them one at a time. A page's dossiers past its window's
     end are dropped (the next window brings them) and its stream stops there.
 
-    Starts with `windows` (two: the probe). After every page the caller took, one more stream
-    is started — the window with the most left cut in two — when `plan.windows.wanted_streams`
-    says it helps: the caller waited for that page, and the stream added last made DS deliver
-    more pages a second (`round_trip(k)`: DS's round trips with `k - 1` and with `k` requests
-    out, `DSClient.round_trip`); and when a stream ends, another takes
+    Starts with `windows` (two: the probe). After every page the caller took, more streams
+    are started — each on the window with the most left cut in two — when
+    `plan.windows.wanted_streams` says they help: the caller waited for that page, and the last
+    step made DS deliver more pages a second (`round_trip(k)`: DS's round trip with `k`
+    requests out, `DSClient.round_trip`); and when a stream ends, another takes
     its place the same way, so the streams stay balanced whatever the dates' distribution. At
     most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
     copy resumes as one sequential stream after the pages it wrote before."""
 
     def __init__(self, pages_from: Callable[[str | None], AsyncIterator[Any]], windows: tuple[Window, ...], *,
-                 deposit_of: Callable[[Any], Any], round_trip: Callable[[int], tuple[float | None, float | None]],
+                 deposit_of: Callable[[Any], Any], round_trip: Callable[[int], float | None],
                  now: Callable[[], float], monotonic: Callable[[], float], total: int, density: float):
         self.pages_from, self.windows, self.deposit_of = pages_from, list(windows), deposit_of
         self.round_trip, self.now, self.monotonic, self.density = round_trip, now, monotonic, density
@@ -145,6 +145,7 @@ class WindowStreams:
         self.tasks: list[asyncio.Future] = []
         self.active = 0
         self.target = len(windows)  # streams wanted: grows on evidence only
+        self.before = 1  # streams that ran before the last step (the probe's two came from one)
         self.waited_s = 0.0  # how long the caller waited for its last page
         self.most = 0  # the most streams that ran at once
 
@@ -200,8 +201,10 @@ class WindowStreams:
             kind, value = await self.queue.get()
             if kind == "page":
                 self.waited_s = self.monotonic() - asked
-                before_s, now_s = self.round_trip(self.active)
-                self.target = max(self.target, wanted_streams(self.active, before_s, now_s, self.waited_s))
+                wanted = wanted_streams(self.active, self.before, self.round_trip(self.before),
+                                        self.round_trip(self.active), self.waited_s)
+                if wanted > self.target:
+                    self.before, self.target = self.active, wanted
                 self._grow()
                 return value
             if kind == "error":

@@ -15,9 +15,10 @@ seen) is cut in two at the middle of what it has left (`split`): the stream pagi
 the cut, a new one starts there. The windows are never known to be even in advance, only
 made so as they are paged.
 
-One more stream is wanted (`wanted_streams`) only on evidence that it helps: the writer waited
+More streams are wanted (`wanted_streams`) only on evidence that they help: the writer waited
 for its pages, and the stream added last made DS deliver more pages a second (`GAIN`): `k`
-answers at once in the time of `k` requests out, against `k - 1` in the time of `k - 1` out.
+answers at once in the time of `k` requests out, against `j` in the time of `j` out before the
+last step; when it slowed none of them, twice as many (as TCP's slow start), else one more.
 A DS that serves its requests side by side (a far one: the time is distance or its workers)
 answers `k` at once about as fast as one, and every stream adds pages; a DS whose pages cost
 CPU time on one worker (a wide form) answers two at once in twice the time: no gain, no third
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 
 MAX_STREAMS = 8
 GAIN = 1.15  # the stream added last brought at least this many times the pages a second: one more may too
+SIDE_BY_SIDE = 1.15  # DS answered `k` at once within this of `k - 1`: it slowed none of them, twice as many may run
 RATE_LIMIT = 400  # requests a minute (DS's limit per token)
 RATE_MARGIN = 0.85  # of it, for the streams (the listing, the bin, a retry)
 MIN_SPLIT = 150  # dossiers: a window with fewer left is not cut (the cut costs a request)
@@ -129,18 +131,21 @@ def split(windows: tuple[Window, ...], now: float, density: float, share: float 
     return (*windows[:index], shortened, *windows[index + 1:], Window(cut, window.end)), len(windows)
 
 
-def wanted_streams(active: int, before_s: float | None, now_s: float | None, waited_s: float) -> int:
-    """How many streams should run, `active` running: one more when the writer waited for its
-    last page (`waited_s`) and the stream added last paid (`GAIN`): DS answered `active`
-    requests out in `now_s` against `active - 1` in `before_s` (round trips; None: not
-    measured yet), that is more pages a second; never above DS's rate limit for round trips
-    that long, nor `MAX_STREAMS`."""
-    if waited_s < WAITED_S or before_s is None or now_s is None or active < 2:
+def wanted_streams(active: int, before: int, before_s: float | None, now_s: float | None, waited_s: float) -> int:
+    """How many streams should run, `active` running and `before` before the last step: more
+    when the writer waited for its last page (`waited_s`) and that step paid (`GAIN`): DS
+    answered `active` requests out in `now_s` against `before` in `before_s` (round trips;
+    None: not measured yet), that is more pages a second. One more; twice as many when the
+    step slowed none of the answers (`SIDE_BY_SIDE`: DS serves them side by side, and a far
+    DS's first steps need not wait two round trips each). Never above DS's rate limit for
+    round trips that long, nor `MAX_STREAMS`."""
+    if waited_s < WAITED_S or before_s is None or now_s is None or active < 2 or before >= active:
         return active
-    if active / now_s < GAIN * (active - 1) / before_s:
+    if active / now_s < GAIN * before / before_s:
         return active
     by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * now_s)
-    return max(active, min(active + 1, MAX_STREAMS, by_rate))
+    more = 2 * active if now_s <= SIDE_BY_SIDE * before_s else active + 1
+    return max(active, min(more, MAX_STREAMS, by_rate))
 
 
 def density_of(total: int, low: float, now: float) -> float:
