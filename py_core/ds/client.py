@@ -151,9 +151,10 @@ class DSClient:
         """How long DS takes to answer `query_name`: alone (`out` 1), the fastest of the last
         four answers that had no other request out (an answer also waits while the widget is
         busy, which only ever adds), else the fastest answer of all (none alone: the first
-        light pages go out beside the structure, and the next one while the structure's answer,
-        arrived, is not taken yet; the fastest is never slower than alone); with `out` requests out (at most, while it was out), the
-        median of the last 2 × `out` such answers, once there are `out` + 1 (None: not yet).
+        light pages go out beside the structure, and the next one while the structure's
+        answer, arrived, is not taken yet; the fastest is never slower than alone); with `out`
+        requests out (at most, while it was out), the median of the last 2 × `out` such
+        answers, once there are `out` + 1 (None: not yet).
         The median, not the fastest: a DS that serves one request at a time answers the first
         of two at once as fast as alone, and makes the other wait."""
         if out == 1:
@@ -268,12 +269,12 @@ class DSClient:
         messages = [str(e.get("message", "")) for e in payload.get("errors") or []]
         return payload, messages + [str(e.get("message", "")) for e in answer.errors]
 
-    async def refresh_pages(self, number: int, *, created_since: str | None = None,
-                            filtered: bool = True) -> AsyncIterator[LightPage]:
+    async def refresh_pages(self, number: int, *, filtered: bool,
+                            created_since: str | None = None) -> AsyncIterator[LightPage]:
         """Every dossier DS lists for the procedure, light (number, modification date, labels,
-        and what filters look at when `filtered`), page by page, ordered by deposit date (from `created_since`, a
-        deposit date, inclusive, when given): the complete list of the dossiers that exist, so
-        a page with errors fails the sync."""
+        and what the agent's filter looks at when there is one: `filtered`), page by page,
+        ordered by deposit date (from `created_since`, a deposit date, inclusive, when given):
+        the complete list of the dossiers that exist, so a page with errors fails the sync."""
         after = None
         while True:
             variables = {"number": number, "first": PAGE_SIZE, "after": after, "filtered": filtered}

@@ -84,7 +84,8 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, *, shou
     # An incremental copy starts with the listing: its light pages are read from the start (at
     # most `READ_AHEAD` wait in memory), while the structure is read, the tables prepared and
     # the copy read. Reading changes nothing: a structure error still leaves the document as is.
-    ahead = Streams([ds.refresh_pages(number, filtered=params.filters.active)], depth=READ_AHEAD) if lists_first(procedure, params.filters) else None
+    ahead = Streams([ds.refresh_pages(number, filtered=params.filters.active)], depth=READ_AHEAD) \
+        if lists_first(procedure, params.filters) else None
     async with ahead or contextlib.nullcontext():
         structure = await ds.structure(number)
         check_instance(procedure, structure, params.endpoint)
@@ -236,8 +237,8 @@ class Copy:
             last = await self._list_pages(pages, listing, writer, may_stream=total >= PARALLEL_FROM)
         if last is not None:
             self.progress.phase("Liste des dossiers, par plusieurs flux à la fois…")
-            windows = self._windows(lambda since: self.ds.refresh_pages(number, created_since=since, filtered=filtered), "refresh",
-                                    max(0, total - len(listing.seen)), start=last,
+            windows = self._windows(lambda since: self.ds.refresh_pages(number, filtered=filtered, created_since=since),
+                                    "refresh", max(0, total - len(listing.seen)), start=last,
                                     deposit_of=lambda node: node.get("dateDepot"))
             async with windows as pages:
                 await self._list_pages(pages, listing, writer)

@@ -208,10 +208,11 @@ class Bench:
         windows = {r.variables.get("createdSince") for r in pages if not r.variables.get("updatedSince")}
         out = requests_out(pages)
         light = [r for r in self.ds.requests[before:] if r.operation_name == "otpRefresh"]
-        if len(light) > 1:  # one cursor: how long the widget took between an answer and its next request
-            gaps = [b.received - a.answered for a, b in zip(light, light[1:])]
-            out += (f"; light pages: the first asked {light[0].received - clicked:.2f} s after the click, the widget's gaps "
-                    f"between an answer and the next request {sum(gaps):.2f} s in all (longest {max(gaps):.2f} s)")
+        if len(light) > 1 and not any(r.variables and r.variables.get("createdSince") for r in light):
+            gaps = [b.received - a.answered for a, b in zip(light, light[1:])]  # one cursor: the widget's own time
+            out += (f"; light pages: the first asked {light[0].received - clicked:.2f} s after the click, "
+                    f"the widget's gaps between an answer and the next request {sum(gaps):.2f} s in all "
+                    f"(longest {max(gaps):.2f} s)")
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
