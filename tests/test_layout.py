@@ -13,7 +13,8 @@ import pytest
 
 from py_core.grist.document import load_state
 from py_core.grist.meta import meta_table_actions
-from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core import errors
+from py_core.grist.layout import CHARTS_PENDING, DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
 from py_core.plan.registry import plan_schema, refresh_maps
 from py_core.plan.schema import build_schema
 from tests.grist_engine import engine_missing
@@ -107,6 +108,69 @@ def test_first_sync_lays_out_dossiers_dashboard_and_history():
         assert {"OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("champs")} <= set(sink.table_ids())
         for name in ("OTP_Tables", "OTP_Colonnes", "OTP_Etat", "OTP_Demarches", lab.table("dossiers"), lab.table("avis")):
             assert name not in pages(sink)
+
+
+def bundles_of(sink) -> list[list[tuple[str, str]]]:
+    """Every bundle the sink applies from now on: (action, its table or section kind)."""
+    seen: list[list[tuple[str, str]]] = []
+    apply = sink.apply
+
+    async def recorded(actions, *rest, **options):
+        seen.append([(a[0], a[3] if a[0] == "CreateViewSection" else str(a[1])) for a in actions])
+        return await apply(actions, *rest, **options)
+
+    sink.apply = recorded
+    return seen
+
+
+def chart_sections(sink) -> list[dict]:
+    return [s for s in sink.records("_grist_Views_section") if s["parentKey"] == "chart"]
+
+
+def test_the_charts_come_once_the_dossiers_are_written():
+    """A summary table recomputes its groups on every page written: the first copy writes its
+    250 dossiers into a dashboard without charts, then makes them on the full table."""
+    with Lab(dossiers=250) as lab:
+        bundles = bundles_of(lab.sink)
+        lab.sync()
+        writes = [i for i, b in enumerate(bundles) if ("BulkAddRecord", lab.table("dossiers")) in b]
+        charts = [i for i, b in enumerate(bundles) if ("CreateViewSection", "chart") in b]
+        assert len(writes) >= 3 and len(charts) == 1 and charts[0] > writes[-1]
+        assert len(chart_sections(lab.sink)) == 4 and lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == 0
+        assert sum(r["count"] for r in lab.sink.records(f"{lab.table('dossiers')}_summary_Etat")) == 250
+        assert pages(lab.sink) == [DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE]
+
+
+def cancel_after(pages_: int):
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > pages_
+
+    return cancel
+
+
+@pytest.mark.parametrize("agent_removes_the_dashboard", [False, True])
+def test_an_interrupted_first_copy_gets_its_charts_once_from_the_copy_that_ends(agent_removes_the_dashboard):
+    with Lab(dossiers=250) as lab:
+        with pytest.raises(errors.OTPError):
+            lab.sync(should_cancel=cancel_after(1))
+        dashboard = next(v["id"] for v in lab.sink.records("_grist_Views") if v["name"] == DASHBOARD_PAGE)
+        assert chart_sections(lab.sink) == [] and lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == dashboard
+        if agent_removes_the_dashboard:
+            lab.sink.apply_now([["RemoveRecord", "_grist_Views", dashboard]])
+        assert lab.sync().resumed
+        lab.sync()
+        lab.assert_copy_exact()
+        assert lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == 0
+        if agent_removes_the_dashboard:  # theirs to remove: no chart comes back, nowhere
+            assert chart_sections(lab.sink) == [] and DASHBOARD_PAGE not in pages(lab.sink)
+        else:
+            assert [s["parentId"] for s in chart_sections(lab.sink)] == [dashboard] * 4
+            titles = [s["title"] for s in sections(lab.sink, DASHBOARD_PAGE)]
+            assert titles == ["Dossiers par état", "Dépôts par mois", "Délai entre dépôt et décision",
+                              "Dossiers par groupe instructeur"]
 
 
 def test_helper_columns_compute_month_and_delay():

@@ -6,7 +6,11 @@ Grist gives every table a page of its own. For a procedure OTP makes instead:
   and the rows of each repeatable block (tables);
 - « Tableau de bord »: charts on summary tables: dossiers by state, deposits per month, time from
   deposit to decision, dossiers per groupe instructeur. Three formula columns of OTP's own on the
-  dossiers table feed them: `Mois_de_depot`, `Delai_decision_jours`, `Tranche_delai`;
+  dossiers table feed them: `Mois_de_depot`, `Delai_decision_jours`, `Tranche_delai`. The charts
+  come once a copy has written its dossiers (`make_charts`): a summary table recomputes its
+  groups on every page written, which was half of Grist's time in a first copy of 5,000
+  dossiers; made on the full table, it costs one computation. Until then the page is empty and
+  `OTP_Demarches.Graphiques_a_faire` holds its ref;
 - the raw pages Grist made for the procedure's tables and for OTP's registry (`OTP_Demarches`,
   `OTP_Tables`, `OTP_Colonnes`, `OTP_Etat`) are removed (the tables stay, under « Données
   brutes »), `OTP_Historique`'s page becomes « Historique des synchronisations ». Only pages as
@@ -16,7 +20,8 @@ Once: `OTP_Demarches.Pages_creees` is set in the first bundle, and a procedure i
 when its row is absent or without the flag (the procedures an earlier version synced get the
 flag when the column is added: they keep the pages their agents arranged). Three bundles, because each needs the refs the
 previous one made (formula columns → summary sections → their fields): an interruption between
-them leaves fewer widgets or links, never a page twice.
+them leaves fewer widgets or links, never a page twice. The charts: two bundles (the sections
+with the flag cleared, then their titles and arrangement), never twice for the same reason.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ DASHBOARD_PAGE = "Tableau de bord"
 HISTORY_PAGE = "Historique des synchronisations"
 REGISTRY = ("OTP_Demarches", "OTP_Tables", "OTP_Colonnes", "OTP_Etat")
 HISTORY = "OTP_Historique"
+CHARTS_PENDING = "Graphiques_a_faire"  # OTP_Demarches: the dashboard's view ref while its charts wait
 
 # OTP's formula columns on the dossiers table: (col id, label, type, formula template). The
 # template's {depot} / {traitement} are the col ids of those dates (an agent may rename them).
@@ -145,26 +151,39 @@ def _formula(template: str, names: dict[str, str]) -> str:
 
 @dataclass
 class Pages:
+    number: int
     dossiers_view: int
     dashboard_view: int
 
 
 def plan_sections(state: DocState, maps: dict[str, TableMap], pages: Pages) -> tuple[list[Action], list[str]]:
-    """Bundle 2: the widgets of both pages (`CreateViewSection`; a chart's summary table comes
-    with it). Returns the actions and what each one is (its role, for `plan_arrangement`)."""
+    """Bundle 2: the widgets of « Dossiers » (`CreateViewSection`), and the dashboard's ref kept
+    for its charts (`make_charts`). Returns the actions and what each section is (its role, for
+    `plan_arrangement`)."""
     dossiers = maps["dossiers"]
-    d_ref = state.table_ref(dossiers.table_id)
-    wanted = [("list", dossiers.table_id, pages.dossiers_view, "record", None),
-              ("card", dossiers.table_id, pages.dossiers_view, "single", None)]
-    wanted += [(key, maps[key].table_id, pages.dossiers_view, "single" if key in ("champs", "annotations") else "record", None)
+    wanted = [("list", dossiers.table_id, "record"), ("card", dossiers.table_id, "single")]
+    wanted += [(key, maps[key].table_id, "single" if key in ("champs", "annotations") else "record")
                for key in _child_keys(maps)]
+    actions = [["CreateViewSection", state.table_ref(table_id), pages.dossiers_view, kind, None, None]
+               for _, table_id, kind in wanted]
+    row = state.procedure(pages.number)
+    if row is not None:
+        actions.append(["UpdateRecord", "OTP_Demarches", row["id"], {CHARTS_PENDING: pages.dashboard_view}])
+    return actions, [role for role, *_ in wanted]
+
+
+def plan_charts(state: DocState, dossiers: TableMap, view: int) -> tuple[list[Action], list[str]]:
+    """The dashboard's charts (`CreateViewSection` of a chart: its summary table comes with it),
+    with their roles."""
+    wanted = []
     for group, *_ in CHARTS:
         col_ref = state.column_ref(dossiers.table_id, dossiers.col_ids.get(group, group))
-        if col_ref is not None and d_ref is not None:
-            wanted.append(("chart:" + group, dossiers.table_id, pages.dashboard_view, "chart", [col_ref]))
-    actions = [["CreateViewSection", state.table_ref(table_id), view, kind, group_by, None]
-               for _, table_id, view, kind, group_by in wanted]
-    return actions, [role for role, *_ in wanted]
+        if col_ref is not None:
+            wanted.append(("chart:" + group, col_ref))
+    d_ref = state.table_ref(dossiers.table_id)
+    if d_ref is None:
+        return [], []
+    return [["CreateViewSection", d_ref, view, "chart", [col_ref], None] for _, col_ref in wanted], [r for r, _ in wanted]
 
 
 def _child_keys(maps: dict[str, TableMap]) -> list[str]:
@@ -189,9 +208,22 @@ class Arrangement:
 
 def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout, pages: Pages,
                      created: dict[str, int]) -> list[Action]:
-    """Bundle 3 (`created`: role → section ref): titles, links to the selected dossier, chart
-    types, the list's columns and widths, each page's arrangement; Grist's raw pages of the
-    procedure's and the registry's tables removed, the history's renamed."""
+    """Bundle 3 (`created`: role → section ref): titles, links to the selected dossier, the
+    list's columns and widths, the page's arrangement; Grist's raw pages of the procedure's and
+    the registry's tables removed, the history's renamed."""
+    return _arranged(state, maps, layout, created) + _page_specs(maps, pages, created) + plan_raw_pages(state, maps, layout)
+
+
+def plan_chart_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout, view: int,
+                           created: dict[str, int]) -> list[Action]:
+    """The charts' second bundle: titles, chart types, x the group and y the count, two by two."""
+    charts = [section for role, section in created.items() if role.startswith("chart:")]
+    return _arranged(state, maps, layout, created) + [
+        ["UpdateRecord", "_grist_Views", view, {"layoutSpec": _spec([charts[:2], charts[2:]])}]]
+
+
+def _arranged(state: DocState, maps: dict[str, TableMap], layout: Layout, created: dict[str, int]) -> list[Action]:
+    """Each created section's title, links, fields and widths (a chart's: its type, x and y)."""
     done = Arrangement({}, [], {}, [])
     for role, section in created.items():
         if role.startswith("chart:"):
@@ -205,7 +237,7 @@ def plan_arrangement(state: DocState, maps: dict[str, TableMap], layout: Layout,
     if done.widths:
         ids = sorted(done.widths)
         actions.append(["BulkUpdateRecord", "_grist_Views_section_field", ids, {"width": [done.widths[i] for i in ids]}])
-    return actions + _page_specs(maps, pages, created) + plan_raw_pages(state, maps, layout)
+    return actions
 
 
 def _fields_of(layout: Layout, section: int) -> list[dict[str, Any]]:
@@ -248,7 +280,7 @@ def _arrange_table(state: DocState, maps: dict[str, TableMap], layout: Layout, r
 
 
 def _page_specs(maps: dict[str, TableMap], pages: Pages, created: dict[str, int]) -> list[Action]:
-    """The list on the left, all its height; on the right the card, then in pairs; the charts two by two."""
+    """The list on the left, all its height; on the right the card, then in pairs."""
     actions: list[Action] = []
     linked = [created[k] for k in _child_keys(maps) if k in created]
     if created.get("list"):
@@ -256,8 +288,6 @@ def _page_specs(maps: dict[str, TableMap], pages: Pages, created: dict[str, int]
         right = [{"children": [{"leaf": s} for s in row]} for row in ([[created["card"]]] if "card" in created else []) + pairs]
         spec = {"children": [{"children": [{"leaf": created["list"]}, {"children": right}]}]}
         actions.append(["UpdateRecord", "_grist_Views", pages.dossiers_view, {"layoutSpec": json.dumps(spec)}])
-    charts = [created[r] for r in created if r.startswith("chart:")]
-    actions.append(["UpdateRecord", "_grist_Views", pages.dashboard_view, {"layoutSpec": _spec([charts[:2], charts[2:]])}])
     return actions
 
 
@@ -327,7 +357,7 @@ async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str,
     first = plan_layout(state, number, maps, title=title, view_names={v.get("name") for v in layout.views.values()})
     results = await sink.apply(first)
     views = [r["id"] for a, r in zip(first, results) if a[0] == "AddView"]
-    pages = Pages(*views)
+    pages = Pages(number, *views)
     state = await load_state(sink)
     second, roles = plan_sections(state, maps, pages)
     results = await sink.apply(second)
@@ -336,3 +366,22 @@ async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str,
     layout = await load_layout(sink)
     await sink.apply(plan_arrangement(state, maps, layout, pages, created))
     return state
+
+
+async def make_charts(sink: GristSink, state: DocState, number: int, maps: dict[str, TableMap]) -> bool:
+    """The dashboard's charts, if its page waits for them (`CHARTS_PENDING`; called once a copy
+    has written its dossiers). A page an agent removed meanwhile gets none. True when made."""
+    row = state.procedure(number)
+    view = (row or {}).get(CHARTS_PENDING) or 0
+    if not view:
+        return False
+    cleared = ["UpdateRecord", "OTP_Demarches", row["id"], {CHARTS_PENDING: 0}]
+    layout = await load_layout(sink)
+    charts, roles = plan_charts(state, maps["dossiers"], view) if view in layout.views else ([], [])
+    results = await sink.apply([*charts, cleared])
+    if not charts:
+        return False
+    created = {role: r["sectionRef"] for role, r in zip(roles, results)}
+    state = await load_state(sink)
+    await sink.apply(plan_chart_arrangement(state, maps, await load_layout(sink), view, created))
+    return True

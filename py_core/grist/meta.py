@@ -3,7 +3,8 @@
 OTP keeps small tables in the document (visible, filterable like any other):
 - `OTP_Demarches`: one row per procedure: number, title, incremental cursor, last sync, the API
   address last used (widget options may stay an unsaved draft in Grist), dossiers to take again,
-  whether OTP laid out the procedure's pages (`Pages_creees`, see `layout.py`: done once).
+  whether OTP laid out the procedure's pages (`Pages_creees`, see `layout.py`: done once) and
+  the dashboard page still waiting for its charts (`Graphiques_a_faire`, made after the copy).
 - `OTP_Historique`: one row per sync that ended (done, failed, cancelled; counts, DS requests,
   notes such as champ types OTP does not know yet).
 - `OTP_Envois`: the journal of what was sent to DS (one row per value sent, refused, in
@@ -34,6 +35,7 @@ META_TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("A_reprendre", "Text", "Dossiers à reprendre (réponse incomplète de DS)"),
         ("Filtres", "Text", "Filtre des dossiers de la dernière synchronisation"),
         ("Pages_creees", "Bool", "Pages créées par OTP"),  # see layout.py: laid out once
+        ("Graphiques_a_faire", "Int", "Tableau de bord en attente de ses graphiques"),  # layout.make_charts
         ("Instance_DS", "Text", "Instance DS d'origine"),  # see `instance.py`: one copy, one DS
         ("Relire_depuis", "Text", "Relire les dossiers modifiés depuis (même seconde)"),  # see `recent.py`
     ],

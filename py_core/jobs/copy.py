@@ -46,7 +46,7 @@ from ..ds.client import PAGE_SIZE, DSClient
 from ..ds.dates import iso_second, later, shift
 from ..ds.models import Structure
 from ..grist.document import ensure_meta_tables, load_state
-from ..grist.layout import lay_out
+from ..grist.layout import CHARTS_PENDING, lay_out, make_charts
 from ..grist.meta import DocState
 from ..grist.sink import GristSink
 from ..grist.values import datetime_cell, epoch_of
@@ -176,6 +176,7 @@ class Copy:
             else:
                 state.listed.update(state.result.skipped)
             await self.membership(procedure.get("Curseur") or None, binned, schema, writer)
+            await self.charts(doc, writer)
             return await self.finish(structure, procedure, doc.procedure(params.number), writer)
 
     async def tables(self, structure: Structure, schema: Schema, plan: SchemaPlan, doc: DocState) -> tuple[Writer, DocState]:
@@ -281,6 +282,12 @@ class Copy:
         result.filtered_out = sorted(plan.filtered_out)
         result.binned, result.restored = sorted(plan.binned), sorted(plan.restored)
         result.deleted_numbers, result.deleted = sorted(plan.deleted), len(plan.deleted)
+
+    async def charts(self, doc: DocState, writer: Writer) -> None:
+        """The dashboard's charts, once the dossiers are written (`layout.make_charts`)."""
+        if (doc.procedure(self.params.number) or {}).get(CHARTS_PENDING):
+            self.progress.phase("Graphiques du tableau de bord…")
+            await make_charts(self.sink, await load_state(self.sink), self.params.number, writer.maps)
 
     async def finish(self, structure: Structure, procedure: dict[str, Any], row: dict[str, Any] | None,
                      writer: Writer) -> SyncResult:
