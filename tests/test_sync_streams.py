@@ -295,3 +295,61 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
     assert sum(waited) == pytest.approx(60 - 400 * 0.01, abs=0.05)
     sent = sorted(client.sent)
     assert all(sent[i + 400] - sent[i] >= 60 - 1e-6 for i in range(len(sent) - 400))
+
+
+# -- each page's rows built while the page before is written ------------------------------------
+@pytest.fixture
+def builds(monkeypatch):
+    """How often a page's rows were built, and whether each page written used rows built ahead."""
+    from py_core.grist import writer as writer_module
+
+    seen = {"built": 0, "used": []}
+    page_rows, fits = writer_module.page_rows, writer_module.PreparedRows.fits
+
+    def built(*args):
+        seen["built"] += 1
+        return page_rows(*args)
+
+    def used(self, *args):
+        seen["used"].append(fits(self, *args))
+        return seen["used"][-1]
+    monkeypatch.setattr(writer_module, "page_rows", built)
+    monkeypatch.setattr(writer_module.PreparedRows, "fits", used)
+    return seen
+
+
+def test_a_copy_builds_each_page_s_rows_once_as_the_page_comes(builds):
+    with Lab(dossiers=350) as lab:
+        lab.sync()
+        lab.assert_copy_exact()
+    assert builds["built"] == 4, "each page's rows built once"
+    assert builds["used"].count(True) >= 3, "the pages after the first were built as they came, not when written"
+
+
+def test_rows_built_ahead_for_other_dossiers_or_types_are_built_again(builds, monkeypatch):
+    from py_core.grist.writer import Writer
+
+    prepare = Writer.prepare
+    monkeypatch.setattr(Writer, "prepare", lambda self, dossiers, schema: prepare(self, dossiers[1:], schema))
+    with Lab(dossiers=350) as lab:
+        lab.sync()
+        lab.assert_copy_exact()
+    assert builds["used"] and not any(builds["used"])
+
+
+@pytest.mark.parametrize("numbers, same_types, fits", [
+    ((1, 2, 3), True, True),
+    ((1, 2), True, False),  # the page was cut at its window's end, or filtered
+    ((2, 1, 3), True, False),
+    ((1, 2, 3), False, False),  # a page written meanwhile widened a column: the types were replaced
+])
+def test_rows_built_ahead_fit_the_same_dossiers_with_the_same_types(numbers, same_types, fits):
+    from types import SimpleNamespace
+
+    from py_core.grist.writer import PreparedRows
+    from py_core.plan.page import PageRows
+
+    types = {"dossiers": {"Numero": "Int"}}
+    ahead = PreparedRows((1, 2, 3), types, PageRows({}, [], types))
+    now = types if same_types else {"dossiers": dict(types["dossiers"])}
+    assert ahead.fits([SimpleNamespace(number=n) for n in numbers], now) is fits
