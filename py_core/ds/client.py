@@ -57,7 +57,6 @@ class Page:
     page_info: PageInfo
     skipped: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    prepared: Any = None  # what the job made of the nodes while the page waited (`jobs.streams.prepared`)
 
 
 @dataclass

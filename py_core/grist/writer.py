@@ -8,33 +8,18 @@ its checkpoint) and keeps its indexes up to date with what was written.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
 from ..ds.models import Dossier
 from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
-from ..plan.page import VOLATILE, PageRows, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
+from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
 from ..plan.registry import TableMap
 from ..plan.pending import hold_pending
 from ..plan.schema import BASE, DOSSIER_KEY, DOSSIER_REF, LABELS, Schema
 from .values import choice_list_cell
 
-
-
-@dataclass(frozen=True)
-class PreparedRows:
-    """A page's rows built ahead (`Writer.prepare`), from these dossiers and column types."""
-
-    numbers: tuple[int, ...]
-    types: dict[str, dict[str, str]]
-    rows: PageRows
-
-    def fits(self, dossiers: list[Dossier], types: dict[str, dict[str, str]]) -> bool:
-        """Of these dossiers (a page cut at its window's end, or filtered, is not), and of these
-        column types (not those before a page widened one: the writer replaces them then)."""
-        return self.types is types and self.numbers == tuple(d.number for d in dossiers)
 
 
 class Writer:
@@ -150,20 +135,12 @@ class Writer:
             if key == "dossiers":
                 self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
 
-    def prepare(self, dossiers: list[Dossier], schema: Schema) -> PreparedRows:
-        """The page's rows, built while it waits (Grist writing the page before): pure."""
-        return PreparedRows(tuple(d.number for d in dossiers), self.types, page_rows(dossiers, schema, self.maps, self.types))
-
-    async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint,
-                         prepared: PreparedRows | None = None) -> tuple[set[int], set[int]]:
+    async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
         """The page in one bundle, with its checkpoint: a page is recorded as done only once all
         of it is written (two bundles where an agent retyped a child's Ref: `plan.page`).
-        `prepared`: its rows built ahead, used when they are of these dossiers and of the
-        column types as they are now (a page before may have widened one).
         Returns the numbers of the dossiers added, and of those changed."""
         await self._need_all()
-        fits = prepared is not None and prepared.fits(dossiers, self.types)
-        page = prepared.rows if fits else page_rows(dossiers, schema, self.maps, self.types)
+        page = page_rows(dossiers, schema, self.maps, self.types)
         if page.widen:
             await self.sink.apply(page.widen)
             self.types = page.types

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
@@ -62,7 +62,7 @@ from .history import status_of
 from .lease import FencedSink, acquire
 from .params import SyncParams, ds_base_url
 from .prefill import follow_after_copy
-from .streams import Prefetch, Streams, WindowStreams, prepared
+from .streams import Prefetch, Streams, WindowStreams
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
@@ -147,13 +147,12 @@ class Copy:
         result.skipped = list(carried.skipped) if carried else []
         self.state = CopyState(carried or Checkpoint(), result)
         self.writer: Writer | None = None
-        self.schema: Schema | None = None
         self.deposits: list[float] = []  # deposit dates seen by the full copy's pages (first and last of each)
 
     # -- the phases ------------------------------------------------------------------------
     async def run(self, structure: Structure, doc: DocState, ahead: Streams | None) -> SyncResult:
         params, state = self.params, self.state
-        schema = self.schema = build_schema(structure, timezone=doc.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
+        schema = build_schema(structure, timezone=doc.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
         plan = plan_schema(doc, schema)
         procedure = doc.procedure(params.number) or {}
         kind = plan_kind(procedure, params.filters, self.carried, refill=plan.refill)
@@ -162,7 +161,7 @@ class Copy:
             plan.fresh, kept = carry_fresh(plan.fresh, plan.created, kind.checkpoint.fresh)
             state.checkpoint = state.checkpoint.moved(fresh=kept)
         # a full copy's first page is asked for now: it comes while the tables are prepared
-        first = Prefetch(self._dossier_pages(kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
+        first = Prefetch(self.ds.dossier_pages(params.number, kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
         async with first or contextlib.nullcontext():
             if first is not None:
                 first.start()
@@ -260,7 +259,7 @@ class Copy:
                 self._check_cancel()
                 await self._take_one(dossier_number, schema, writer)
         else:
-            async with Prefetch(self._dossier_pages(iso_second(since))) as found:
+            async with Prefetch(self.ds.dossier_pages(self.params.number, iso_second(since))) as found:
                 await self._write_pages(found, schema, writer, None, checkpointed=False)
 
     async def membership(self, cursor: str | None, binned: dict[int, Any], schema: Schema, writer: Writer) -> None:
@@ -348,7 +347,7 @@ class Copy:
             waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
             # the checkpoint moves past this page in the bundle that writes it, never before
             after = (page.page_info.end_cursor or state.checkpoint.after) if checkpointed else state.checkpoint.after
-            await self._write(page.nodes, page.skipped, schema, writer, after=after, prepared=page.prepared)
+            await self._write(page.nodes, page.skipped, schema, writer, after=after)
             state.checkpoint = state.checkpoint.moved(after=after)
             result.problems += [p for p in page.problems if p not in result.problems]
             state.listed.update(d.number for d in page.nodes)
@@ -369,7 +368,7 @@ class Copy:
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        windows = self._windows(lambda since: self._dossier_pages(None, created_since=since), "dossiers", total or 0,
+        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
                                 deposit_of=lambda dossier: dossier.raw("dateDepot"))
         try:
             async with windows as pages:
@@ -383,7 +382,7 @@ class Copy:
             newest_at_start = await newest
             since = shift(newest_at_start, -LAG_S) if newest_at_start else None
         if since:
-            async with Prefetch(self._dossier_pages(since)) as pages:
+            async with Prefetch(ds.dossier_pages(number, since)) as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
@@ -450,22 +449,7 @@ class Copy:
             pending_dates = _dates(pending)
         return pending_dates, deleted_dates
 
-    def _dossier_pages(self, since: str | None, after: str | None = None, *, created_since: str | None = None) -> AsyncIterator[Any]:
-        """DS's pages of dossiers (`DSClient.dossier_pages`), each one's rows built as soon as it
-        came (`_prepare`)."""
-        return prepared(self.ds.dossier_pages(self.params.number, since, after, created_since=created_since), self._prepare)
-
-    def _prepare(self, page: Any) -> Any:
-        """The page with its rows built (`Writer.prepare`), once the writer is there."""
-        if self.writer is None or self.schema is None or not page.nodes:
-            return page
-        try:
-            return replace(page, prepared=self.writer.prepare(page.nodes, self.schema))
-        except Exception:  # noqa: BLE001 - built again when written: its error belongs there
-            return page
-
-    async def _write(self, dossiers, skipped: list[int], schema: Schema, writer: Writer, *, after: str | None = None,
-                     prepared: Any = None) -> None:
+    async def _write(self, dossiers, skipped: list[int], schema: Schema, writer: Writer, *, after: str | None = None) -> None:
         state, result = self.state, self.state.result
         for dossier in dossiers:
             newest = state.checkpoint.newest
@@ -477,7 +461,7 @@ class Copy:
         state.excluded.difference_update(n for n, ok in inside.items() if ok)
         result.skipped += [n for n in skipped if n not in result.skipped]
         checkpoint = self._checkpoint(after)
-        added, updated = await writer.write_page([d for d in dossiers if inside[d.number]], schema, checkpoint, prepared)
+        added, updated = await writer.write_page([d for d in dossiers if inside[d.number]], schema, checkpoint)
         result.count(added, updated)
 
     async def _take_one(self, dossier_number: int, schema: Schema, writer: Writer) -> bool:

@@ -25,16 +25,6 @@ async def _cancel(tasks: list[asyncio.Future]) -> None:
             pass
 
 
-async def prepared(pages: AsyncIterator[Any], prepare: Callable[[Any], Any]) -> AsyncIterator[Any]:
-    """The pages, each `prepare`d as soon as it came: in the reading task, so while the job
-    waits for Grist to write the page before (its rows built then, not after)."""
-    try:
-        async for page in pages:
-            yield prepare(page)
-    finally:
-        await pages.aclose()
-
-
 class Streams:
     """Several DS page streams at once, merged into one sequence of pages for the caller, who
     writes them one at a time. At most one page per stream waits in memory (or `depth` pages:
