@@ -233,11 +233,12 @@ def test_layout_before_the_first_data_keeps_one_procedure_row():
 def test_procedure_synced_by_an_earlier_version_keeps_its_pages():
     with Lab(dossiers=5) as lab:
         lab.sync()
-        lab.sink.apply_now([["RemoveColumn", "OTP_Demarches", "Pages_creees"]])  # an earlier version's document
+        lab.sink.apply_now([["RemoveColumn", "OTP_Demarches", "Pages_creees"],  # an earlier version's document
+                            ["RemoveColumn", "OTP_Demarches", CHARTS_PENDING]])
         before = pages(lab.sink)
-        lab.sync()  # adds the column, flagged for the procedure already synced
+        lab.sync()  # adds the columns, flagged for the procedure already synced, no chart pending
         lay_out_now(lab)
-        assert pages(lab.sink) == before
+        assert pages(lab.sink) == before and len(chart_sections(lab.sink)) == 4
         assert lab.sink.records("OTP_Demarches")[0]["Pages_creees"] is True
 
 

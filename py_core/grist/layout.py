@@ -8,7 +8,7 @@ Grist gives every table a page of its own. For a procedure OTP makes instead:
   deposit to decision, dossiers per groupe instructeur. Three formula columns of OTP's own on the
   dossiers table feed them: `Mois_de_depot`, `Delai_decision_jours`, `Tranche_delai`. The charts
   come once a copy has written its dossiers (`make_charts`): a summary table recomputes its
-  groups on every page written, which was half of Grist's time in a first copy of 5,000
+  groups on every page written, a third of Grist's time in a first copy of 5,000
   dossiers; made on the full table, it costs one computation. Until then the page is empty and
   `OTP_Demarches.Graphiques_a_faire` holds its ref;
 - the raw pages Grist made for the procedure's tables and for OTP's registry (`OTP_Demarches`,
@@ -368,20 +368,18 @@ async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str,
     return state
 
 
-async def make_charts(sink: GristSink, state: DocState, number: int, maps: dict[str, TableMap]) -> bool:
+async def make_charts(sink: GristSink, state: DocState, number: int, maps: dict[str, TableMap]) -> None:
     """The dashboard's charts, if its page waits for them (`CHARTS_PENDING`; called once a copy
-    has written its dossiers). A page an agent removed meanwhile gets none. True when made."""
+    has written its dossiers). A page an agent removed meanwhile gets none."""
     row = state.procedure(number)
     view = (row or {}).get(CHARTS_PENDING) or 0
     if not view:
-        return False
+        return
     cleared = ["UpdateRecord", "OTP_Demarches", row["id"], {CHARTS_PENDING: 0}]
     layout = await load_layout(sink)
     charts, roles = plan_charts(state, maps["dossiers"], view) if view in layout.views else ([], [])
     results = await sink.apply([*charts, cleared])
-    if not charts:
-        return False
-    created = {role: r["sectionRef"] for role, r in zip(roles, results)}
-    state = await load_state(sink)
-    await sink.apply(plan_chart_arrangement(state, maps, await load_layout(sink), view, created))
-    return True
+    if charts:
+        created = {role: r["sectionRef"] for role, r in zip(roles, results)}
+        state = await load_state(sink)
+        await sink.apply(plan_chart_arrangement(state, maps, await load_layout(sink), view, created))

@@ -2,6 +2,7 @@
 
     python3 -m tests.bench_sync [--dossiers 5000] [--wide 1000] [--latency 1.0] [--skip-latency]
                                 [--only sample,wide,latency,skewed] [--floors honest,waiting] [--runs 3]
+                                [--threads]
 
 Headless Chromium (Debian's), grist-static, the fake DS on 127.0.0.1 (same process, its own
 threads), the built widget driven as an agent would (form filled, « Synchroniser » clicked).
@@ -45,6 +46,7 @@ from playwright.sync_api import sync_playwright
 from demo.fake_ds import FakeDSServer, FakeDSStore
 from demo.serve import StaticServer, default_root_map
 from py_core.ds.queries import document
+from tests.bench.threads import ThreadTrace
 from tests.bench.workloads import sample, skewed, wide_procedure
 from tests.e2e.harness import CHROMIUM, CHROMIUM_FLAGS, Host, ensure_built, find_widget_frame
 
@@ -197,9 +199,15 @@ class Bench:
     # -- OTP ---------------------------------------------------------------------------------
     def otp_sync(self, host, work, expect_writes=None):
         before = len(self.ds.requests)
+        trace = ThreadTrace(host.page) if self.args.threads and work.startswith("full sync") else None
+        if trace:
+            trace.start()
         t, clicked = time.perf_counter(), time.monotonic()
         result = host.sync(timeout=1800)
         elapsed = time.perf_counter() - t
+        if trace:
+            trace.stop()
+            self.extra.append(f"{work}: {trace.summary()} (traced: {elapsed:.1f} s)")
         assert result["state"] == "done", result
         summary = result["result"]
         kinds = Counter((r.operation_name or r.method).removeprefix("otp") for r in self.ds.requests[before:])
@@ -377,6 +385,8 @@ def main() -> None:
     parser.add_argument("--waiting-latency", action="store_true",
                         help="run the waiting floor with latency too (it adds a DS round trip to every page: ~100 s)")
     parser.add_argument("--runs", type=int, default=1, help="run every scenario this many times")
+    parser.add_argument("--threads", action="store_true",
+                        help="trace OTP's full syncs: CPU busy by thread (`tests/bench/threads.py`; the trace costs ~10 %%)")
     Bench(parser.parse_args()).run()
 
 
