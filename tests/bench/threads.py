@@ -25,7 +25,7 @@ class ThreadTrace:
         self.page = page
         self.cdp = page.context.new_cdp_session(page)
         self.done: dict = {}
-        self.cdp.on("Tracing.tracingComplete", self.done.update)
+        self.cdp.on("Tracing.tracingComplete", lambda event: self.done.update(event))
         self.cpu = 0.0
         self.events: list[dict] = []
 
