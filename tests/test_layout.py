@@ -151,21 +151,27 @@ def cancel_after(pages_: int):
     return cancel
 
 
-@pytest.mark.parametrize("agent_removes_the_dashboard", [False, True])
-def test_an_interrupted_first_copy_gets_its_charts_once_from_the_copy_that_ends(agent_removes_the_dashboard):
+@pytest.mark.parametrize("agent", ["leaves it", "removes the dashboard", "puts a page of theirs in its place"])
+def test_an_interrupted_first_copy_gets_its_charts_once_from_the_copy_that_ends(agent):
     with Lab(dossiers=250) as lab:
         with pytest.raises(errors.OTPError):
             lab.sync(should_cancel=cancel_after(1))
         dashboard = next(v["id"] for v in lab.sink.records("_grist_Views") if v["name"] == DASHBOARD_PAGE)
         assert chart_sections(lab.sink) == [] and lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == dashboard
-        if agent_removes_the_dashboard:
+        if agent != "leaves it":
             lab.sink.apply_now([["RemoveRecord", "_grist_Views", dashboard]])
+        if agent == "puts a page of theirs in its place":  # Grist gives it the removed page's id
+            tables = {t["tableId"]: t["id"] for t in lab.sink.records("_grist_Tables")}
+            lab.sink.apply_now([["CreateViewSection", tables[lab.table("dossiers")], 0, "record", None, None]])
+            assert max(v["id"] for v in lab.sink.records("_grist_Views")) == dashboard
+        theirs = layout_snapshot(lab.sink)
         assert lab.sync().resumed
         lab.sync()
         lab.assert_copy_exact()
         assert lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == 0
-        if agent_removes_the_dashboard:  # theirs to remove: no chart comes back, nowhere
+        if agent != "leaves it":  # their pages: no chart comes, nowhere
             assert chart_sections(lab.sink) == [] and DASHBOARD_PAGE not in pages(lab.sink)
+            assert layout_snapshot(lab.sink) == theirs
         else:
             assert [s["parentId"] for s in chart_sections(lab.sink)] == [dashboard] * 4
             titles = [s["title"] for s in sections(lab.sink, DASHBOARD_PAGE)]

@@ -370,14 +370,17 @@ async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str,
 
 async def make_charts(sink: GristSink, state: DocState, number: int, maps: dict[str, TableMap]) -> None:
     """The dashboard's charts, if its page waits for them (`CHARTS_PENDING`; called once a copy
-    has written its dossiers). A page an agent removed meanwhile gets none."""
+    has written its dossiers), empty as OTP made it: a page an agent removed meanwhile gets
+    none, nor one with widgets (an agent's, which may even have its id: Grist gives a removed
+    page's id to the next one)."""
     row = state.procedure(number)
     view = (row or {}).get(CHARTS_PENDING) or 0
     if not view:
         return
     cleared = ["UpdateRecord", "OTP_Demarches", row["id"], {CHARTS_PENDING: 0}]
     layout = await load_layout(sink)
-    charts, roles = plan_charts(state, maps["dossiers"], view) if view in layout.views else ([], [])
+    empty = view in layout.views and not any(s["parentId"] == view for s in layout.sections.values())
+    charts, roles = plan_charts(state, maps["dossiers"], view) if empty else ([], [])
     results = await sink.apply([*charts, cleared])
     if charts:
         created = {role: r["sectionRef"] for role, r in zip(roles, results)}
