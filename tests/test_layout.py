@@ -281,3 +281,20 @@ def test_a_second_procedure_gets_its_own_pages():
         listing = sections(lab.sink, f"{DOSSIERS_PAGE} – n° {other}")[0]
         tables = {t["id"]: t["tableId"] for t in lab.sink.records("_grist_Tables")}
         assert tables[listing["tableRef"]] == f"D{other}_Dossiers"
+
+
+def test_a_copy_stopped_between_the_charts_and_their_arrangement_never_makes_them_twice(monkeypatch):
+    from py_core.grist import layout
+
+    with Lab(dossiers=30) as lab:
+        def stopped(*_args):
+            raise errors.cancelled()
+        monkeypatch.setattr(layout, "plan_chart_arrangement", stopped)
+        with pytest.raises(errors.OTPError):
+            lab.sync()
+        assert len(chart_sections(lab.sink)) == 4 and lab.sink.records("OTP_Demarches")[0][CHARTS_PENDING] == 0
+        monkeypatch.undo()
+        lab.sync()
+        lab.sync()
+        assert len(chart_sections(lab.sink)) == 4, "made once: untitled, never twice"
+        lab.assert_copy_exact()
