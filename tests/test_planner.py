@@ -215,3 +215,26 @@ def test_integers_beyond_32_bits_widen_the_column_to_numeric_once():
     state = state_after_first_sync(schema)
     next(c for c in state.columns.values() if c.col_id == "Population").type = "Numeric"
     assert [a for a in plan_schema(state, schema).actions if a[1] == "D42_Champs"] == [], "never narrowed back"
+
+
+def test_a_files_champ_is_named_by_the_form_not_by_the_dossier():
+    """DS is not asked a label per champ (a quarter of a page): a file's « Champ » is its
+    descriptor's label from the structure, and « Bloc › sous-champ » in a block."""
+    from py_core.ds.models import Dossier
+    from py_core.plan.rows import dossier_rows
+
+    schema = schema_of(
+        desc("pj", "Justificatif", "PieceJustificativeChampDescriptor"),
+        desc("b", "Travaux", "RepetitionChampDescriptor",
+             champDescriptors=[desc("devis", "Devis", "PieceJustificativeChampDescriptor")]))
+    file = {"filename": "a.pdf", "url": "https://ds.example/f", "byteSizeBigInt": "3", "contentType": "application/pdf",
+            "checksum": "x"}
+    dossier = Dossier.model_validate({
+        "number": 7, "state": "en_construction", "dateDerniereModification": "2026-01-01T00:00:00Z",
+        "champs": [{"__typename": "PieceJustificativeChamp", "champDescriptorId": "pj", "files": [file, file]},
+                   {"__typename": "RepetitionChamp", "champDescriptorId": "b", "rows": [
+                       {"id": "r1", "champs": [{"__typename": "PieceJustificativeChamp", "champDescriptorId": "devis",
+                                                "files": [file]}]}]}]})
+    rows = dossier_rows(dossier, schema)["fichiers"]
+    assert [(r["champ_cle"], r["numero_fichier"], r["champ"]) for r in rows] == [
+        ("pj", 1, "Justificatif"), ("pj", 2, "Justificatif"), ("devis|r1", 1, "Travaux › Devis")]

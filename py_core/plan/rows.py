@@ -27,7 +27,7 @@ def dossier_rows(dossier: Dossier, schema: Schema) -> dict[str, list[Row]]:
         {DOSSIER_REF: dossier.number, **{c.key: c.read(item) for c in avis.columns if c.read is not None}}
         for item in dossier.raw("avis") or []
     ]
-    out["fichiers"] = file_rows(dossier.number, dossier.champs + dossier.annotations, schema.table("fichiers"))
+    out["fichiers"] = file_rows(dossier.number, dossier.champs + dossier.annotations, schema.table("fichiers"), schema.labels)
     for table in schema.tables:
         if table.key.startswith("bloc:"):
             block = by_descriptor.get(table.key.removeprefix("bloc:")) or {}
@@ -66,18 +66,20 @@ def _champ_row(table: TableSpec, by_descriptor: dict[str, Any], number: int) -> 
     return row
 
 
-def file_rows(number: int, champs: list[dict[str, Any]], table: TableSpec) -> list[Row]:
-    """One row per file of every file champ, top-level or in a block row."""
+def file_rows(number: int, champs: list[dict[str, Any]], table: TableSpec, labels: dict[str, str]) -> list[Row]:
+    """One row per file of every file champ, top-level or in a block row; `labels`: the
+    champs' labels by descriptor id (`Schema.labels`: the form's, not asked of DS per dossier)."""
     readers = [c for c in table.columns if c.read is not None and c.key != DOSSIER_REF]
     out: list[Row] = []
     for champ in champs:
         if champ.get("files"):
-            out += _files(number, champ, champ.get("champDescriptorId") or "", champ.get("label") or "", readers)
+            where = champ.get("champDescriptorId") or ""
+            out += _files(number, champ, where, labels.get(where, ""), readers)
         for row in champ.get("rows") or []:
             for sub in row.get("champs") or []:
                 if sub.get("files"):
                     out += _files(number, sub, f"{sub.get('champDescriptorId')}|{row.get('id')}",
-                                  f"{champ.get('label')} › {sub.get('label')}", readers)
+                                  labels.get(sub.get("champDescriptorId") or "", ""), readers)
     return out
 
 

@@ -74,6 +74,7 @@ class Schema:
     number: int
     tables: list[TableSpec]
     unknown_kinds: list[str]
+    labels: dict[str, str] = field(default_factory=dict)  # descriptor id → its label (a file's champ)
 
     def table(self, key: str) -> TableSpec:
         return next(t for t in self.tables if t.key == key)
@@ -260,7 +261,9 @@ def build_schema(structure: Structure, *, timezone: str, ds_base: str) -> Schema
         ]
         tables.append(TableSpec(f"bloc:{block.id}", f"D{number}_Bloc_{block.label}", (DOSSIER_REF, ROW_KEY), columns,
                                 _sendable(block.children) if block.id in private else ()))
-    return Schema(number, tables, unknown)
+    labels = {d.id: d.label for d in champ_descriptors + annotation_descriptors}
+    labels |= {c.id: f"{b.label} › {c.label}" for b in blocks(champ_descriptors + annotation_descriptors) for c in b.children}
+    return Schema(number, tables, unknown, labels)
 
 
 def _sendable(descriptors: list[Descriptor]) -> tuple[str, ...]:
