@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 
 import pytest
@@ -182,6 +183,34 @@ def test_a_dossier_modified_after_its_window_passed_is_caught_by_the_closing_pas
         assert len(closing) == 1, "one closing page: only what changed meanwhile"
         row = next(r for r in lab.rows("dossiers") if r["Numero"] == oldest)
         assert row["Motivation"] == "accepté pendant la synchro"
+        lab.assert_copy_exact()
+
+
+def test_the_closing_pass_is_asked_while_the_last_windows_pages_are_written(evidence):
+    """A far DS's closing pass costs no round trip of its own: it is asked as soon as every
+    window was paged, while the copy still writes the pages read ahead."""
+    with Lab(dossiers=900) as lab:
+        far(lab)
+        closing_asked, writes_after = [], []  # for each bundle adding dossiers: was the closing pass asked?
+        answer = lab.server.answer
+
+        def noted(path, authorization, body):  # when DS receives it (its answer comes `far` later)
+            since = (json.loads(body).get("variables") or {}).get("updatedSince")
+            closing_asked.extend([True] if since not in (None, "1970-01-01T00:00:00Z") else [])
+            return answer(path, authorization, body)
+
+        apply = lab.sink.apply
+
+        async def slow_apply(actions):  # Grist writes slower than the streams read (in its own thread, as
+            if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):  # the widget's)
+                writes_after.append(bool(closing_asked))
+                await asyncio.sleep(0.3)
+            return await apply(actions)
+
+        lab.server.answer, lab.sink.apply = noted, slow_apply
+        lab.sync()
+        assert windowed(lab)
+        assert writes_after.count(True) >= 1, f"dossiers written after the closing pass was asked: {writes_after}"
         lab.assert_copy_exact()
 
 

@@ -62,7 +62,7 @@ from .history import status_of
 from .lease import FencedSink, acquire
 from .params import SyncParams, ds_base_url
 from .prefill import follow_after_copy
-from .streams import Prefetch, Streams, WindowStreams
+from .streams import Prefetch, Streams, WindowStreams, cancel_all
 
 LAG_S = 300  # margin before the cursor for confirmed deletions and the streams' closing pass
 READ_AHEAD = 50  # light pages (100 dossiers each) an incremental copy may read before it uses them
@@ -344,7 +344,9 @@ class Copy:
         async for page in pages:
             seen += 1
             self._check_cancel()
-            waits = waits + 1 if self.clock.monotonic() - asked >= WAITED_S else 0
+            waited = self.clock.monotonic() - asked
+            result.waited_s += waited
+            waits = waits + 1 if waited >= WAITED_S else 0
             # the checkpoint moves past this page in the bundle that writes it, never before
             after = (page.page_info.end_cursor or state.checkpoint.after) if checkpointed else state.checkpoint.after
             await self._write(page.nodes, page.skipped, schema, writer, after=after)
@@ -363,26 +365,40 @@ class Copy:
         """Every dossier by windows of deposit date paged at once (`WindowStreams`: two, more
         while they help), then a closing `updatedSince` pass from DS's clock when they started
         (less `SETTLE_S`; without its clock, its newest modification less `LAG_S`): the
-        dossiers modified or deposited while the windows were paged, usually one page."""
+        dossiers modified or deposited while the windows were paged, usually one page, asked
+        as soon as the last window was paged (its pages come after those read before)."""
         number, ds = self.params.number, self.ds
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
         windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
                                 deposit_of=lambda dossier: dossier.raw("dateDepot"))
+
+        async def closing_pass() -> Prefetch | None:
+            """Asked as soon as every window was paged, while the last pages are written."""
+            await windows.fetched.wait()
+            since = iso_second(started - SETTLE_S) if started else None
+            if newest is not None:
+                newest_at_start = await newest
+                since = shift(newest_at_start, -LAG_S) if newest_at_start else None
+            if not since:
+                return None
+            closing = Prefetch(ds.dossier_pages(number, since))
+            closing.start()
+            return closing
+
+        ahead = asyncio.ensure_future(closing_pass())
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
+            closing = await ahead
         except BaseException:
-            if newest is not None:
-                newest.cancel()
+            await cancel_all([t for t in (newest, ahead) if t is not None])
+            if ahead.done() and not ahead.cancelled() and ahead.exception() is None and ahead.result() is not None:
+                await ahead.result().__aexit__(None, None, None)
             raise
-        since = iso_second(started - SETTLE_S) if started else None
-        if newest is not None:
-            newest_at_start = await newest
-            since = shift(newest_at_start, -LAG_S) if newest_at_start else None
-        if since:
-            async with Prefetch(ds.dossier_pages(number, since)) as pages:
+        if closing is not None:
+            async with closing as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,

@@ -36,6 +36,7 @@ class SyncResult:
     released: list[str] = field(default_factory=list)  # OTP's columns an agent turned into formulas
     repairs: Repair = field(default_factory=Repair)
     reattached: int = 0  # rows that got their dossier back
+    waited_s: float = 0.0  # how long the copy waited for DS's pages of dossiers (a benchmark's figure)
 
     def count(self, added: set[int], updated: set[int]) -> None:
         self.added_numbers |= added
@@ -72,6 +73,7 @@ class SyncResult:
             "deleted": self.deleted,
             "fetched": self.fetched,
             "ds_requests": self.ds_requests,
+            "waited_s": round(self.waited_s, 2),
             "incremental": self.incremental,
             "resumed": self.resumed,
             "scheduled": self.scheduled,

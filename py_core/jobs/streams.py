@@ -14,7 +14,7 @@ from ..grist.values import datetime_cell
 from ..plan.windows import MAX_STREAMS, Window, clip, split, wanted_streams
 
 
-async def _cancel(tasks: list[asyncio.Future]) -> None:
+async def cancel_all(tasks: list[asyncio.Future]) -> None:
     """The streams' tasks stopped, and waited for: the pages they read are not wanted any more."""
     for task in tasks:
         task.cancel()
@@ -64,7 +64,7 @@ class Streams:
         raise StopAsyncIteration
 
     async def __aexit__(self, *_exc) -> None:
-        await _cancel(self.tasks)
+        await cancel_all(self.tasks)
         for stream in self.streams:
             try:
                 await stream.aclose()
@@ -133,7 +133,8 @@ class WindowStreams:
     requests out, `DSClient.round_trip`); and when a stream ends, another takes
     its place the same way, so the streams stay balanced whatever the dates' distribution. At
     most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
-    copy resumes as one sequential stream after the pages it wrote before."""
+    copy resumes as one sequential stream after the pages it wrote before. `fetched` is set
+    when every window was paged to its end, while the caller may still take pages read ahead."""
 
     def __init__(self, pages_from: Callable[[str | None], AsyncIterator[Any]], windows: tuple[Window, ...], *,
                  deposit_of: Callable[[Any], Any], round_trip: Callable[[int], float | None],
@@ -148,9 +149,12 @@ class WindowStreams:
         self.before = 1  # streams that ran before the last step (the probe's two came from one)
         self.waited_s = 0.0  # how long the caller waited for its last page
         self.most = 0  # the most streams that ran at once
+        self.paging = 0  # streams still asking DS for pages
+        self.fetched = asyncio.Event()  # every window paged to its end (pages may still wait in the queue)
 
     def _start(self, index: int) -> None:
         self.active += 1
+        self.paging += 1
         self.most = max(self.most, self.active)
         self.tasks.append(asyncio.ensure_future(self._pump(index)))
 
@@ -166,6 +170,9 @@ class WindowStreams:
                 if window.done:
                     break
             self.windows[index] = replace(self.windows[index], done=True)
+            self.paging -= 1
+            if not self.paging:  # the last window ended: no other can start (they are all done)
+                self.fetched.set()
             await self.queue.put(("end", index))
         except Exception as error:  # noqa: BLE001 - raised to the caller, in order
             await self.queue.put(("error", error))
@@ -215,4 +222,4 @@ class WindowStreams:
         raise StopAsyncIteration
 
     async def __aexit__(self, *_exc) -> None:
-        await _cancel(self.tasks)
+        await cancel_all(self.tasks)

@@ -221,13 +221,18 @@ class Bench:
             out += (f"; light pages: the first asked {light[0].received - clicked:.2f} s after the click, "
                     f"the widget's gaps between an answer and the next request {sum(gaps):.2f} s in all "
                     f"(longest {max(gaps):.2f} s)")
+        if self.args.timeline and pages:
+            self.extra.append(f"{work}: pages asked / answered (s from the click), window start: " + ", ".join(
+                f"{r.received - clicked:.1f}/{r.answered - clicked:.1f} {(r.variables.get('createdSince') or '-')[5:16]}"
+                for r in pages if r.answered))
         phases = host.widget.evaluate("otpWidget.timings.phases") or []
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
         self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
-                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; windows of deposit date: {len(windows)}; {out}",
+                    f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; the copy waited for its pages "
+                    f"{summary.get('waited_s', 0):.1f} s; windows of deposit date: {len(windows)}; {out}",
                     summary.get("heap_mb"))
         return summary
 
@@ -385,6 +390,7 @@ def main() -> None:
     parser.add_argument("--waiting-latency", action="store_true",
                         help="run the waiting floor with latency too (it adds a DS round trip to every page: ~100 s)")
     parser.add_argument("--runs", type=int, default=1, help="run every scenario this many times")
+    parser.add_argument("--timeline", action="store_true", help="print when OTP's pages were asked and answered")
     parser.add_argument("--threads", action="store_true",
                         help="trace OTP's full syncs: CPU busy by thread (`tests/bench/threads.py`; the trace costs ~10 %%)")
     Bench(parser.parse_args()).run()
