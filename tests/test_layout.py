@@ -141,6 +141,32 @@ def test_the_charts_come_once_the_dossiers_are_written():
         assert pages(lab.sink) == [DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE]
 
 
+def test_ds_s_bin_is_asked_for_while_the_charts_are_made():
+    """The charts cost Grist a second or two: DS's bin, the next thing the copy needs, is
+    asked for before they are made, and a far DS answers meanwhile; the copy is as exact."""
+    with Lab(dossiers=250) as lab:
+        lab.server.latency = 0.3  # a far DS
+        apply, received = lab.sink.apply, lab.server.answer
+        bin_answered, charts_began = [], []  # were the charts begun with DS's answer for its bin in?
+
+        def noted(path, authorization, body):
+            delay, respond = received(path, authorization, body)
+            if b"otpDeletedDossiers" not in body:
+                return delay, respond
+            return delay, lambda: (respond(), bin_answered.append(True))[0]
+
+        async def noting(actions, *rest, **options):
+            charts_began.extend([bool(bin_answered)] if any(a[0] == "CreateViewSection" and a[3] == "chart"
+                                                             for a in actions) else [])
+            return await apply(actions, *rest, **options)
+
+        lab.server.answer, lab.sink.apply = noted, noting
+        lab.sync()
+        assert charts_began == [False] and bin_answered == [True], "the charts made while DS answers for its bin"
+        assert len(chart_sections(lab.sink)) == 4
+        lab.assert_copy_exact()
+
+
 def cancel_after(pages_: int):
     calls = {"n": 0}
 

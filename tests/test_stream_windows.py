@@ -77,7 +77,7 @@ RISING = (Window(None, 500.0, position=499.0, first=0.0, count=260, done=True),
 
 
 @pytest.mark.parametrize("left, share, index, cut", [
-    (None, None, None, None),  # the window's own estimate: 100 left, under MIN_SPLIT
+    (None, None, None, None),  # the window's own estimate: 100 left, one page (MIN_SPLIT): not cut
     (700, None, 1, 4001.0),  # DS's count: 700 left, cut in the middle of what it has left
     (700, 350, 1, 4001.0),  # its share (350 of 700 at 7× the density seen): the middle again
     (700, 140, 1, 3701.0),  # a share of 140 in 5 streams: 200 s at 0.7 a second
@@ -109,6 +109,9 @@ def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, ind
     # 3 pages in 2.0 s against 2 in 1.6 s, 20 % more a second: one more
     (3, 2, 1.6, 2.0, 0.8, 4),
     (3, 2, 1.6, 2.2, 0.8, 3),  # 3 in 2.2 s against 2 in 1.6 s: 9 % more, not worth a stream
+    (4, 3, 1.6, 1.85, 0.8, 6),  # the fourth paid (15 % more a second) though slowed: half as many again
+    (6, 4, 1.9, 2.2, 0.8, 8),  # and again (13 % more a second for each stream), to the cap
+    (6, 4, 1.9, 2.6, 0.8, 6),  # 6 in 2.6 s against 4 in 1.9 s: 10 % more, no more
     (3, 2, 2.0, 3.0, 0.8, 3),  # one worker: 3 pages take 3 times one page's time
     (1, 1, 1.0, 1.0, 0.8, 1),  # one stream: the probe (two windows) decides, not this
     (4, 2, 1.0, 1.05, 0.8, 5),  # the step from two to four paid: on, up to the rate limit

@@ -19,11 +19,13 @@ checkpoint kept in the document, and what the copy learnt from DS):
    then only the dossiers that are new or whose date differs from the copy's (or copied in the
    second of their date: `copy_kind.reread_since`). Nothing changed: 2 + ⌈N/100⌉ requests;
    from a far DS the listing too goes on by windows of deposit date paged at once.
-6. `membership`: DS's bin, read after the listing: dossiers in it flagged, restored ones
+6. `charts`: the dashboard's charts, on a first copy, once its dossiers are written; DS's bin
+   is asked for meanwhile (`_read_bin`, after the listing).
+7. `membership`: with DS's bin: dossiers in it flagged, restored ones
    unflagged (same row: agents' cells intact); a dossier the listing did not show and DS's
    lists do not name is asked for by number: only one DS does not have is removed (or flagged).
    Rows left without a dossier are swept (`plan_sweep`).
-7. `finish`: the procedure's row, the history line and the lease given back, in one bundle.
+8. `finish`: the procedure's row, the history line and the lease given back, in one bundle.
 
 Why dates rather than a cursor: DS stamps `updated_at` before its transaction commits, so a
 dossier may become visible with a date older than one already copied (and its servers' clocks
@@ -133,6 +135,14 @@ class Listing:
     seen: set[int] = field(default_factory=set)  # the numbers listed so far
 
 
+@dataclass
+class BinRead:
+    """DS's bin asked for (`Copy._read_bin`): the dossiers the copy did not list then, and DS's answer to come."""
+
+    unlisted: list[int]
+    answer: asyncio.Future
+
+
 class Copy:
     """One copy, from the lease to the end (see the module's docstring for its phases)."""
 
@@ -175,8 +185,13 @@ class Copy:
                 await self.fetch_changed(listing, schema, writer)
             else:
                 state.listed.update(state.result.skipped)
-            await self.membership(procedure.get("Curseur") or None, binned, schema, writer)
-            await self.charts(doc, writer)
+            bin_read = self._read_bin(procedure.get("Curseur") or None, writer)  # DS answers while the charts are made
+            try:
+                await self.charts(doc, writer)
+            except BaseException:
+                await cancel_all([bin_read.answer])
+                raise
+            await self.membership(bin_read, binned, schema, writer)
             return await self.finish(structure, procedure, doc.procedure(params.number), writer)
 
     async def tables(self, structure: Structure, schema: Schema, plan: SchemaPlan, doc: DocState) -> tuple[Writer, DocState]:
@@ -262,11 +277,12 @@ class Copy:
             async with Prefetch(self.ds.dossier_pages(self.params.number, iso_second(since))) as found:
                 await self._write_pages(found, schema, writer, None, checkpointed=False)
 
-    async def membership(self, cursor: str | None, binned: dict[int, Any], schema: Schema, writer: Writer) -> None:
-        """DS's bin and deletions, the agent's filter: flags set, removals, rows swept."""
+    async def membership(self, bin_read: BinRead, binned: dict[int, Any], schema: Schema, writer: Writer) -> None:
+        """DS's bin and deletions (asked for by `_read_bin`), the agent's filter: flags set,
+        removals, rows swept."""
         self.progress.phase("Dossiers mis à la corbeille ou supprimés dans DS…")
         state, params = self.state, self.params
-        pending, deleted = await self._membership_lists(cursor, schema, writer)
+        pending, deleted = await self._membership_lists(bin_read, schema, writer)
         held = {n: (binned.get(n), writer.cell(n, DELETED_DATE)) for n in writer.dossier_ids}
         plan = plan_membership(
             held, state.listed, pending, deleted, keep_deleted=params.keep_deleted, now=self.clock.now(),
@@ -445,14 +461,20 @@ class Copy:
                     return last
         return None
 
-    async def _membership_lists(self, cursor: str | None, schema: Schema, writer: Writer) -> tuple[dict, dict]:
+    def _read_bin(self, cursor: str | None, writer: Writer) -> BinRead:
+        """Ask DS for its bin, and for the confirmed deletions when the document holds dossiers
+        the copy did not list (since `cursor` less `LAG_S`), once every dossier was listed."""
+        unlisted = [n for n in writer.dossier_ids if n not in self.state.listed and not writer.cell(n, DELETED_DATE)]
+        since = shift(cursor, -LAG_S) if cursor else None
+        return BinRead(unlisted, asyncio.ensure_future(self.ds.deletions(self.params.number, since, confirmed=bool(unlisted))))
+
+    async def _membership_lists(self, bin_read: BinRead, schema: Schema, writer: Writer) -> tuple[dict, dict]:
         """DS's bin (number → date), and the confirmed deletions (number → date) when the
         document holds dossiers the listing did not show. Those in neither list are asked for
         one by one: a dossier restored from the bin, or moved between streams, while the listing
         passed is alive (taken again); only one DS does not have is deleted."""
-        number, state = self.params.number, self.state
-        unlisted = [n for n in writer.dossier_ids if n not in state.listed and not writer.cell(n, DELETED_DATE)]
-        deleted, pending = await self.ds.deletions(number, shift(cursor, -LAG_S) if cursor else None, confirmed=bool(unlisted))
+        number, state, unlisted = self.params.number, self.state, bin_read.unlisted
+        deleted, pending = await bin_read.answer
         pending_dates, deleted_dates = _dates(pending), _dates(deleted)
         gone = False
         for n in unlisted:

@@ -18,7 +18,8 @@ made so as they are paged.
 More streams are wanted (`wanted_streams`) only on evidence that they help: the writer waited
 for its pages, and the stream added last made DS deliver more pages a second (`GAIN`): `k`
 answers at once in the time of `k` requests out, against `j` in the time of `j` out before the
-last step; when it slowed none of them, twice as many (as TCP's slow start), else one more.
+last step; when it slowed none of them, twice as many (as TCP's slow start), else half as many
+again (each more helps less: the first step that does not pay stops the growth).
 A DS that serves its requests side by side (a far one: the time is distance or its workers)
 answers `k` at once about as fast as one, and every stream adds pages; a DS whose pages cost
 CPU time on one worker (a wide form) answers two at once in twice the time: no gain, no third
@@ -35,7 +36,7 @@ GAIN = 1.15  # the stream added last brought at least this many times the pages 
 SIDE_BY_SIDE = 1.15  # DS answered `k` at once within this of `k - 1`: it slowed none of them, twice as many may run
 RATE_LIMIT = 400  # requests a minute (DS's limit per token)
 RATE_MARGIN = 0.85  # of it, for the streams (the listing, the bin, a retry)
-MIN_SPLIT = 150  # dossiers: a window with fewer left is not cut (the cut costs a request)
+MIN_SPLIT = 100  # dossiers: a window with no more left is not cut (one page: a cut would save no round trip)
 WAITED_S = 0.25  # the writer waited this long for a page: pages come slower than it writes
 
 
@@ -119,7 +120,7 @@ def split(windows: tuple[Window, ...], now: float, density: float, share: float 
     most, index = max(open_)
     window = windows[index]
     begin, end = _span_left(window, now) or (0.0, 0.0)
-    if most < MIN_SPLIT or end - begin < 2:
+    if most <= MIN_SPLIT or end - begin < 2:
         return windows, None
     step = (end - begin) / 2
     if share and window.count >= 2:
@@ -135,16 +136,17 @@ def wanted_streams(active: int, before: int, before_s: float | None, now_s: floa
     """How many streams should run, `active` running and `before` before the last step: more
     when the writer waited for its last page (`waited_s`) and that step paid (`GAIN`): DS
     answered `active` requests out in `now_s` against `before` in `before_s` (round trips;
-    None: not measured yet), that is more pages a second. One more; twice as many when the
-    step slowed none of the answers (`SIDE_BY_SIDE`: DS serves them side by side, and a far
-    DS's first steps need not wait two round trips each). Never above DS's rate limit for
-    round trips that long, nor `MAX_STREAMS`."""
+    None: not measured yet), that is more pages a second. Half as many again (at least one);
+    twice as many when the step slowed none of the answers (`SIDE_BY_SIDE`: DS serves them side
+    by side). Each step waits for answers with its streams out: a far DS's first steps need not
+    take a round trip per stream. Never above DS's rate limit for round trips that long, nor
+    `MAX_STREAMS`."""
     if waited_s < WAITED_S or before_s is None or now_s is None or active < 2 or before >= active:
         return active
     if active / now_s < GAIN * before / before_s:
         return active
     by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * now_s)
-    more = 2 * active if now_s <= SIDE_BY_SIDE * before_s else active + 1
+    more = 2 * active if now_s <= SIDE_BY_SIDE * before_s else active + max(1, active // 2)
     return max(active, min(more, MAX_STREAMS, by_rate))
 
 
