@@ -384,3 +384,32 @@ def test_added_dossier_is_listed_last_by_update(server, store):
     dossier = store.add_dossier(procedure_number=OTHER_PROC)
     _, _, body = post(server.url, DOSSIERS, {"number": OTHER_PROC, "updatedSince": since})
     assert [n["number"] for n in body["data"]["demarche"]["dossiers"]["nodes"]] == [dossier["number"]]
+
+
+def test_an_answer_leaves_while_another_query_runs():
+    """A query holds the store's lock while it runs (one consistent snapshot); an answer
+    already made must not wait for it to send its `Date`: it leaves as soon as it is ready,
+    as DS's do (else several streams' answers all come at once, after the last query ran)."""
+    import threading
+    import time
+
+    store = FakeDSStore([sample_procedure(number=9, dossier_count=1)])
+    with FakeDSServer(store, tokens={TOKEN: "all"}) as server:
+        running, done = threading.Event(), threading.Event()
+
+        def another_query():
+            with store.lock:
+                running.set()
+                done.wait(5)
+
+        threading.Thread(target=another_query, daemon=True).start()
+        running.wait(5)
+        started = time.monotonic()
+        try:
+            urllib.request.urlopen(urllib.request.Request(server.base_url + "/not-graphql", data=b"{}"), timeout=10)
+        except urllib.error.HTTPError as error:
+            assert error.code == 404 and error.headers["Date"]
+        finally:
+            waited = time.monotonic() - started
+            done.set()
+        assert waited < 1.0, f"the answer waited {waited:.1f} s for the other query"

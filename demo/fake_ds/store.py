@@ -434,8 +434,7 @@ class FakeDSStore:
     def __init__(self, procedures: Iterable[Procedure] = (), now: str | datetime = "2026-03-02T09:00:00+01:00"):
         self.lock = threading.RLock()
         self.procedures: dict[int, Procedure] = {}
-        self._now = parse_iso(now) if isinstance(now, str) else now
-        self._now_set_at = time.monotonic()  # the clock runs from `_now` on, like a server's
+        self._set_clock(parse_iso(now) if isinstance(now, str) else now)  # it runs from there, like a server's
         self.notifications: list[dict] = []  # e-mails DS sent the usagers (instruction mutations)
         for procedure in procedures:
             self.add_procedure(procedure)
@@ -449,19 +448,23 @@ class FakeDSStore:
     def advance(self, seconds: float = 1) -> str:
         """Move the clock forward (at least one second) and return the new now."""
         with self.lock:
-            self._now += timedelta(seconds=max(1, seconds))
-            self._now_set_at = time.monotonic()
+            self._set_clock(self._now + timedelta(seconds=max(1, seconds)))
             return iso(self._now)
 
     def set_now(self, moment: str | datetime) -> None:
         with self.lock:
-            self._now = parse_iso(moment) if isinstance(moment, str) else moment
-            self._now_set_at = time.monotonic()
+            self._set_clock(parse_iso(moment) if isinstance(moment, str) else moment)
+
+    def _set_clock(self, moment: datetime) -> None:
+        self._now = moment
+        self._wall = (moment.timestamp(), time.monotonic())  # one assignment: read without the lock
 
     def wall(self) -> float:
-        """The server's clock (its HTTP `Date`): the fake now, running since it was last set."""
-        with self.lock:
-            return self._now.timestamp() + (time.monotonic() - self._now_set_at)
+        """The server's clock (its HTTP `Date`): the fake now, running since it was last set.
+        Without the lock, which a query holds while it runs: an answer leaves as soon as it is
+        ready, not once the queries asked meanwhile have run (as DS's own)."""
+        base, set_at = self._wall
+        return base + (time.monotonic() - set_at)
 
     # -- lookups -------------------------------------------------------------
     def add_procedure(self, procedure: Procedure) -> Procedure:
