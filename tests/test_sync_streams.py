@@ -112,6 +112,31 @@ def test_a_ds_slower_with_two_requests_out_gets_no_third_stream(most_streams, ev
         lab.assert_copy_exact()
 
 
+def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower():
+    """The first page comes while the copy makes its tables: it did not wait for it, but DS
+    took longer to answer than the copy to write it, as it will for the next: two pages, not
+    three, before the windows."""
+    with Lab(dossiers=900) as lab:
+        far(lab, 0.6)
+        received, answer = [], lab.server.answer
+
+        def noted(path, authorization, body):  # the pages' order as DS receives them
+            variables = json.loads(body).get("variables") or {}
+            received.extend(["window" if variables.get("updatedSince") is None else "sequential"]
+                            if b"otpDossiers" in body else [])
+            return answer(path, authorization, body)
+
+        def slow_tables(actions):  # the procedure's tables take a second (the first page is out)
+            if any(a[0] == "AddTable" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+                time.sleep(1.0)
+
+        lab.server.answer, lab.sink.before_apply = noted, slow_tables
+        lab.sync()
+        # pages 1 and 2 written, page 3 asked as page 2 was taken (then not wanted)
+        assert received.index("window") == 3, received
+        lab.assert_copy_exact()
+
+
 def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):
     # its waits count from the 4th page: paging again what was written would cost more than windows save
     monkeypatch.setattr(sync, "WAITS_TO_PROBE", sync.PROBE_WITHIN + 1)

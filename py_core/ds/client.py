@@ -163,6 +163,10 @@ class DSClient:
         times = sorted([s for q, s, n in self.round_trips if q == query_name and n == out][-2 * out:])
         return times[len(times) // 2] if len(times) > out else None
 
+    def last_round_trip(self, query_name: str) -> float:
+        """DS's round trip for the last answer to `query_name` (0: none yet)."""
+        return next((s for q, s, _ in reversed(self.round_trips) if q == query_name), 0.0)
+
     async def _pace(self) -> None:
         """Several streams at once must stay under DS's limit: at most `RATE_LIMIT` requests in
         any `RATE_WINDOW_S` seconds (waits, with a countdown, until the oldest one is a minute old)."""
