@@ -2,7 +2,7 @@
 
     python3 -m tests.bench_sync [--dossiers 5000] [--wide 1000] [--latency 1.0] [--skip-latency]
                                 [--only sample,wide,latency,skewed] [--floors honest,waiting] [--runs 3]
-                                [--threads]
+                                [--threads] [--timeline]
 
 Headless Chromium (Debian's), grist-static, the fake DS on 127.0.0.1 (same process, its own
 threads), the built widget driven as an agent would (form filled, « Synchroniser » clicked).
@@ -24,6 +24,10 @@ page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUser
 bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
 answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
 the widget, its Pyodide worker and grist-static's own engine worker live there).
+
+`--timeline` prints when each of OTP's pages of dossiers was asked and answered (seconds from
+the click, the deposit date its window starts at); every OTP line gives how long the copy
+waited for its pages (`SyncResult.waited_s`).
 
 Prints figures; asserts nothing but that syncs end well. Note the load (printed): the machine
 is shared.
