@@ -260,6 +260,32 @@ def test_an_interrupted_window_sync_resumes_as_one_sequential_stream(evidence):
         assert lab.sync().added == 0
 
 
+def test_a_copy_interrupted_once_its_closing_pass_was_asked_stops_cleanly_and_resumes(evidence):
+    """Interrupted after the closing pass was asked, with window pages still to write: the
+    closing pass's request is dropped with the rest, and the next copy is exact."""
+    with Lab(dossiers=900) as lab:
+        far(lab)
+        closing_asked, answer, apply = [], lab.server.answer, lab.sink.apply
+
+        def noted(path, authorization, body):
+            since = (json.loads(body).get("variables") or {}).get("updatedSince")
+            closing_asked.extend([True] if since not in (None, "1970-01-01T00:00:00Z") else [])
+            return answer(path, authorization, body)
+
+        async def slow_apply(actions):  # Grist slower than the streams: pages wait in the queue
+            if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+                await asyncio.sleep(0.3)
+            return await apply(actions)
+
+        lab.server.answer, lab.sink.apply = noted, slow_apply
+        with pytest.raises(errors.OTPError) as caught:
+            lab.sync(should_cancel=lambda: bool(closing_asked))
+        assert caught.value.code == "cancelled" and closing_asked
+        lab.sink.apply = apply
+        assert lab.sync().resumed
+        lab.assert_copy_exact()
+
+
 def listing_requests(lab, since: int = 0):
     return [r for r in lab.server.requests[since:] if r.operation_name == "otpRefresh"]
 
