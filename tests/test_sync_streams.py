@@ -57,6 +57,35 @@ def dossier_requests(lab):
     return [r for r in lab.server.requests if r.operation_name == "otpDossiers"]
 
 
+def closing_pass_noted(lab) -> list[bool]:
+    """Filled when DS receives the closing pass's request (its answer comes `far` later)."""
+    asked, answer = [], lab.server.answer
+
+    def noted(path, authorization, body):
+        since = (json.loads(body).get("variables") or {}).get("updatedSince")
+        asked.extend([True] if since not in (None, "1970-01-01T00:00:00Z") else [])
+        return answer(path, authorization, body)
+
+    lab.server.answer = noted
+    return asked
+
+
+def slow_dossier_writes(lab, seconds: float, before=lambda: None):
+    """Grist takes `seconds` to write each bundle adding dossiers, in its own thread as the
+    widget's (the copy's tasks run meanwhile): pages read ahead wait in the queue. `before()`
+    is called first. Returns the sink's own `apply`, to put back."""
+    apply = lab.sink.apply
+
+    async def slow_apply(actions):
+        if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+            before()
+            await asyncio.sleep(seconds)
+        return await apply(actions)
+
+    lab.sink.apply = slow_apply
+    return apply
+
+
 def windowed(lab):
     return [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") is None]
 
@@ -216,23 +245,8 @@ def test_the_closing_pass_is_asked_while_the_last_windows_pages_are_written(evid
     window was paged, while the copy still writes the pages read ahead."""
     with Lab(dossiers=900) as lab:
         far(lab)
-        closing_asked, writes_after = [], []  # for each bundle adding dossiers: was the closing pass asked?
-        answer = lab.server.answer
-
-        def noted(path, authorization, body):  # when DS receives it (its answer comes `far` later)
-            since = (json.loads(body).get("variables") or {}).get("updatedSince")
-            closing_asked.extend([True] if since not in (None, "1970-01-01T00:00:00Z") else [])
-            return answer(path, authorization, body)
-
-        apply = lab.sink.apply
-
-        async def slow_apply(actions):  # Grist writes slower than the streams read (in its own thread, as
-            if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):  # the widget's)
-                writes_after.append(bool(closing_asked))
-                await asyncio.sleep(0.3)
-            return await apply(actions)
-
-        lab.server.answer, lab.sink.apply = noted, slow_apply
+        closing_asked, writes_after = closing_pass_noted(lab), []  # per bundle adding dossiers: was it asked?
+        slow_dossier_writes(lab, 0.3, before=lambda: writes_after.append(bool(closing_asked)))
         lab.sync()
         assert windowed(lab)
         assert writes_after.count(True) >= 1, f"dossiers written after the closing pass was asked: {writes_after}"
@@ -265,19 +279,8 @@ def test_a_copy_interrupted_once_its_closing_pass_was_asked_stops_cleanly_and_re
     closing pass's request is dropped with the rest, and the next copy is exact."""
     with Lab(dossiers=900) as lab:
         far(lab)
-        closing_asked, answer, apply = [], lab.server.answer, lab.sink.apply
-
-        def noted(path, authorization, body):
-            since = (json.loads(body).get("variables") or {}).get("updatedSince")
-            closing_asked.extend([True] if since not in (None, "1970-01-01T00:00:00Z") else [])
-            return answer(path, authorization, body)
-
-        async def slow_apply(actions):  # Grist slower than the streams: pages wait in the queue
-            if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
-                await asyncio.sleep(0.3)
-            return await apply(actions)
-
-        lab.server.answer, lab.sink.apply = noted, slow_apply
+        closing_asked = closing_pass_noted(lab)
+        apply = slow_dossier_writes(lab, 0.3)
         with pytest.raises(errors.OTPError) as caught:
             lab.sync(should_cancel=lambda: bool(closing_asked))
         assert caught.value.code == "cancelled" and closing_asked

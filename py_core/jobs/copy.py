@@ -395,31 +395,31 @@ class Copy:
         windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
                                 deposit_of=lambda dossier: dossier.raw("dateDepot"))
 
-        async def closing_pass() -> Prefetch | None:
-            """Asked as soon as every window was paged, while the last pages are written."""
+        closing: list[Prefetch] = []  # the closing pass, once asked for
+
+        async def ask_closing_pass() -> None:
+            """As soon as every window was paged, while the last pages are written."""
             await windows.fetched.wait()
             since = iso_second(started - SETTLE_S) if started else None
             if newest is not None:
                 newest_at_start = await newest
                 since = shift(newest_at_start, -LAG_S) if newest_at_start else None
-            if not since:
-                return None
-            closing = Prefetch(ds.dossier_pages(number, since))
-            closing.start()
-            return closing
+            if since:
+                closing.append(Prefetch(ds.dossier_pages(number, since)))
+                closing[0].start()
 
-        ahead = asyncio.ensure_future(closing_pass())
+        ahead = asyncio.ensure_future(ask_closing_pass())
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
-            closing = await ahead
+            await ahead
         except BaseException:
             await cancel_all([t for t in (newest, ahead) if t is not None])
-            if ahead.done() and not ahead.cancelled() and ahead.exception() is None and ahead.result() is not None:
-                await ahead.result().__aexit__(None, None, None)
+            for pages in closing:  # its request is not wanted any more
+                await pages.__aexit__(None, None, None)
             raise
-        if closing is not None:
-            async with closing as pages:
+        for pages in closing:
+            async with pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
