@@ -90,6 +90,38 @@ def windowed(lab):
     return [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") is None]
 
 
+def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch):
+    """Grist's work and OTP's run at once: the rows of page k+1 are built while the bundle of
+    page k is applied (in Grist's own thread in the widget), not once it is written."""
+    from py_core.grist.writer import Writer
+    events: list[str] = []
+    prepare = Writer.prepare
+
+    def noted(self, dossiers, schema):
+        events.append("rows")
+        return prepare(self, dossiers, schema)
+
+    monkeypatch.setattr(Writer, "prepare", noted)
+    with Lab(dossiers=300) as lab:
+        apply = lab.sink.apply
+
+        async def slow_apply(actions):
+            adds = any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions)
+            if adds:
+                await asyncio.sleep(0.5)
+            result = await apply(actions)
+            events.extend(["written"] if adds else [])
+            return result
+
+        lab.sink.apply = slow_apply
+        lab.sync()
+        lab.assert_copy_exact()
+    written = [i for i, kind in enumerate(events) if kind == "written"]
+    assert len(written) == 3, events
+    for page, at in enumerate(written[:-1]):  # page k+1's rows before page k's bundle was written
+        assert events[:at].count("rows") == page + 2, events
+
+
 def test_a_copy_slower_than_ds_is_paged_by_one_stream():
     with Lab(dossiers=320) as lab:
         # Grist takes longer to write a page than DS to answer one (0.3–0.4 s on a busy machine)

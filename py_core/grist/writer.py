@@ -8,18 +8,27 @@ its checkpoint) and keeps its indexes up to date with what was written.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from ..jobs.checkpoint import Checkpoint
 from ..jobs.lease import FencedSink
 from ..ds.models import Dossier
 from ..plan.diff import Repair, RowPlan, TableIndex, plan_cells, plan_dedupe, plan_removal, plan_sweep, record_written
-from ..plan.page import VOLATILE, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
+from ..plan.page import VOLATILE, PageRows, page_counts, page_rows, plan_children, plan_dossiers, settle_ids, temporary_ids
 from ..plan.registry import TableMap
 from ..plan.pending import hold_pending
 from ..plan.schema import BASE, DOSSIER_KEY, DOSSIER_REF, LABELS, Schema
 from .values import choice_list_cell
 
+
+@dataclass(frozen=True)
+class Prepared:
+    """A page's rows, built for the column types the writer had then (`Writer.prepare`)."""
+
+    dossiers: list[Dossier]
+    types: dict[str, dict[str, str]]
+    rows: PageRows
 
 
 class Writer:
@@ -135,12 +144,18 @@ class Writer:
             if key == "dossiers":
                 self.dossier_ids.update({k[0]: index.rows[k][0] for k in plan.add_keys + plan.update_keys if k in index.rows})
 
-    async def write_page(self, dossiers: list[Dossier], schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
+    def prepare(self, dossiers: list[Dossier], schema: Schema) -> Prepared:
+        """The page's rows (no I/O): built while the bundle before is applied, they are written
+        as they are unless a column was widened meanwhile."""
+        return Prepared(dossiers, self.types, page_rows(dossiers, schema, self.maps, self.types))
+
+    async def write_page(self, prepared: Prepared, schema: Schema, checkpoint: Checkpoint) -> tuple[set[int], set[int]]:
         """The page in one bundle, with its checkpoint: a page is recorded as done only once all
         of it is written (two bundles where an agent retyped a child's Ref: `plan.page`).
         Returns the numbers of the dossiers added, and of those changed."""
         await self._need_all()
-        page = page_rows(dossiers, schema, self.maps, self.types)
+        dossiers = prepared.dossiers
+        page = prepared.rows if prepared.types is self.types else page_rows(dossiers, schema, self.maps, self.types)
         if page.widen:
             await self.sink.apply(page.widen)
             self.types = page.types

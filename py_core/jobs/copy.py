@@ -52,7 +52,7 @@ from ..grist.layout import CHARTS_PENDING, lay_out, make_charts
 from ..grist.meta import DocState
 from ..grist.sink import GristSink
 from ..grist.values import datetime_cell, epoch_of
-from ..grist.writer import Writer
+from ..grist.writer import Prepared, Writer
 from ..plan.membership import changed_dossiers, plan_membership
 from ..plan.registry import SchemaPlan, agent_columns, column_types, plan_ref_display, plan_registry, plan_schema, refresh_maps
 from ..plan.windows import WAITED_S, density_of, first_windows
@@ -359,28 +359,38 @@ class Copy:
         by `WAITED_S`: the next pages are asked for as the one before is taken."""
         state, result = self.state, self.state.result
         waits, seen, asked = 0, 0, self.clock.monotonic()
-        async for page in pages:
-            seen += 1
-            self._check_cancel()
-            taken = self.clock.monotonic()
-            waited = taken - asked
-            result.waited_s += waited
-            # the checkpoint moves past this page in the bundle that writes it, never before
-            after = (page.page_info.end_cursor or state.checkpoint.after) if checkpointed else state.checkpoint.after
-            await self._write(page.nodes, page.skipped, schema, writer, after=after)
-            state.checkpoint = state.checkpoint.moved(after=after)
-            result.problems += [p for p in page.problems if p not in result.problems]
-            state.listed.update(d.number for d in page.nodes)
-            state.listed.update(page.skipped)
-            self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
-            self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
-            if may_stream and seen == 1 and waited < WAITED_S:  # what the next one waits: DS's time less the write's
-                waited = self.ds.last_round_trip("dossiers") - (self.clock.monotonic() - taken)
-            waits = waits + 1 if waited >= WAITED_S else 0
-            if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
-                return True
-            asked = self.clock.monotonic()
+        async with Prefetch(self._prepared(pages, schema, writer)) as prepared_pages:
+            async for page, prepared, preparing_s in prepared_pages:
+                seen += 1
+                self._check_cancel()
+                taken = self.clock.monotonic()
+                waited = max(0.0, taken - asked - preparing_s)  # DS's time, not the rows'
+                result.waited_s += waited
+                # the checkpoint moves past this page in the bundle that writes it, never before
+                after = (page.page_info.end_cursor or state.checkpoint.after) if checkpointed else state.checkpoint.after
+                await self._write(page.nodes, page.skipped, schema, writer, after=after, prepared=prepared)
+                state.checkpoint = state.checkpoint.moved(after=after)
+                result.problems += [p for p in page.problems if p not in result.problems]
+                state.listed.update(d.number for d in page.nodes)
+                state.listed.update(page.skipped)
+                self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
+                self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
+                if may_stream and seen == 1 and waited < WAITED_S:  # what the next one waits: DS's time less the write's
+                    waited = self.ds.last_round_trip("dossiers") - (self.clock.monotonic() - taken)
+                waits = waits + 1 if waited >= WAITED_S else 0
+                if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
+                    return True
+                asked = self.clock.monotonic()
         return False
+
+    async def _prepared(self, pages: AsyncIterator[Any], schema: Schema, writer: Writer) -> AsyncIterator[tuple[Any, Prepared, float]]:
+        """Each page with its rows, built as soon as it came (read one ahead by `_write_pages`:
+        while the page before is written, Grist's work and OTP's run at once), and the time
+        that took."""
+        async for page in pages:
+            started = self.clock.monotonic()
+            prepared = self._prepare(page.nodes, schema, writer)
+            yield page, prepared, self.clock.monotonic() - started
 
     async def _streamed_pages(self, schema: Schema, writer: Writer, total: int | None) -> None:
         """Every dossier by windows of deposit date paged at once (`WindowStreams`: two, more
@@ -395,31 +405,32 @@ class Copy:
         windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
                                 deposit_of=lambda dossier: dossier.raw("dateDepot"))
 
-        closing: list[Prefetch] = []  # the closing pass, once asked for
-
-        async def ask_closing_pass() -> None:
+        async def ask_closing_pass() -> Prefetch | None:
             """As soon as every window was paged, while the last pages are written."""
             await windows.fetched.wait()
             since = iso_second(started - SETTLE_S) if started else None
             if newest is not None:
                 newest_at_start = await newest
                 since = shift(newest_at_start, -LAG_S) if newest_at_start else None
-            if since:
-                closing.append(Prefetch(ds.dossier_pages(number, since)))
-                closing[0].start()
+            if not since:
+                return None
+            closing = Prefetch(ds.dossier_pages(number, since))
+            closing.start()
+            return closing
 
         ahead = asyncio.ensure_future(ask_closing_pass())
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
-            await ahead
+            closing = await ahead
         except BaseException:
             await cancel_all([t for t in (newest, ahead) if t is not None])
-            for pages in closing:  # its request is not wanted any more
-                await pages.__aexit__(None, None, None)
+            asked = None if ahead.cancelled() or ahead.exception() else ahead.result()
+            if asked is not None:  # its request is not wanted any more
+                await asked.__aexit__(None, None, None)
             raise
-        for pages in closing:
-            async with pages:
+        if closing is not None:
+            async with closing as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
@@ -492,7 +503,12 @@ class Copy:
             pending_dates = _dates(pending)
         return pending_dates, deleted_dates
 
-    async def _write(self, dossiers, skipped: list[int], schema: Schema, writer: Writer, *, after: str | None = None) -> None:
+    def _prepare(self, dossiers, schema: Schema, writer: Writer) -> Prepared:
+        """The rows of the page's dossiers inside the filter (no I/O)."""
+        return writer.prepare([d for d in dossiers if self.params.filters.matches(_node(d))], schema)
+
+    async def _write(self, dossiers, skipped: list[int], schema: Schema, writer: Writer, *, after: str | None = None,
+                     prepared: Prepared | None = None) -> None:
         state, result = self.state, self.state.result
         for dossier in dossiers:
             newest = state.checkpoint.newest
@@ -504,7 +520,7 @@ class Copy:
         state.excluded.difference_update(n for n, ok in inside.items() if ok)
         result.skipped += [n for n in skipped if n not in result.skipped]
         checkpoint = self._checkpoint(after)
-        added, updated = await writer.write_page([d for d in dossiers if inside[d.number]], schema, checkpoint)
+        added, updated = await writer.write_page(prepared or self._prepare(dossiers, schema, writer), schema, checkpoint)
         result.count(added, updated)
 
     async def _take_one(self, dossier_number: int, schema: Schema, writer: Writer) -> bool:
