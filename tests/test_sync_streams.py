@@ -122,6 +122,29 @@ def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch)
         assert events[:at].count("rows") == page + 2, events
 
 
+def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_meanwhile():
+    """Page k+1's rows are built while page k is written: when page k widens a column (an
+    integer beyond 2**53: a Text), page k+1 is planned against the widened type, not the one
+    it was built with — one `ModifyColumn` to Text, the copy exact."""
+    with Lab(dossiers=201) as lab:
+        count = lab.descriptor("IntegerNumberChampDescriptor", "Nombre de bénéficiaires")
+        for number in lab.ds_numbers()[:2]:  # modified last: the last of page 2, the one of page 3
+            lab.store.update_champ(number, count["id"], "12345678901234567891")
+        modified, apply = [], lab.sink.apply
+
+        async def slow_apply(actions):
+            modified.extend(a for a in actions if a[0] == "ModifyColumn" and a[1] == f"D{lab.number}_Champs" and a[3].get("type") == "Text")
+            if any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+                await asyncio.sleep(0.5)  # Grist writing: page 3's rows are built meanwhile
+            return await apply(actions)
+
+        lab.sink.apply = slow_apply
+        lab.sync()
+        lab.assert_copy_exact()
+        assert len(modified) == 1, modified
+        assert lab.column("champs", lab.col_id("champs", count["id"]))["type"] == "Text"
+
+
 def test_a_copy_slower_than_ds_is_paged_by_one_stream():
     with Lab(dossiers=320) as lab:
         # Grist takes longer to write a page than DS to answer one (0.3–0.4 s on a busy machine)

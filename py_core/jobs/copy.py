@@ -405,8 +405,8 @@ class Copy:
         windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
                                 deposit_of=lambda dossier: dossier.raw("dateDepot"))
 
-        async def ask_closing_pass() -> Prefetch | None:
-            """As soon as every window was paged, while the last pages are written."""
+        async def closing_pass() -> Prefetch | None:
+            """Asked as soon as every window was paged, while the last pages are written."""
             await windows.fetched.wait()
             since = iso_second(started - SETTLE_S) if started else None
             if newest is not None:
@@ -418,7 +418,7 @@ class Copy:
             closing.start()
             return closing
 
-        ahead = asyncio.ensure_future(ask_closing_pass())
+        ahead = asyncio.ensure_future(closing_pass())
         try:
             async with windows as pages:
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
