@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from py_core import errors
 from py_core.clock import Clock
 from py_core.progress import Progress
 from py_core.ds.client import EPOCH, DSClient
-from py_core.ds.transport import UrllibTransport
+from py_core.ds.transport import Response, UrllibTransport
 from tests.virtual_clock import VirtualClock
 
 TOKEN = "jeton-client"
@@ -146,3 +147,56 @@ def test_a_request_silent_too_long_over_real_http_is_aborted_too(ds):
 
 def test_the_token_is_never_in_the_client_repr(ds):
     assert TOKEN not in repr(client(ds.url))
+
+
+class _Dated:
+    """A DS whose answers carry the `Date` of its clock, `skew` seconds ahead of ours, and come
+    after `seconds` of our clock (`ticks`: our monotonic clock, moved by the answers only)."""
+
+    def __init__(self, skew: float, ticks: list[float]):
+        self.skew, self.ticks, self.seconds = skew, ticks, 0.0
+
+    async def post(self, url, headers, body):
+        self.ticks[0] += self.seconds
+        stamp = 1_800_000_000 + self.ticks[0] + self.skew
+        return Response(200, b'{"data": {"demarche": {"number": 1}}}', {"date": email.utils.formatdate(stamp, usegmt=True)})
+
+
+@pytest.mark.parametrize("round_trips, skew, moment, expected", [
+    ([0.4], 0.0, 0.0, -0.4),  # came at 0.4, dated 0 (whole seconds): DS read at least -0.4 at 0
+    ([0.4], 7.5, 0.0, 6.6),  # its clock 7.5 s ahead: dated 7 at 0.4
+    ([0.9, 0.1], 0.0, 0.0, 0.0),  # the next answer, dated a second later, bounds it better
+    ([1.0, 1.0], 0.0, 1.0, 1.0),  # at our 1.0, whichever answer says so
+    ([1.0, 1.0], 0.0, 0.0, 0.0),
+])
+def test_ds_s_clock_when_the_copy_began_is_bounded_by_its_answers(round_trips, skew, moment, expected):
+    """`DSClient.clock_at`: DS's clock at a moment of ours, at least — whether its answers
+    were asked before or after it (a copy's first pages go out beside the structure)."""
+    ticks = [0.0]
+    server = _Dated(skew, ticks)
+    client = DSClient("http://x/api/v2/graphql", TOKEN, server, clock=Clock(monotonic=lambda: ticks[0]))
+
+    async def ask():
+        for seconds in round_trips:
+            server.seconds = seconds
+            await client.execute("structure", {"number": 1}, number=1)
+        return client.clock_at(moment)
+
+    bound = asyncio.run(ask()) - 1_800_000_000
+    assert bound == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("answers, out, expected", [
+    ([1.0], 1, 1.0),
+    ([], 2, None),
+    ([1.0], 2, None),  # one of the two answers out together: not yet
+    ([1.0, 1.4], 2, 1.4),  # both came: the slower (a DS that serves one at a time makes the other wait)
+    ([1.0, 1.0, 1.2], 4, None),
+    ([1.0, 1.0, 1.2, 2.0], 4, 1.2),  # a step of four is measured when its four answers came
+])
+def test_a_round_trip_with_several_out_is_known_once_as_many_answers_came(answers, out, expected):
+    client = DSClient("http://x/api/v2/graphql", TOKEN, _Dated(0.0, [0.0]))
+    client.round_trips.extend(("dossiers", seconds, out) for seconds in answers)
+    if out == 1 and not answers:
+        client.round_trips.clear()
+    assert client.round_trip("dossiers", out=out) == expected

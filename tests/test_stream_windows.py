@@ -2,14 +2,22 @@
 of deposit date, clipped at their end, cut where the most is left, and one more stream only on
 evidence that it helps, under DS's rate limit. Table-driven; plus a simulation that pages a
 skewed procedure through the planner and checks that every dossier comes exactly once and
-that the streams stay balanced."""
+that the streams stay balanced; and `WindowStreams` (jobs/streams.py) acting on DS's answers as
+they come, not when the writer next takes a page."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
+from dataclasses import dataclass
 
 import pytest
 
+from py_core.ds.dates import iso_second
+from py_core.grist.values import datetime_cell
+from py_core.jobs.streams import WindowStreams
+from py_core.plan import windows as plan_windows
 from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, remaining, split,
                                   wanted_streams)
 
@@ -173,3 +181,86 @@ def test_any_distribution_is_paged_once_by_balanced_streams(shape):
     # balanced: six streams page the 50 pages in little more than 50 / 6 round trips (one
     # stream per state, 80 % in one state, took 40)
     assert rounds <= 0.3 * 50, rounds
+
+
+@dataclass
+class _Info:
+    has_next_page: bool = True
+
+
+@dataclass
+class _Page:
+    """A page of dossiers as `WindowStreams` takes it (nodes: their deposit dates as DS sends them)."""
+    nodes: list
+    page_info: _Info
+
+
+def test_the_streams_grow_as_soon_as_a_step_s_answers_came_not_when_the_writer_next_takes_a_page(monkeypatch):
+    """The evidence for a step is complete when its last answer came: the streams grow then,
+    while the writer is still busy with the page before (it waited for it). Here the probe's
+    two windows answer in 0.05 s and 0.15 s; the writer takes the first page, then is busy for
+    a second: two more streams start within it, when the second answer came."""
+
+    monkeypatch.setattr(plan_windows, "WAITED_S", 0.01)
+
+    started: list[str | None] = []
+    out = [0]
+    answers: list[int] = []  # how many requests were out at most while each one was
+
+    async def pages_from(since):
+        started.append(since)
+        first = datetime_cell(since) if since else 0.0
+        for page in range(100):
+            out[0] += 1
+            most = out[0]
+            await asyncio.sleep(0.05 if since is None else 0.15)
+            most, out[0] = max(most, out[0]), out[0] - 1
+            answers.append(most)
+            yield _Page([{"dateDepot": iso_second(first + 100.0 * (10 * page + i))} for i in range(10)], _Info())
+
+    def round_trip(streams):  # as `DSClient.round_trip`: measured once `streams` answers came with that many out
+        return 1.0 if sum(1 for n in answers if n == streams) >= streams or streams == 1 else None
+
+    async def scenario():
+        windows = WindowStreams(pages_from, first_windows(0.0, 1_000_000.0), deposit_of=lambda n: n["dateDepot"],
+                                round_trip=round_trip, now=lambda: 1_000_000.0, monotonic=time.monotonic,
+                                total=10_000, density=0.01)
+        async with windows:
+            await windows.__anext__()  # waited for: the step's evidence may count
+            for _ in range(100):  # the writer is busy with that page
+                if len(started) >= 4:
+                    break
+                await asyncio.sleep(0.01)
+            return len(started)
+
+    assert asyncio.run(scenario()) == 4
+
+
+def test_a_window_paged_to_its_end_is_replaced_at_once_not_once_the_writer_took_its_last_page():
+    """Pages wait in the queue while the writer is busy: a stream that reached its window's
+    end hands over to a new one (cut from the window with the most left) as soon as its last
+    page came, so the streams keep DS busy whatever the writer's backlog."""
+
+    started: list[str | None] = []
+
+    async def pages_from(since):
+        started.append(since)
+        first = datetime_cell(since) if since else 0.0
+        for page in range(100):
+            await asyncio.sleep(0.02)
+            # the first window's first page already goes past its end (500,000)
+            step = 60_000.0 if since is None else 100.0
+            yield _Page([{"dateDepot": iso_second(first + step * (10 * page + i))} for i in range(10)], _Info())
+
+    async def scenario():
+        windows = WindowStreams(pages_from, first_windows(0.0, 1_000_000.0), deposit_of=lambda n: n["dateDepot"],
+                                round_trip=lambda streams: None, now=lambda: 1_000_000.0, monotonic=time.monotonic,
+                                total=10_000, density=0.01)
+        async with windows:  # the writer takes nothing yet: busy elsewhere
+            for _ in range(50):
+                if len(started) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            return len(started)
+
+    assert asyncio.run(scenario()) == 3

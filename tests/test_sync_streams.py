@@ -308,6 +308,42 @@ def test_the_closing_pass_is_asked_while_the_last_windows_pages_are_written(evid
         lab.assert_copy_exact()
 
 
+def test_a_first_copy_s_bin_and_charts_come_while_ds_answers_its_closing_pass(evidence):
+    """A first copy (no dossier in the document before it) has no listing to wait for: DS's
+    bin is asked for and the dashboard's charts made once the windows' pages are written,
+    while DS answers the closing pass, whose dossiers are written after them."""
+    with Lab(dossiers=600) as lab:
+        far(lab)
+        procedure = lab.store.procedure(lab.number)
+        oldest = min(procedure.dossiers.values(), key=lambda d: d["dateDepot"])["number"]
+        events: list[str] = []
+
+        def before_apply(actions):
+            passed = [r for r in windowed(lab) if r.variables.get("createdSince") is None and r.status == 200]
+            if "modified" not in events and len(passed) >= 2:  # caught by the closing pass only
+                lab.store.update_dossier(oldest, state="accepte", motivation="accepté pendant la synchro")
+                events.append("modified")
+            if any(a[0] == "CreateViewSection" and a[3] == "chart" for a in actions):
+                events.append("charts")
+            if any(a[1] == f"D{lab.number}_Dossiers" and "pendant la synchro" in json.dumps(a, default=str) for a in actions):
+                events.append("closing")
+
+        client = lab.client()
+        post = client.transport.post
+
+        async def noted_post(url, headers, body):
+            events.extend(["bin"] if b"otpDeletedDossiers" in body else [])
+            return await post(url, headers, body)
+
+        client.transport.post = noted_post
+        lab.sink.before_apply = before_apply
+        lab.sync(client=client)
+        row = next(r for r in lab.rows("dossiers") if r["Numero"] == oldest)
+        assert row["Motivation"] == "accepté pendant la synchro"
+        lab.assert_copy_exact()
+        assert events.index("bin") < events.index("closing") and events.index("charts") < events.index("closing"), events
+
+
 def test_an_interrupted_window_sync_resumes_as_one_sequential_stream(evidence):
     with Lab(dossiers=600) as lab:
         far(lab)
@@ -433,3 +469,50 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
     assert sum(waited) == pytest.approx(60 - 400 * 0.01, abs=0.05)
     sent = sorted(client.sent)
     assert all(sent[i + 400] - sent[i] >= 60 - 1e-6 for i in range(len(sent) - 400))
+
+
+def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_itself_before_them():
+    """A far DS's round trips are not paid one after the other: the first page goes out with
+    the structure, the second as soon as the first came (while the tables are prepared). The
+    copy is dated by DS's clock before either left (`Relire_depuis`: the next copy reads again
+    from there, less SETTLE_S), though the structure's answer came after them."""
+    from py_core.ds.dates import iso_second
+    from py_core.grist.values import datetime_cell
+    from py_core.jobs.copy_kind import SETTLE_S
+    with Lab(dossiers=300) as lab:
+        far(lab, 0.3)
+        written: list[float] = []
+
+        def before_apply(actions):
+            if not written and any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+                written.append(time.monotonic())
+
+        lab.sink.before_apply = before_apply
+        lab.sync()
+        lab.assert_copy_exact()
+        structure = next(r for r in lab.server.requests if r.operation_name == "otpStructure")
+        first, second = dossier_requests(lab)[:2]
+        assert first.received < structure.answered, "the first page waits for the structure's answer"
+        assert second.received < written[0], "the second page waits for the first to be written"
+        ds_clock_then = lab.store.wall() - (time.monotonic() - first.received)
+        reread = datetime_cell(lab.sink.records("OTP_Demarches")[0]["Relire_depuis"])
+        assert reread <= ds_clock_then - SETTLE_S, (iso_second(reread), iso_second(ds_clock_then))
+
+
+def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure():
+    """The lease carries an interrupted copy's checkpoint: no first page is asked for beside
+    the structure; the copy goes on after the pages it wrote before."""
+    with Lab(dossiers=300) as lab:
+        calls = {"n": 0}
+
+        def cancel_after_two_pages():
+            calls["n"] += 1
+            return calls["n"] > 2
+        with pytest.raises(errors.OTPError):
+            lab.sync(should_cancel=cancel_after_two_pages)
+        assert 0 < len(lab.rows("dossiers")) < 300
+        lab.server.requests.clear()
+        lab.sync()
+        lab.assert_copy_exact()
+        resumed = [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") == "1970-01-01T00:00:00Z"]
+        assert resumed and all(r.variables.get("after") for r in resumed), "after the pages written before"

@@ -87,6 +87,7 @@ class DSClient:
         self.round_trips: deque[tuple[str, float, int]] = deque(maxlen=64)
         self._out: list[list[int]] = []  # the requests out: [the most that were out with it]
         self.server_time: float | None = None  # DS's clock: the latest `Date` of its answers (seconds)
+        self.dates: deque[tuple[float, float]] = deque(maxlen=8)  # (when an answer came, its `Date`): `clock_at`
 
     def __repr__(self) -> str:  # never show the token
         return f"DSClient({self.endpoint!r})"
@@ -109,7 +110,8 @@ class DSClient:
             out = self._sent()
             try:
                 response = await self.transport.post(self.endpoint, headers, body)
-                elapsed = response.seconds if response.seconds is not None else self.clock.monotonic() - started
+                received = self.clock.monotonic()  # not before the answer came (`clock_at`)
+                elapsed = response.seconds if response.seconds is not None else received - started
                 self.fastest_s[query_name] = min(elapsed, self.fastest_s.get(query_name, elapsed))
                 self.round_trips.append((query_name, elapsed, out[0]))
             except NetworkError as error:
@@ -124,7 +126,7 @@ class DSClient:
                 continue
             finally:
                 self._out = [o for o in self._out if o is not out]
-            self._saw_date(response.header("date"))
+            self._saw_date(response.header("date"), received)
             if response.status == 429:
                 rate_waits += 1
                 wait_s = rate_limit_wait(response.header("ratelimit-reset"), response.header("retry-after"), self.clock.now())
@@ -154,14 +156,15 @@ class DSClient:
         light pages go out beside the structure, and the next one while the structure's
         answer, arrived, is not taken yet; the fastest is never slower than alone); with `out`
         requests out (at most, while it was out), the median of the last 2 × `out` such
-        answers, once there are `out` + 1 (None: not yet).
+        answers, once there are `out` (None: not yet): a step's evidence is complete when
+        each of its requests came back.
         The median, not the fastest: a DS that serves one request at a time answers the first
         of two at once as fast as alone, and makes the other wait."""
         if out == 1:
             times = [s for q, s, n in self.round_trips if q == query_name and n == 1][-4:]
             return min(times or [s for q, s, _ in self.round_trips if q == query_name], default=None)
         times = sorted([s for q, s, n in self.round_trips if q == query_name and n == out][-2 * out:])
-        return times[len(times) // 2] if len(times) > out else None
+        return times[len(times) // 2] if times and len(times) >= out else None
 
     def last_round_trip(self, query_name: str) -> float:
         """DS's round trip for the last answer to `query_name` (0: none yet)."""
@@ -178,13 +181,23 @@ class DSClient:
             return await self._pace()
         self.sent.append(now)
 
-    def _saw_date(self, value: str | None) -> None:
+    def _saw_date(self, value: str | None, received: float) -> None:
         try:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() if value else None
         except (TypeError, ValueError):
             seconds = None
-        if seconds is not None and (self.server_time is None or seconds > self.server_time):
+        if seconds is None:
+            return
+        self.dates.append((received, seconds))
+        if self.server_time is None or seconds > self.server_time:
             self.server_time = seconds
+
+    def clock_at(self, moment: float) -> float | None:
+        """DS's clock at `moment` (this client's monotonic clock), at least: an answer dated `D`
+        that came at `t` was dated before it left (in whole seconds), so DS's clock read `D`
+        or more at `t`, and `D − (t − moment)` or more at `moment` — whether that answer was
+        asked before or after it. The best of the last answers; None: none carried a date."""
+        return max((date - (received - moment) for received, date in self.dates), default=None)
 
     def _backoff(self, failures: int) -> float:
         return self.retry_base * 2 ** (failures - 1)

@@ -4,7 +4,8 @@
 checkpoint kept in the document, and what the copy learnt from DS):
 
 1. `structure` (in `synchronise`): read the procedure (every revision); check it comes from the
-   DS instance the document was copied from. Errors here change nothing in the document.
+   DS instance the document was copied from. Errors here change nothing in the document. The
+   pages read first go out meanwhile: the listing's, or a full copy's first two.
 2. `lease`: take the procedure's lease in `OTP_Etat` (`lease.py`); from there every write is
    fenced by it, and a copy that stops for any reason writes its line in `OTP_Historique`.
 3. `tables`: create or adjust tables and columns with their registry; lay out the pages once;
@@ -39,13 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
 from ..ds.client import PAGE_SIZE, DSClient
-from ..ds.dates import iso_second, later, shift
+from ..ds.dates import EPOCH, iso_second, later, shift
 from ..ds.models import Structure
 from ..grist.document import ensure_meta_tables, load_state
 from ..grist.layout import CHARTS_PENDING, lay_out, make_charts
@@ -61,7 +62,7 @@ from .checkpoint import Checkpoint
 from .copy_kind import SETTLE_S, carry_fresh, lists_first, plan_kind, reread_since, without_keys
 from .copy_result import SyncResult, history_line
 from .history import status_of
-from .lease import FencedSink, acquire
+from .lease import TABLE as LEASES, FencedSink, acquire, carried_checkpoint
 from .params import SyncParams, ds_base_url
 from .prefill import follow_after_copy
 from .streams import Prefetch, Streams, WindowStreams, cancel_all
@@ -72,6 +73,7 @@ PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of dep
 WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
 PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before);
 # an incremental copy's listing of that many dossiers, once DS took `WAITED_S` for its light pages
+FIRST_PAGES = 2  # a full copy's pages asked for while the structure is read and the tables prepared
 
 Cancel = Callable[[], bool]
 
@@ -83,21 +85,28 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, *, shou
     ds.progress.phase(f"Lecture de la structure de la démarche n° {number}…")
     doc = await load_state(sink)
     procedure = doc.procedure(number) or {}
+    began = ds.clock.monotonic()  # DS's clock then: the copy's date (`Copy.ds_time`)
     # An incremental copy starts with the listing: its light pages are read from the start (at
     # most `READ_AHEAD` wait in memory), while the structure is read, the tables prepared and
-    # the copy read. Reading changes nothing: a structure error still leaves the document as is.
+    # the copy read. A copy from the first dossier (none to resume) asks for its first two
+    # pages meanwhile (`Copy.run` drops them if another job left one by the time it holds the
+    # lease). Reading changes nothing: a structure error still leaves the document as is.
     ahead = Streams([ds.refresh_pages(number, filtered=params.filters.active)], depth=READ_AHEAD) \
         if lists_first(procedure, params.filters) else None
-    async with ahead or contextlib.nullcontext():
+    resumes = bool(carried_checkpoint(doc.meta.get(LEASES, []), number))
+    first = None if ahead or resumes else Prefetch(ds.dossier_pages(number, EPOCH, None))
+    async with ahead or first or contextlib.nullcontext():
+        if first is not None:
+            first.start(FIRST_PAGES)
         structure = await ds.structure(number)
         check_instance(procedure, structure, params.endpoint)
         doc = await ensure_meta_tables(sink, doc)
         lease = await acquire(sink, number, params.holder, ds.clock.now())
         fenced = FencedSink(sink, lease, ds.clock.now)
         ds.progress.on_wait = fenced.renew
-        copy = Copy(params, ds, fenced, should_cancel or (lambda: False), Checkpoint.from_json(lease.checkpoint))
+        copy = Copy(params, ds, fenced, should_cancel or (lambda: False), Checkpoint.from_json(lease.checkpoint), began)
         try:
-            return await copy.run(structure, doc, ahead)
+            return await copy.run(structure, doc, ahead, first)
         except BaseException as error:
             await copy.stopped(error)
             raise
@@ -147,20 +156,21 @@ class Copy:
     """One copy, from the lease to the end (see the module's docstring for its phases)."""
 
     def __init__(self, params: SyncParams, ds: DSClient, sink: FencedSink, should_cancel: Cancel,
-                 carried: Checkpoint | None):
+                 carried: Checkpoint | None, began: float):
         self.params, self.ds, self.sink, self.should_cancel = params, ds, sink, should_cancel
         self.progress, self.clock = ds.progress, ds.clock
         self.started = self.clock.now()
-        self.ds_time = ds.server_time  # DS's clock before any dossier is fetched (see `reread_since`)
+        self.ds_time = ds.clock_at(began)  # DS's clock before any dossier was asked for (see `reread_since`)
         self.carried = carried
         result = SyncResult(params.number, "", resumed=carried is not None, scheduled=params.scheduled)  # this run's counts
         result.skipped = list(carried.skipped) if carried else []
         self.state = CopyState(carried or Checkpoint(), result)
         self.writer: Writer | None = None
         self.deposits: list[float] = []  # deposit dates seen by the full copy's pages (first and last of each)
+        self.bin_read: BinRead | None = None  # DS's bin, once asked for (`bin_and_charts`)
 
     # -- the phases ------------------------------------------------------------------------
-    async def run(self, structure: Structure, doc: DocState, ahead: Streams | None) -> SyncResult:
+    async def run(self, structure: Structure, doc: DocState, ahead: Streams | None, early: Prefetch | None) -> SyncResult:
         params, state = self.params, self.state
         schema = build_schema(structure, timezone=doc.timezone, ds_base=params.ds_site or ds_base_url(params.endpoint))
         plan = plan_schema(doc, schema)
@@ -170,27 +180,23 @@ class Copy:
         if kind.full:  # columns made at the start of a full copy stay fresh until it is done
             plan.fresh, kept = carry_fresh(plan.fresh, plan.created, kind.checkpoint.fresh)
             state.checkpoint = state.checkpoint.moved(fresh=kept)
-        # a full copy's first page is asked for now: it comes while the tables are prepared
-        first = Prefetch(self.ds.dossier_pages(params.number, kind.checkpoint.since, kind.checkpoint.after)) if kind.full else None
+        first = await self._first_pages(kind.checkpoint if kind.full else None, early)
         async with first or contextlib.nullcontext():
-            if first is not None:
-                first.start()
             writer, doc = await self.tables(structure, schema, plan, doc)
             binned = {n: writer.cell(n, BIN_DATE) for n in writer.dossier_ids}  # a write clears a restored one
             await self.take_again(procedure, schema, writer)
-            streamed = await self.pages(first, structure, schema, writer) if kind.full else False
+            cursor = procedure.get("Curseur") or None
+            # a copy that started with no dossier: every row is one its pages brought (no listing
+            # follows), so DS's bin and the charts come while the closing pass comes
+            meanwhile = None if binned else (lambda: self.bin_and_charts(cursor, doc, writer))
+            streamed = await self.pages(first, structure, schema, writer, meanwhile) if kind.full else False
             self._check_cancel()
             if not kind.full or kind.resumed or (streamed and any(n not in state.listed for n in writer.dossier_ids)):
                 listing = await self.listing(writer, ahead, structure, procedure)
                 await self.fetch_changed(listing, schema, writer)
             else:
                 state.listed.update(state.result.skipped)
-            bin_read = self._read_bin(procedure.get("Curseur") or None, writer)  # DS answers while the charts are made
-            try:
-                await self.charts(doc, writer)
-            except BaseException:
-                await cancel_all([bin_read.answer])
-                raise
+            bin_read = await self.bin_and_charts(cursor, doc, writer)
             await self.membership(bin_read, binned, schema, writer)
             return await self.finish(structure, procedure, doc.procedure(params.number), writer)
 
@@ -224,8 +230,10 @@ class Copy:
         for dossier_number in retry:
             await self._take_one(dossier_number, schema, writer)
 
-    async def pages(self, first: Prefetch, structure: Structure, schema: Schema, writer: Writer) -> bool:
-        """A full copy's pages; True when it went on with windows of deposit date (`_streamed_pages`)."""
+    async def pages(self, first: Prefetch, structure: Structure, schema: Schema, writer: Writer,
+                    meanwhile: Callable[[], Awaitable[Any]] | None = None) -> bool:
+        """A full copy's pages; True when it went on with windows of deposit date (`_streamed_pages`:
+        `meanwhile`, while DS answers their closing pass)."""
         state, total = self.state, structure.dossiers_count
         self.progress.count(state.result.fetched, total)
         self.progress.phase("Lecture des dossiers…")
@@ -235,7 +243,7 @@ class Copy:
         async with first as pages:  # asked for before the tables (see `run`)
             streams = await self._write_pages(pages, schema, writer, total, checkpointed=True, may_stream=may_stream)
         if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
-            await self._streamed_pages(schema, writer, total)
+            await self._streamed_pages(schema, writer, total, meanwhile)
         return streams
 
     async def listing(self, writer: Writer, ahead: Streams | None, structure: Structure,
@@ -299,6 +307,14 @@ class Copy:
         result.binned, result.restored = sorted(plan.binned), sorted(plan.restored)
         result.deleted_numbers, result.deleted = sorted(plan.deleted), len(plan.deleted)
 
+    async def bin_and_charts(self, cursor: str | None, doc: DocState, writer: Writer) -> BinRead:
+        """DS's bin asked for (`_read_bin`), the charts made while it answers; once a copy."""
+        if self.bin_read is None:
+            self.bin_read = self._read_bin(cursor, writer)
+            await asyncio.sleep(0)  # its request leaves before the charts are made
+            await self.charts(doc, writer)
+        return self.bin_read
+
     async def charts(self, doc: DocState, writer: Writer) -> None:
         """The dashboard's charts, once the dossiers are written (`layout.make_charts`)."""
         if (doc.procedure(self.params.number) or {}).get(CHARTS_PENDING):
@@ -330,6 +346,8 @@ class Copy:
         """A copy that stops early: its history line, and the lease freed with its checkpoint."""
         if self.writer is not None:
             self.writer.stop_reading()
+        if self.bin_read is not None:  # its answer is not wanted any more
+            await cancel_all([self.bin_read.answer])
         status, message = status_of(error)
         self.state.result.ds_requests = self.ds.request_count
         line = history_line(self.state.result, self.started, self.clock.now(), status, message)
@@ -340,6 +358,20 @@ class Copy:
         await self.sink.release(self._checkpoint())
 
     # -- the steps they share ---------------------------------------------------------------
+    async def _first_pages(self, checkpoint: Checkpoint | None, early: Prefetch | None) -> Prefetch | None:
+        """A full copy's pages from `checkpoint`: those asked for alongside the structure when
+        it starts from the first dossier (else they are dropped), or asked for now: they come
+        while the tables are prepared."""
+        if early is not None and checkpoint is not None and checkpoint.since == EPOCH and not checkpoint.after:
+            return early
+        if early is not None:
+            await early.__aexit__(None, None, None)
+        if checkpoint is None:
+            return None
+        first = Prefetch(self.ds.dossier_pages(self.params.number, checkpoint.since, checkpoint.after))
+        first.start()
+        return first
+
     def _check_cancel(self) -> None:
         if self.should_cancel():
             raise errors.cancelled()
@@ -354,9 +386,10 @@ class Copy:
         deposit date paged at once (`_streamed_pages`): the pages came slower than they were
         written (`WAITS_TO_PROBE` pages in a row the copy waited for), never on one slow answer,
         and only among the first `PROBE_WITHIN` pages (later, paging again what was written
-        costs more than the windows could save). The first page, asked for while the tables
-        were made, counts as waited for when DS's round trip for it was longer than writing it
-        by `WAITED_S`: the next pages are asked for as the one before is taken."""
+        costs more than the windows could save). A page that was already there (the first
+        pages are asked for while the structure is read and the tables made) counts as waited
+        for when DS's round trip was longer than writing it by `WAITED_S`: the copy would have
+        waited for the next one, asked for as this one was taken."""
         state, result = self.state, self.state.result
         waits, seen, asked = 0, 0, self.clock.monotonic()
         async with Prefetch(self._prepared(pages, schema, writer)) as prepared_pages:
@@ -375,7 +408,7 @@ class Copy:
                 state.listed.update(page.skipped)
                 self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
                 self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
-                if may_stream and seen == 1 and waited < WAITED_S:  # what the next one waits: DS's time less the write's
+                if may_stream and waited < WAITED_S:  # what the next one waits: DS's time less the write's
                     waited = self.ds.last_round_trip("dossiers") - (self.clock.monotonic() - taken)
                 waits = waits + 1 if waited >= WAITED_S else 0
                 if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
@@ -392,12 +425,14 @@ class Copy:
             prepared = self._prepare(page.nodes, schema, writer)
             yield page, prepared, self.clock.monotonic() - started
 
-    async def _streamed_pages(self, schema: Schema, writer: Writer, total: int | None) -> None:
+    async def _streamed_pages(self, schema: Schema, writer: Writer, total: int | None,
+                              meanwhile: Callable[[], Awaitable[Any]] | None) -> None:
         """Every dossier by windows of deposit date paged at once (`WindowStreams`: two, more
         while they help), then a closing `updatedSince` pass from DS's clock when they started
         (less `SETTLE_S`; without its clock, its newest modification less `LAG_S`): the
         dossiers modified or deposited while the windows were paged, usually one page, asked
-        as soon as the last window was paged (its pages come after those read before)."""
+        as soon as the last window was paged (its pages come after those read before), and
+        written after `meanwhile`, done while DS answers it."""
         number, ds = self.params.number, self.ds
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
         started = ds.server_time
@@ -431,6 +466,8 @@ class Copy:
             raise
         if closing is not None:
             async with closing as pages:
+                if meanwhile is not None:
+                    await meanwhile()
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,

@@ -87,6 +87,12 @@ async def acquire(sink: GristSink, number: int, holder: str, now: float) -> Leas
     return Lease(number, row_id, holder, carried)
 
 
+def carried_checkpoint(rows: list[dict[str, Any]], number: int) -> str:
+    """The checkpoint the procedure's lease would carry over, from `OTP_Etat`'s `rows` as read
+    (a job may look before it takes the lease: `acquire` reads them again)."""
+    return _latest_checkpoint([r for r in rows if r.get("Demarche") == number])
+
+
 def _latest_checkpoint(rows: list[dict[str, Any]]) -> str:
     for row in sorted(rows, key=lambda r: r.get("Debut") or 0, reverse=True):
         if row.get("Reprise"):

@@ -82,12 +82,24 @@ class Prefetch:
 
     def __init__(self, pages: AsyncIterator[Any]):
         self.pages = pages
-        self.pending: asyncio.Future | None = None
+        self.pending: asyncio.Future | None = None  # the next pages asked for (`_read`)
+        self.ready: list[Any] = []  # pages read, not taken yet
+        self.stop: BaseException | None = None  # what ended the pages (raised once those read are taken)
 
-    def start(self) -> None:
-        """Ask for the first page now (it is taken when the caller gets there)."""
-        if self.pending is None:
-            self.pending = asyncio.ensure_future(self.pages.__anext__())
+    def start(self, count: int = 1) -> None:
+        """Ask for the first `count` pages now, each as soon as the one before came (they are
+        taken when the caller gets there): the caller has something else to do first."""
+        if self.pending is None and not self.ready and self.stop is None:
+            self.pending = asyncio.ensure_future(self._read(count))
+
+    async def _read(self, count: int) -> tuple[list[Any], BaseException | None]:
+        pages: list[Any] = []
+        for _ in range(count):
+            try:
+                pages.append(await self.pages.__anext__())
+            except Exception as error:  # noqa: BLE001 - the end (StopAsyncIteration) or DS's error, in order
+                return pages, error
+        return pages, None
 
     async def __aenter__(self) -> Prefetch:
         return self
@@ -96,20 +108,27 @@ class Prefetch:
         return self
 
     async def __anext__(self) -> Any:
-        pending = self.pending or asyncio.ensure_future(self.pages.__anext__())
-        self.pending = None
-        page = await pending  # StopAsyncIteration ends the loop
-        self.pending = asyncio.ensure_future(self.pages.__anext__())
+        if not self.ready:
+            if self.stop is not None:
+                raise self.stop
+            pending = self.pending or asyncio.ensure_future(self._read(1))
+            self.pending = None
+            self.ready, self.stop = await pending
+            if not self.ready:
+                raise self.stop or StopAsyncIteration
+        page = self.ready.pop(0)
+        if not self.ready and self.stop is None:
+            self.pending = asyncio.ensure_future(self._read(1))
         return page
 
     async def __aexit__(self, *_exc) -> None:
-        pending, self.pending = self.pending, None
+        pending, self.pending, self.ready = self.pending, None, []
         if pending is not None:
             if not pending.done():
                 pending.cancel()
             try:
                 await pending
-            except (asyncio.CancelledError, StopAsyncIteration, Exception):  # noqa: BLE001 - not wanted any more
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - not wanted any more
                 pass
         closing = getattr(self.pages, "aclose", None)
         if closing is not None:
@@ -126,12 +145,14 @@ class WindowStreams:
     pages for the caller, who takes them one at a time. A page's dossiers past its window's
     end are dropped (the next window brings them) and its stream stops there.
 
-    Starts with `windows` (two: the probe). After every page the caller took, more streams
-    are started — each on the window with the most left cut in two — when
-    `plan.windows.wanted_streams` says they help: the caller waited for that page, and the last
-    step made DS deliver more pages a second (`round_trip(k)`: DS's round trip with `k`
-    requests out, `DSClient.round_trip`); and when a stream ends, another takes
-    its place the same way, so the streams stay balanced whatever the dates' distribution. At
+    Starts with `windows` (two: the probe). As soon as an answer came (it may complete a
+    step's evidence), and after every page the caller took, more streams are started — each on
+    the window with the most left cut in two — when `plan.windows.wanted_streams` says they
+    help: the caller waited for a page since the last step, and that step made DS deliver more
+    pages a second (`round_trip(k)`: DS's round trip with `k` requests out,
+    `DSClient.round_trip`); and as soon as a stream's last page came, another takes its place
+    the same way (not once the caller, busy with the pages before, took it), so the streams
+    stay balanced whatever the dates' distribution. At
     most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
     copy resumes as one sequential stream after the pages it wrote before. `fetched` is set
     when every window was paged to its end, while the caller may still take pages read ahead."""
@@ -144,17 +165,17 @@ class WindowStreams:
         self.total = total  # dossiers DS said it has: what is left is shared between the streams
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=MAX_STREAMS)  # pages read ahead
         self.tasks: list[asyncio.Future] = []
-        self.active = 0
+        self.active = 0  # streams still asking DS for pages
         self.target = len(windows)  # streams wanted: grows on evidence only
         self.before = 1  # streams that ran before the last step (the probe's two came from one)
-        self.waited_s = 0.0  # how long the caller waited for its last page
+        self.step_waited_s = 0.0  # the longest the caller waited for a page since the last step
+        self.waiting_since: float | None = None  # the caller waits for a page since then
         self.most = 0  # the most streams that ran at once
-        self.paging = 0  # streams still asking DS for pages
+        self.ends = 0  # streams whose end the caller took (each puts it after its pages)
         self.fetched = asyncio.Event()  # every window paged to its end (pages may still wait in the queue)
 
     def _start(self, index: int) -> None:
         self.active += 1
-        self.paging += 1
         self.most = max(self.most, self.active)
         self.tasks.append(asyncio.ensure_future(self._pump(index)))
 
@@ -166,13 +187,14 @@ class WindowStreams:
                 deposits = [datetime_cell(self.deposit_of(d)) or 0.0 for d in page.nodes]
                 window, kept = clip(self.windows[index], deposits, bool(page.page_info.has_next_page))
                 self.windows[index] = window
+                if window.done:  # another stream takes its place now, not once the caller took its page
+                    self._ended(index)
+                self._consider()  # its round trip may complete the step's evidence
                 await self.queue.put(("page", replace(page, nodes=page.nodes[:kept])))
                 if window.done:
                     break
-            self.windows[index] = replace(self.windows[index], done=True)
-            self.paging -= 1
-            if not self.paging:  # the last window ended: no other can start (they are all done)
-                self.fetched.set()
+            if not self.windows[index].done:  # DS's pages ended without saying so
+                self._ended(index)
             await self.queue.put(("end", index))
         except Exception as error:  # noqa: BLE001 - raised to the caller, in order
             await self.queue.put(("error", error))
@@ -181,6 +203,25 @@ class WindowStreams:
                 await pages.aclose()
             except Exception:  # noqa: BLE001 - ended or cancelled already
                 pass
+
+    def _ended(self, index: int) -> None:
+        """A window paged to its end: another takes its place (`_grow`); `fetched` once none
+        can (every window is done)."""
+        self.windows[index] = replace(self.windows[index], done=True)
+        self.active -= 1
+        self._grow()
+        if not self.active:
+            self.fetched.set()
+
+    def _consider(self) -> None:
+        """More streams when `wanted_streams` says they help (see the class); asked as soon as
+        an answer came, and when the caller took a page."""
+        waiting = self.monotonic() - self.waiting_since if self.waiting_since is not None else 0.0
+        wanted = wanted_streams(self.active, self.before, self.round_trip(self.before),
+                                self.round_trip(self.active), max(self.step_waited_s, waiting))
+        if wanted > self.target:
+            self.before, self.target, self.step_waited_s = self.active, wanted, 0.0
+        self._grow()
 
     def _grow(self) -> None:
         """As many streams as wanted (see the class), each on a window cut from the one with
@@ -203,22 +244,19 @@ class WindowStreams:
         return self
 
     async def __anext__(self) -> Any:
-        asked = self.monotonic()
-        while self.active:
+        asked = self.waiting_since = self.monotonic()
+        while self.ends < len(self.tasks):  # a stream puts its end after its pages
             kind, value = await self.queue.get()
             if kind == "page":
-                self.waited_s = self.monotonic() - asked
-                wanted = wanted_streams(self.active, self.before, self.round_trip(self.before),
-                                        self.round_trip(self.active), self.waited_s)
-                if wanted > self.target:
-                    self.before, self.target = self.active, wanted
-                self._grow()
+                self.waiting_since = None
+                self.step_waited_s = max(self.step_waited_s, self.monotonic() - asked)
+                self._consider()
                 return value
             if kind == "error":
-                self.active = 0
+                self.ends, self.waiting_since = len(self.tasks), None
                 raise value
-            self.active -= 1
-            self._grow()
+            self.ends += 1
+        self.waiting_since = None
         raise StopAsyncIteration
 
     async def __aexit__(self, *_exc) -> None:
