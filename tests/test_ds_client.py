@@ -18,6 +18,7 @@ from py_core.clock import Clock
 from py_core.progress import Progress
 from py_core.ds.client import EPOCH, DSClient
 from py_core.ds.transport import Response, UrllibTransport
+from tests.lab import run
 from tests.virtual_clock import VirtualClock
 
 TOKEN = "jeton-client"
@@ -182,7 +183,7 @@ def test_ds_s_clock_when_the_copy_began_is_bounded_by_its_answers(round_trips, s
             await client.execute("structure", {"number": 1}, number=1)
         return client.clock_at(moment)
 
-    bound = asyncio.run(ask()) - 1_800_000_000
+    bound = run(ask()) - 1_800_000_000
     assert bound == pytest.approx(expected, abs=1e-3)
 
 

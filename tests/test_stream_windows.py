@@ -20,6 +20,7 @@ from py_core.jobs.streams import WindowStreams
 from py_core.plan import windows as plan_windows
 from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, remaining, split,
                                   wanted_streams)
+from tests.lab import run
 
 DAY = 86_400.0
 
@@ -233,7 +234,7 @@ def test_the_streams_grow_as_soon_as_a_step_s_answers_came_not_when_the_writer_n
                 await asyncio.sleep(0.01)
             return len(started)
 
-    assert asyncio.run(scenario()) == 4
+    assert run(scenario()) == 4
 
 
 def test_a_window_paged_to_its_end_is_replaced_at_once_not_once_the_writer_took_its_last_page():
@@ -263,4 +264,4 @@ def test_a_window_paged_to_its_end_is_replaced_at_once_not_once_the_writer_took_
                 await asyncio.sleep(0.01)
             return len(started)
 
-    assert asyncio.run(scenario()) == 3
+    assert run(scenario()) == 3

@@ -216,8 +216,8 @@ def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_d
 
         lab.server.answer, lab.sink.before_apply = noted, slow_tables
         lab.sync()
-        # pages 1 and 2 written, page 3 asked as page 2 was taken (then not wanted)
-        assert received.index("window") == 3, received
+        # two pages, then the windows (page 3 may have been asked as page 2 was taken: not wanted)
+        assert received[:2] == ["sequential"] * 2 and received.index("window") in (2, 3), received
         lab.assert_copy_exact()
 
 
