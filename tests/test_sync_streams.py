@@ -221,19 +221,6 @@ def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_d
         lab.assert_copy_exact()
 
 
-def test_two_slow_first_pages_in_hand_start_the_windows_once_the_first_is_written(evidence):
-    """The first two pages come while the tables are made (asked beside the structure): DS was
-    slower for both than the copy writes a page, so the windows start as soon as the first is
-    written; the second's dossiers come with them (the windows page from the first dossier)."""
-    with Lab(dossiers=600) as lab:
-        far(lab)
-        windows_asked: list[int] = []  # at each bundle adding dossiers: how many window requests DS had
-        slow_dossier_writes(lab, 0.3, before=lambda: windows_asked.append(len(windowed(lab))))
-        lab.sync()
-        lab.assert_copy_exact()
-        assert windows_asked[0] == 0 and windows_asked[1] > 0, windows_asked
-
-
 def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):
     # its waits count from the 4th page: paging again what was written would cost more than windows save
     monkeypatch.setattr(sync, "WAITS_TO_PROBE", sync.PROBE_WITHIN + 1)

@@ -5,6 +5,7 @@ paged by as many streams as help (`WindowStreams`)."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -82,24 +83,19 @@ class Prefetch:
 
     def __init__(self, pages: AsyncIterator[Any]):
         self.pages = pages
-        self.pending: asyncio.Future | None = None  # the next pages asked for (`_read`)
-        self.ready: list[Any] = []  # pages read, not taken yet
-        self.stop: BaseException | None = None  # what ended the pages (raised once those read are taken)
+        self.asked: deque[asyncio.Future] = deque()  # the next pages asked for, in order
 
     def start(self, count: int = 1) -> None:
-        """Ask for the first `count` pages now, each as soon as the one before came (they are
-        taken when the caller gets there): the caller has something else to do first."""
-        if self.pending is None and not self.ready and self.stop is None:
-            self.pending = asyncio.ensure_future(self._read(count))
+        """Ask for the first `count` pages now, each as soon as the one before came (each is
+        there for the caller as soon as it came): the caller has something else to do first."""
+        if not self.asked:
+            self.asked.append(asyncio.ensure_future(self._next(count)))
 
-    async def _read(self, count: int) -> tuple[list[Any], BaseException | None]:
-        pages: list[Any] = []
-        for _ in range(count):
-            try:
-                pages.append(await self.pages.__anext__())
-            except Exception as error:  # noqa: BLE001 - the end (StopAsyncIteration) or DS's error, in order
-                return pages, error
-        return pages, None
+    async def _next(self, more: int) -> Any:
+        page = await self.pages.__anext__()  # StopAsyncIteration ends the caller's loop
+        if more > 1:
+            self.asked.append(asyncio.ensure_future(self._next(more - 1)))
+        return page
 
     async def __aenter__(self) -> Prefetch:
         return self
@@ -108,22 +104,16 @@ class Prefetch:
         return self
 
     async def __anext__(self) -> Any:
-        if not self.ready:
-            if self.stop is not None:
-                raise self.stop
-            pending = self.pending or asyncio.ensure_future(self._read(1))
-            self.pending = None
-            self.ready, self.stop = await pending
-            if not self.ready:
-                raise self.stop or StopAsyncIteration
-        page = self.ready.pop(0)
-        if not self.ready and self.stop is None:
-            self.pending = asyncio.ensure_future(self._read(1))
+        if not self.asked:
+            self.start()
+        page = await self.asked.popleft()
+        if not self.asked:  # the next one, while the caller works on this one
+            self.start()
         return page
 
     async def __aexit__(self, *_exc) -> None:
-        pending, self.pending, self.ready = self.pending, None, []
-        if pending is not None:
+        while self.asked:
+            pending = self.asked.popleft()
             if not pending.done():
                 pending.cancel()
             try:
