@@ -166,10 +166,6 @@ class DSClient:
         times = sorted([s for q, s, n in self.round_trips if q == query_name and n == out][-2 * out:])
         return times[len(times) // 2] if times and len(times) >= out else None
 
-    def round_trips_of(self, query_name: str) -> list[float]:
-        """The round trips of the last answers to `query_name`, in the order they came."""
-        return [s for q, s, _ in self.round_trips if q == query_name]
-
     def last_round_trip(self, query_name: str) -> float:
         """DS's round trip for the last answer to `query_name` (0: none yet)."""
         return next((s for q, s, _ in reversed(self.round_trips) if q == query_name), 0.0)

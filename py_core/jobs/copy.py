@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from itertools import takewhile
 from typing import Any
 
 from .. import errors
@@ -409,25 +408,13 @@ class Copy:
                 state.listed.update(page.skipped)
                 self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes[:1] + page.nodes[-1:]]
                 self.progress.count(min(result.fetched, total) if total is not None else result.fetched, total)
-                if may_stream and seen <= PROBE_WITHIN:
-                    waits, ahead = self._slow_pages(waits, waited, seen, self.clock.monotonic() - taken)
-                    if page.page_info.has_next_page and waits + ahead >= WAITS_TO_PROBE:
-                        return True
+                if may_stream and waited < WAITED_S:  # what the next one waits: DS's time less the write's
+                    waited = self.ds.last_round_trip("dossiers") - (self.clock.monotonic() - taken)
+                waits = waits + 1 if waited >= WAITED_S else 0
+                if may_stream and page.page_info.has_next_page and waits >= WAITS_TO_PROBE and seen <= PROBE_WITHIN:
+                    return True
                 asked = self.clock.monotonic()
         return False
-
-    def _slow_pages(self, waits: int, waited: float, seen: int, written_s: float) -> tuple[int, int]:
-        """How many pages in a row to page `seen` (just written in `written_s`; `waits` before
-        it) came slower than the copy writes them: the copy waited for it by `WAITED_S`, or it
-        was read ahead and DS's round trip for it was longer than the write by as much (the
-        copy would have waited for the next one, asked for as this one was taken); and how many
-        pages read ahead since, not taken yet, DS was as slow for (among the first
-        `PROBE_WITHIN`), that continue the run."""
-        answers = self.ds.round_trips_of("dossiers")  # the pages' own, in order: the copy's first
-        mine = answers[seen - 1] if len(answers) >= seen else self.ds.last_round_trip("dossiers")
-        waits = waits + 1 if max(waited, mine - written_s) >= WAITED_S else 0
-        ahead = list(takewhile(lambda s: s - written_s >= WAITED_S, answers[seen:PROBE_WITHIN])) if waits else []
-        return waits, len(ahead)
 
     async def _prepared(self, pages: AsyncIterator[Any], schema: Schema, writer: Writer) -> AsyncIterator[tuple[Any, Prepared, float]]:
         """Each page with its rows, built as soon as it came (read one ahead by `_write_pages`:
