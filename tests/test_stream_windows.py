@@ -21,6 +21,7 @@ from py_core.plan import windows as plan_windows
 from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, remaining, split,
                                   wanted_streams)
 from tests.lab import run
+from tests.virtual_clock import VirtualTime
 
 DAY = 86_400.0
 
@@ -104,15 +105,15 @@ def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, ind
 @pytest.mark.parametrize("active, before, before_s, now_s, waited, expected", [
     (2, 1, 1.0, 1.1, 0.8, 4),  # far DS, answers side by side (none slowed), the copy waits: twice as many
     (2, 1, 1.0, 1.2, 0.8, 3),  # the second stream paid but slowed the first a little: one more
-    (4, 3, 1.0, 1.0, 0.8, 5),  # twice as many would go over 400 requests a minute: up to the limit
+    (4, 3, 1.0, 1.0, 0.8, 6),  # twice as many would go over 400 requests a minute: up to the limit
     (2, 1, 1.0, 2.0, 0.8, 2),  # a DS that takes twice as long with two out (CPU time): no more
     (2, 1, 1.0, 1.1, 0.0, 2),  # the copy did not wait for its page: pages come fast enough
     (2, 1, 1.0, None, 0.8, 2),  # no answer with two out yet: no evidence
     (2, 1, None, 1.0, 0.8, 2),
     (MAX_STREAMS, MAX_STREAMS - 1, 1.0, 1.0, 0.8, MAX_STREAMS),  # never above the cap
     (2, 1, 0.1, 0.1, 0.8, 2),  # 0.1 s round trips: a third stream would go over 400 requests a minute
-    (4, 3, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.85 a minute
-    (3, 2, 0.8, 0.9, 0.8, 5),  # none slowed: twice as many, but 6 × 60 / 0.9 > 400 × 0.85
+    (4, 3, 0.5, 0.6, 0.8, 4),  # 5 streams × 2 a second > 400 × 0.9 a minute
+    (3, 2, 0.8, 0.9, 0.8, 5),  # none slowed: twice as many, but 6 × 60 / 0.9 > 400 × 0.9
     (3, 2, 0.8, 0.95, 0.8, 4),
     # the third stream paid, though each answer waits longer (a DS some of whose time is CPU):
     # 3 pages in 2.0 s against 2 in 1.6 s, 20 % more a second: one more
@@ -123,7 +124,7 @@ def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, ind
     (6, 4, 1.9, 2.6, 0.8, 6),  # 6 in 2.6 s against 4 in 1.9 s: 10 % more, no more
     (3, 2, 2.0, 3.0, 0.8, 3),  # one worker: 3 pages take 3 times one page's time
     (1, 1, 1.0, 1.0, 0.8, 1),  # one stream: the probe (two windows) decides, not this
-    (4, 2, 1.0, 1.05, 0.8, 5),  # the step from two to four paid: on, up to the rate limit
+    (4, 2, 1.0, 1.05, 0.8, 6),  # the step from two to four paid: on, up to the rate limit
     (4, 2, 1.0, 2.3, 0.8, 4),  # four pages in 2.3 s against two in 1 s: not worth more
 ])
 def test_more_streams_only_when_the_last_step_paid_and_under_the_rate_limit(active, before, before_s, now_s, waited, expected):
@@ -265,3 +266,32 @@ def test_a_window_paged_to_its_end_is_replaced_at_once_not_once_the_writer_took_
             return len(started)
 
     assert run(scenario()) == 3
+
+
+def test_a_writer_waiting_is_evidence_once_it_waited_long_enough_not_at_the_next_answer():
+    """Two windows answer every second (side by side: DS is far). The writer, busy until
+    1.5 s, takes the two pages waiting for it, then waits for the next: once it waited
+    `WAITED_S`, two more streams start (1.75 s), not when the next answers come (2 s)."""
+    time_ = VirtualTime()
+    started: list[float] = []
+
+    async def pages_from(since):
+        started.append(time_.t)
+        first = datetime_cell(since) if since else 0.0
+        for page in range(100):
+            await asyncio.sleep(1.0)
+            yield _Page([{"dateDepot": iso_second(first + 100.0 * (10 * page + i))} for i in range(10)], _Info())
+
+    async def scenario():
+        windows = WindowStreams(pages_from, first_windows(0.0, 1_000_000.0), deposit_of=lambda n: n["dateDepot"],
+                                round_trip=lambda out: 1.0 if out <= 2 else None,  # the step to four: no answer yet
+                                now=lambda: 1_000_000.0, monotonic=lambda: time_.t,
+                                total=10_000, density=0.01)
+        async with windows:
+            await asyncio.sleep(1.5)  # the writer makes its tables
+            await windows.__anext__()
+            await windows.__anext__()
+            await windows.__anext__()  # waited for
+            return started
+
+    assert time_.run(scenario()) == [0.0, 0.0, 1.5 + plan_windows.WAITED_S, 1.5 + plan_windows.WAITED_S]

@@ -180,7 +180,7 @@ def most_streams(monkeypatch):
     exit_ = streams.WindowStreams.__aexit__
 
     async def recorded(self, *exc):
-        seen.append(self.most)
+        seen.extend([] if self.closed else [self.most])
         return await exit_(self, *exc)
     monkeypatch.setattr(streams.WindowStreams, "__aexit__", recorded)
     return seen
@@ -196,32 +196,72 @@ def test_a_ds_slower_with_two_requests_out_gets_no_third_stream(most_streams, ev
         lab.assert_copy_exact()
 
 
+def slow_pages(lab, seconds: float) -> list[str]:
+    """DS takes `seconds` more for each page of dossiers (its CPU: the structure comes quickly).
+    Returns the pages' kinds in the order DS receives them ("window": by deposit date)."""
+    received, answer = [], lab.server.answer
+
+    def slower(path, authorization, body):
+        delay, respond = answer(path, authorization, body)
+        if b"otpDossiers" not in body:
+            return delay, respond
+        variables = json.loads(body).get("variables") or {}
+        received.append("window" if variables.get("updatedSince") is None else "sequential")
+        return delay + seconds, respond
+
+    lab.server.answer = slower
+    return received
+
+
+def slow_tables(lab, seconds: float) -> list[float]:
+    """Making the procedure's tables takes `seconds` (Grist's time: the copy's tasks run
+    meanwhile). Returns when the first page of dossiers was written, once it was."""
+    apply, written = lab.sink.apply, []
+
+    async def slower(actions):
+        if any(a[0] == "AddTable" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+            await asyncio.sleep(seconds)
+        if not written and any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+            written.append(time.monotonic())
+        return await apply(actions)
+
+    lab.sink.apply = slower
+    return written
+
+
 def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower():
-    """The first page comes while the copy makes its tables: it did not wait for it, but DS
-    took longer to answer than the copy to write it, as it will for the next: two pages, not
-    three, before the windows."""
+    """DS answers the structure at once but takes its time for each page (not far: busy). The
+    first page comes while the copy makes its tables: it did not wait for it, but DS took
+    longer to answer than the copy to write it, as it will for the next: two pages, not three,
+    before the windows."""
     with Lab(dossiers=900) as lab:
-        far(lab, 0.6)
-        received, answer = [], lab.server.answer
-
-        def noted(path, authorization, body):  # the pages' order as DS receives them
-            variables = json.loads(body).get("variables") or {}
-            received.extend(["window" if variables.get("updatedSince") is None else "sequential"]
-                            if b"otpDossiers" in body else [])
-            return answer(path, authorization, body)
-
-        def slow_tables(actions):  # the procedure's tables take a second (the first page is out)
-            if any(a[0] == "AddTable" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
-                time.sleep(1.0)
-
-        lab.server.answer, lab.sink.before_apply = noted, slow_tables
+        received = slow_pages(lab, 0.6)
+        slow_tables(lab, 1.0)
         lab.sync()
         # two pages, then the windows (page 3 may have been asked as page 2 was taken: not wanted)
         assert received[:2] == ["sequential"] * 2 and received.index("window") in (2, 3), received
         lab.assert_copy_exact()
 
 
+def test_a_far_ds_s_windows_start_once_its_first_page_came_while_the_tables_are_made():
+    """DS took long for the structure and for the first page, asked beside it: two answers
+    that say it is far. The windows start as soon as that page came, while the tables are
+    made, not once pages were written; no second page is asked for in order of modification."""
+    with Lab(dossiers=900) as lab:
+        far(lab, 0.6)
+        received = slow_pages(lab, 0.0)
+        written = slow_tables(lab, 1.5)
+        requests = lab.server.requests
+        lab.sync()
+        lab.assert_copy_exact()
+        pages = [r for r in requests if r.operation_name == "otpDossiers"]
+        assert received[:3] == ["sequential", "window", "window"], received
+        assert received.count("sequential") == 2, "the first page, and the closing pass"
+        assert [r.received < written[0] for r in pages[1:3]] == [True, True], "both windows asked before any write"
+
+
 def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):
+    monkeypatch.setattr(sync, "FAR_S", 2.0)  # the structure came quickly: DS is not far
     # its waits count from the 4th page: paging again what was written would cost more than windows save
     monkeypatch.setattr(sync, "WAITS_TO_PROBE", sync.PROBE_WITHIN + 1)
     with Lab(dossiers=900) as lab:

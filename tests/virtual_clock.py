@@ -1,6 +1,10 @@
-"""A clock whose sleeps take no time: they move it forward (for the DS client's waits)."""
+"""A clock whose sleeps take no time: they move it forward (for the DS client's waits); and
+an event loop whose time is its own (`VirtualTime`), moved on only while every task waits."""
 
 from __future__ import annotations
+
+import asyncio
+import selectors
 
 from py_core.clock import Clock
 
@@ -19,3 +23,35 @@ class VirtualClock:
 
     def clock(self) -> Clock:
         return Clock(now=self.now, monotonic=self.now, sleep=self.sleep)
+
+
+class VirtualTime:
+    """An event loop's clock, from zero (a float of today's epoch leaves no room for the loop's
+    resolution): a wait moves it on instead of sleeping. Nothing may wait for a socket or a
+    thread: the loop would never see them."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        clock = self
+
+        class Selector(selectors.SelectSelector):
+            def select(self, timeout=None):
+                if timeout is None:
+                    raise RuntimeError("every task waits for something that never comes")
+                clock.t += max(0.0, timeout)
+                return []
+
+        class Loop(asyncio.SelectorEventLoop):
+            def time(self) -> float:
+                return clock.t
+
+        return Loop(Selector())
+
+    def run(self, coroutine):
+        loop = self.loop()
+        try:
+            return loop.run_until_complete(coroutine)
+        finally:
+            loop.close()

@@ -5,7 +5,8 @@ checkpoint kept in the document, and what the copy learnt from DS):
 
 1. `structure` (in `synchronise`): read the procedure (every revision); check it comes from the
    DS instance the document was copied from. Errors here change nothing in the document. The
-   pages read first go out meanwhile: the listing's, or a full copy's first two.
+   pages read first go out meanwhile: the listing's, or a full copy's first page (then, from
+   a far DS, windows of deposit date at once, while the tables are made: `_probe`).
 2. `lease`: take the procedure's lease in `OTP_Etat` (`lease.py`); from there every write is
    fenced by it, and a copy that stops for any reason writes its line in `OTP_Historique`.
 3. `tables`: create or adjust tables and columns with their registry; lay out the pages once;
@@ -73,7 +74,7 @@ PARALLEL_FROM = 1000  # dossiers: from there a full copy may page windows of dep
 WAITS_TO_PROBE = 2  # when it waited for that many pages in a row (`WAITED_S` or more each),
 PROBE_WITHIN = 3  # among its first pages (the windows page again what was written before);
 # an incremental copy's listing of that many dossiers, once DS took `WAITED_S` for its light pages
-FIRST_PAGES = 2  # a full copy's pages asked for while the structure is read and the tables prepared
+FAR_S = 0.5  # DS took this long for the structure and for the first page each: it is far (see `_probe`)
 
 Cancel = Callable[[], bool]
 
@@ -88,16 +89,17 @@ async def synchronise(params: SyncParams, ds: DSClient, sink: GristSink, *, shou
     began = ds.clock.monotonic()  # DS's clock then: the copy's date (`Copy.ds_time`)
     # An incremental copy starts with the listing: its light pages are read from the start (at
     # most `READ_AHEAD` wait in memory), while the structure is read, the tables prepared and
-    # the copy read. A copy from the first dossier (none to resume) asks for its first two
-    # pages meanwhile (`Copy.run` drops them if another job left one by the time it holds the
-    # lease). Reading changes nothing: a structure error still leaves the document as is.
+    # the copy read. A copy from the first dossier (none to resume) asks for its first page
+    # meanwhile (`Copy.run` drops it if another job left one by the time it holds the lease;
+    # `Copy._probe` asks for the next one, or for windows of deposit date, once it came).
+    # Reading changes nothing: a structure error still leaves the document as is.
     ahead = Streams([ds.refresh_pages(number, filtered=params.filters.active)], depth=READ_AHEAD) \
         if lists_first(procedure, params.filters) else None
     resumes = bool(carried_checkpoint(doc.meta.get(LEASES, []), number))
     first = None if ahead or resumes else Prefetch(ds.dossier_pages(number, EPOCH, None))
     async with ahead or first or contextlib.nullcontext():
         if first is not None:
-            first.start(FIRST_PAGES)
+            first.start()
         structure = await ds.structure(number)
         check_instance(procedure, structure, params.endpoint)
         doc = await ensure_meta_tables(sink, doc)
@@ -181,7 +183,8 @@ class Copy:
             plan.fresh, kept = carry_fresh(plan.fresh, plan.created, kind.checkpoint.fresh)
             state.checkpoint = state.checkpoint.moved(fresh=kept)
         first = await self._first_pages(kind.checkpoint if kind.full else None, early)
-        async with first or contextlib.nullcontext():
+        async with first or contextlib.nullcontext(), \
+                self._probing(first if first is early else None, structure.dossiers_count) as probe:
             writer, doc = await self.tables(structure, schema, plan, doc)
             binned = {n: writer.cell(n, BIN_DATE) for n in writer.dossier_ids}  # a write clears a restored one
             await self.take_again(procedure, schema, writer)
@@ -189,7 +192,7 @@ class Copy:
             # a copy that started with no dossier: every row is one its pages brought (no listing
             # follows), so DS's bin and the charts come while the closing pass comes
             meanwhile = None if binned else (lambda: self.bin_and_charts(cursor, doc, writer))
-            streamed = await self.pages(first, structure, schema, writer, meanwhile) if kind.full else False
+            streamed = await self.pages(first, probe, structure, schema, writer, meanwhile) if kind.full else False
             self._check_cancel()
             if not kind.full or kind.resumed or (streamed and any(n not in state.listed for n in writer.dossier_ids)):
                 listing = await self.listing(writer, ahead, structure, procedure)
@@ -230,18 +233,24 @@ class Copy:
         for dossier_number in retry:
             await self._take_one(dossier_number, schema, writer)
 
-    async def pages(self, first: Prefetch, structure: Structure, schema: Schema, writer: Writer,
-                    meanwhile: Callable[[], Awaitable[Any]] | None = None) -> bool:
+    async def pages(self, first: Prefetch, probe: asyncio.Future | None, structure: Structure, schema: Schema,
+                    writer: Writer, meanwhile: Callable[[], Awaitable[Any]] | None = None) -> bool:
         """A full copy's pages; True when it went on with windows of deposit date (`_streamed_pages`:
-        `meanwhile`, while DS answers their closing pass)."""
+        `meanwhile`, while DS answers their closing pass): started by `probe` from a far DS,
+        else once the copy waited for its pages."""
         state, total = self.state, structure.dossiers_count
         self.progress.count(state.result.fetched, total)
         self.progress.phase("Lecture des dossiers…")
+        probed = await probe if probe is not None else None
+        if probed is not None:  # the first page is paged again by the first window
+            await first.__aexit__(None, None, None)
+            await self._streamed_pages(schema, writer, total, meanwhile, probed)
+            return True
         # a fresh full copy of many dossiers whose pages come slower than it writes them goes on
         # with windows of deposit date paged at once; the pages written before keep their checkpoint
-        may_stream = not state.result.resumed and not state.checkpoint.after and (total or 0) >= PARALLEL_FROM
         async with first as pages:  # asked for before the tables (see `run`)
-            streams = await self._write_pages(pages, schema, writer, total, checkpointed=True, may_stream=may_stream)
+            streams = await self._write_pages(pages, schema, writer, total, checkpointed=True,
+                                              may_stream=self._may_stream(total))
         if streams:  # no checkpoint of their own: a resume goes on sequentially after the first page
             await self._streamed_pages(schema, writer, total, meanwhile)
         return streams
@@ -358,6 +367,50 @@ class Copy:
         await self.sink.release(self._checkpoint())
 
     # -- the steps they share ---------------------------------------------------------------
+    def _may_stream(self, total: int | None) -> bool:
+        """A fresh full copy of many dossiers may go on with windows of deposit date."""
+        state = self.state
+        return not state.result.resumed and not state.checkpoint.after and (total or 0) >= PARALLEL_FROM
+
+    async def _probe(self, first: Prefetch, total: int | None) -> tuple[WindowStreams, float | None] | None:
+        """Once the first page asked for beside the structure came: from a far DS (it took
+        `FAR_S` or more for the structure and for that page: two answers, whatever the copy's
+        own speed), a copy that may stream starts windows of deposit date now, while the
+        tables are prepared (two: the probe; more once they help, `WindowStreams`), with DS's
+        clock then (their closing pass); else the next page is asked for. The first page is
+        left to the caller (`pages`), who meets its error if any."""
+        await asyncio.wait([first.asked[0]])  # not cancelled with this task: it is the caller's
+        page = None if first.asked[0].cancelled() or first.asked[0].exception() else first.asked[0].result()
+        if page is None:
+            return None
+        ds = self.ds
+        far = min(ds.round_trip("structure") or 0.0, ds.round_trip("dossiers") or 0.0) >= FAR_S
+        if far and page.page_info.has_next_page and self._may_stream(total):
+            self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes]
+            started = ds.server_time
+            windows = self._streams(total)
+            await windows.__aenter__()
+            return windows, started
+        first.ahead()
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _probing(self, first: Prefetch | None, total: int | None) -> AsyncIterator[asyncio.Future | None]:
+        """`_probe` running while the copy goes on (when its first page was asked for beside
+        the structure); on the way out, stopped, and its streams with it (taken or not)."""
+        probe = asyncio.ensure_future(self._probe(first, total)) if first is not None else None
+        try:
+            yield probe
+        finally:
+            if probe is not None:
+                probe.cancel()
+                try:
+                    probed = await probe
+                except BaseException:  # noqa: BLE001 - cancelled or failed: it started nothing
+                    probed = None
+                if probed is not None:
+                    await probed[0].__aexit__(None, None, None)
+
     async def _first_pages(self, checkpoint: Checkpoint | None, early: Prefetch | None) -> Prefetch | None:
         """A full copy's pages from `checkpoint`: those asked for alongside the structure when
         it starts from the first dossier (else they are dropped), or asked for now: they come
@@ -426,7 +479,8 @@ class Copy:
             yield page, prepared, self.clock.monotonic() - started
 
     async def _streamed_pages(self, schema: Schema, writer: Writer, total: int | None,
-                              meanwhile: Callable[[], Awaitable[Any]] | None) -> None:
+                              meanwhile: Callable[[], Awaitable[Any]] | None,
+                              probed: tuple[WindowStreams, float | None] | None = None) -> None:
         """Every dossier by windows of deposit date paged at once (`WindowStreams`: two, more
         while they help), then a closing `updatedSince` pass from DS's clock when they started
         (less `SETTLE_S`; without its clock, its newest modification less `LAG_S`): the
@@ -435,10 +489,8 @@ class Copy:
         written after `meanwhile`, done while DS answers it."""
         number, ds = self.params.number, self.ds
         self.progress.phase("Lecture des dossiers, par plusieurs flux à la fois…")
-        started = ds.server_time
+        windows, started = probed or (self._streams(total), ds.server_time)
         newest = None if started else asyncio.ensure_future(ds.newest_modification(number))  # alongside the streams
-        windows = self._windows(lambda since: ds.dossier_pages(number, None, created_since=since), "dossiers", total or 0,
-                                deposit_of=lambda dossier: dossier.raw("dateDepot"))
 
         async def closing_pass() -> Prefetch | None:
             """Asked as soon as every window was paged, while the last pages are written."""
@@ -469,6 +521,12 @@ class Copy:
                 if meanwhile is not None:
                     await meanwhile()
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
+
+    def _streams(self, total: int | None) -> WindowStreams:
+        """The full copy's windows (`_windows`): every dossier, by deposit date."""
+        number = self.params.number
+        return self._windows(lambda since: self.ds.dossier_pages(number, None, created_since=since), "dossiers",
+                             total or 0, deposit_of=lambda dossier: dossier.raw("dateDepot"))
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
                  deposit_of: Callable[[Any], Any], start: float | None = None) -> WindowStreams:

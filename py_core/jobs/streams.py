@@ -12,7 +12,7 @@ from typing import Any
 
 from ..ds.dates import iso_second
 from ..grist.values import datetime_cell
-from ..plan.windows import MAX_STREAMS, Window, clip, split, wanted_streams
+from ..plan.windows import MAX_STREAMS, WAITED_S, Window, clip, split, wanted_streams
 
 
 async def cancel_all(tasks: list[asyncio.Future]) -> None:
@@ -85,17 +85,18 @@ class Prefetch:
         self.pages = pages
         self.asked: deque[asyncio.Future] = deque()  # the next pages asked for, in order
 
-    def start(self, count: int = 1) -> None:
-        """Ask for the first `count` pages now, each as soon as the one before came (each is
-        there for the caller as soon as it came): the caller has something else to do first."""
+    def start(self) -> None:
+        """Ask for the next page now: the caller has something else to do first."""
         if not self.asked:
-            self.asked.append(asyncio.ensure_future(self._next(count)))
+            self.asked.append(asyncio.ensure_future(self._next()))
 
-    async def _next(self, more: int) -> Any:
-        page = await self.pages.__anext__()  # StopAsyncIteration ends the caller's loop
-        if more > 1:
-            self.asked.append(asyncio.ensure_future(self._next(more - 1)))
-        return page
+    def ahead(self) -> None:
+        """Ask for one page more than those asked for, the last of which came: the caller will
+        want them all."""
+        self.asked.append(asyncio.ensure_future(self._next()))
+
+    async def _next(self) -> Any:
+        return await self.pages.__anext__()  # StopAsyncIteration ends the caller's loop
 
     async def __aenter__(self) -> Prefetch:
         return self
@@ -163,6 +164,7 @@ class WindowStreams:
         self.most = 0  # the most streams that ran at once
         self.ends = 0  # streams whose end the caller took (each puts it after its pages)
         self.fetched = asyncio.Event()  # every window paged to its end (pages may still wait in the queue)
+        self.closed = False  # left: its streams stopped
 
     def _start(self, index: int) -> None:
         self.active += 1
@@ -213,6 +215,10 @@ class WindowStreams:
             self.before, self.target, self.step_waited_s = self.active, wanted, 0.0
         self._grow()
 
+    def _consider_waiting(self, since: float) -> None:
+        if self.waiting_since == since and self.ends < len(self.tasks):
+            self._consider()
+
     def _grow(self) -> None:
         """As many streams as wanted (see the class), each on a window cut from the one with
         the most left."""
@@ -235,6 +241,8 @@ class WindowStreams:
 
     async def __anext__(self) -> Any:
         asked = self.waiting_since = self.monotonic()
+        if self.queue.empty():  # waiting that long is evidence too: considered then, not at the next answer
+            asyncio.get_running_loop().call_later(WAITED_S, self._consider_waiting, asked)
         while self.ends < len(self.tasks):  # a stream puts its end after its pages
             kind, value = await self.queue.get()
             if kind == "page":
@@ -249,5 +257,7 @@ class WindowStreams:
         self.waiting_since = None
         raise StopAsyncIteration
 
-    async def __aexit__(self, *_exc) -> None:
-        await cancel_all(self.tasks)
+    async def __aexit__(self, *_exc) -> None:  # once: whoever started them, or whoever took them
+        if not self.closed:
+            self.closed = True
+            await cancel_all(self.tasks)

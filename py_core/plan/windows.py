@@ -35,7 +35,7 @@ MAX_STREAMS = 8
 GAIN = 1.15  # the stream added last brought at least this many times the pages a second: one more may too
 SIDE_BY_SIDE = 1.15  # DS answered `k` at once within this of `k - 1`: it slowed none of them, twice as many may run
 RATE_LIMIT = 400  # requests a minute (DS's limit per token)
-RATE_MARGIN = 0.85  # of it, for the streams (the listing, the bin, a retry)
+RATE_MARGIN = 0.9  # of it, for the streams (the listing, the bin, a retry)
 MIN_SPLIT = 100  # dossiers: a window with no more left is not cut (one page: a cut would save no round trip)
 WAITED_S = 0.25  # the writer waited this long for a page: pages come slower than it writes
 
