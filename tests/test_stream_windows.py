@@ -86,15 +86,13 @@ RISING = (Window(None, 500.0, position=499.0, first=0.0, count=260, done=True),
           Window(500.0, None, position=3500.0, first=500.0, count=301))
 
 
-@pytest.mark.parametrize("left, share, index, cut", [
-    (None, None, None, None),  # the window's own estimate: 100 left, one page (MIN_SPLIT): not cut
-    (700, None, 1, 4001.0),  # DS's count: 700 left, cut in the middle of what it has left
-    (700, 350, 1, 4001.0),  # its share (350 of 700 at 7× the density seen): the middle again
-    (700, 140, 1, 3701.0),  # a share of 140 in 5 streams: 200 s at 0.7 a second
-    (MIN_SPLIT - 1, None, None, None),  # DS's count: too few left to be worth a cut
+@pytest.mark.parametrize("left, index, cut", [
+    (None, None, None),  # the window's own estimate: 100 left, one page (MIN_SPLIT): not cut
+    (700, 1, 4001.0),  # DS's count: 700 left, cut in the middle of what it has left
+    (MIN_SPLIT - 1, None, None),  # DS's count: too few left to be worth a cut
 ])
-def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, share, index, cut):
-    after, new = split(RISING, 4500.0, 0.05, share, left)
+def test_dss_count_of_what_is_left_scales_the_windows_estimates(left, index, cut):
+    after, new = split(RISING, 4500.0, 0.05, left)
     if index is None:
         assert new is None and after == RISING
         return
@@ -140,19 +138,20 @@ def test_the_rate_limit_holds_for_any_round_trip():
         assert streams * 60 / round_trip <= 400 or streams == 2, (round_trip, streams)
 
 
-def simulate(deposits: list[float], now: float, streams: int = 6, page: int = 100):
-    """Page sorted `deposits` through the planner: `streams` at once, round-robin, every page
-    clipped, a window cut whenever fewer than `streams` run. Returns (every deposit brought,
-    requests, rounds: the requests' round trips one after the other, the copy's time)."""
+def simulate(deposits: list[float], now: float, streams: int = 6, page: int = 100, ramp: tuple[int, ...] = ()):
+    """Page sorted `deposits` through the planner: `streams` at once (`ramp`: as many in the
+    first rounds, as a copy grows its streams on evidence), round-robin, every page clipped, a
+    window cut whenever fewer than wanted run. Returns (every deposit brought, requests,
+    rounds: the requests' round trips one after the other, the copy's time)."""
     windows = first_windows(deposits[0], now, 2)
     density = density_of(len(deposits), deposits[0], now)
     cursors: dict[int, int] = {}  # window → index of the next deposit its stream gets
     brought, requests, rounds = [], 0, 0
     while True:
         rounds += 1
-        while sum(1 for w in windows if not w.done) < streams:
+        while sum(1 for w in windows if not w.done) < (ramp[rounds - 1] if rounds <= len(ramp) else streams):
             left = len(deposits) - len(brought)
-            windows, new = split(windows, now, density, left / streams, left)
+            windows, new = split(windows, now, density, left)
             if new is None:
                 break
         open_ = [i for i, w in enumerate(windows) if not w.done]
@@ -180,6 +179,10 @@ def test_any_distribution_is_paged_once_by_balanced_streams(shape):
     brought, requests, rounds = simulate(deposits, now)
     assert sorted(brought) == deposits, "every dossier once: none lost, none twice"
     assert requests <= 50 * 1.35, "a page more per cut at most, not twice the requests"
+    # streams that grow from two to seven, as a copy's on evidence: the first cuts know little
+    brought, requests, rounds = simulate(deposits, now, 7, ramp=(2, 4))
+    assert sorted(brought) == deposits
+    assert requests <= 50 * 1.3 and rounds <= 0.3 * 50, "halves of what is left: few cuts, each a page at most"
     # balanced: six streams page the 50 pages in little more than 50 / 6 round trips (one
     # stream per state, 80 % in one state, took 40)
     assert rounds <= 0.3 * 50, rounds

@@ -224,7 +224,7 @@ class WindowStreams:
         the most left."""
         while self.active < self.target:
             left = max(0, self.total - sum(w.count for w in self.windows))
-            windows, new = split(tuple(self.windows), self.now(), self.density, left / self.target, left)
+            windows, new = split(tuple(self.windows), self.now(), self.density, left)
             if new is None:
                 return
             self.windows = list(windows)

@@ -99,16 +99,17 @@ def remaining(window: Window, now: float, density: float) -> float:
     return max(0.0, span[1] - span[0]) * _density(window, density)
 
 
-def split(windows: tuple[Window, ...], now: float, density: float, share: float | None = None,
+def split(windows: tuple[Window, ...], now: float, density: float,
           left: float | None = None) -> tuple[tuple[Window, ...], int | None]:
-    """Cut the window with the most dossiers left: the windows after the cut, and the index of
-    the new one (None: none is worth cutting). The stream paging it keeps about `share`
-    dossiers (what is left overall, over the streams wanted) at the density it has seen, at
-    most half its span left: deposits come in bursts (a campaign's last weeks), so the span
-    past what a stream has seen is cut near, not in the middle of a year that may be empty.
-    `left`, when known (DS's count less what the streams brought), scales the windows'
-    estimates to it: they say where the dossiers left are, DS's count how many (deposits
-    that come faster and faster would otherwise look like too few to be worth a cut)."""
+    """Cut the window with the most dossiers left in the middle of what it has left (its
+    stream keeps the first half, a new one takes the second): the windows after the cut, and
+    the index of the new one (None: none is worth cutting). As work stealing, halves: a cut
+    costs a page (the stream that keeps the first half ends on a page it does not fill), and
+    a half that proves nearly empty (deposits come in bursts: a campaign's last weeks) is soon
+    paged, its stream then cutting what is left of the other. `left`, when known (DS's count
+    less what the streams brought), scales the windows' estimates to it: they say where the
+    dossiers left are, DS's count how many (deposits that come faster and faster would
+    otherwise look like too few to be worth a cut)."""
     open_ = [(remaining(w, now, density), i) for i, w in enumerate(windows) if _span_left(w, now) is not None]
     known = sum(estimate for estimate, _ in open_)
     scale = left / known if left is not None and known > 0 else 1.0
@@ -122,10 +123,7 @@ def split(windows: tuple[Window, ...], now: float, density: float, share: float 
     begin, end = _span_left(window, now) or (0.0, 0.0)
     if most <= MIN_SPLIT or end - begin < 2:
         return windows, None
-    step = (end - begin) / 2
-    if share and window.count >= 2:
-        step = min(step, share / (_density(window, density) * scale))
-    cut = float(math.floor(begin + step)) + 1  # after `begin`: nothing already brought is paged again
+    cut = float(math.floor(begin + (end - begin) / 2)) + 1  # after `begin`: nothing already brought is paged again
     if window.end is not None and cut >= window.end:
         return windows, None
     shortened = replace(window, end=cut)
