@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+from concurrent.futures import ThreadPoolExecutor
 
 from py_core.clock import Clock
 
@@ -50,8 +51,14 @@ class VirtualTime:
         return Loop(Selector())
 
     def run(self, coroutine):
-        loop = self.loop()
-        try:
-            return loop.run_until_complete(coroutine)
-        finally:
-            loop.close()
+        """Run `coroutine` on this loop, in a thread of its own (the browser tests' Playwright
+        keeps an event loop running in the main one)."""
+        def in_thread():
+            loop = self.loop()
+            try:
+                return loop.run_until_complete(coroutine)
+            finally:
+                loop.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(in_thread).result()

@@ -292,13 +292,19 @@ class FakeDSServer:
 
         context = make_context(self.store, allowed, document, self.base_url, writable=token not in self.read_only_tokens)
         with self.store.lock:  # one consistent snapshot per query
-            result = execute(self.schema, document, variable_values=variables,
-                             operation_name=record.operation_name, context_value=context)
+            result = execute(self.schema, document, variable_values=variables, operation_name=record.operation_name,
+                             context_value=context, is_awaitable=_never)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [_format_error(e) for e in result.errors]
         body["data"] = result.data
         return 200, body
+
+
+def _never(_value: Any) -> bool:
+    """The fake's resolvers are all synchronous: graphql-core need not ask of every value
+    whether it is awaitable (an eighth of the fake's time on a page of dossiers)."""
+    return False
 
 
 def _ds_accepts(error: GraphQLError) -> bool:

@@ -86,7 +86,6 @@ def copy(procedure, latency: float, row_s: float, action_s: float, prepare_s: fl
     sink = TimedSink(row_s, action_s)
     clock = Clock(now=lambda: base + time.t, monotonic=lambda: time.t, sleep=asyncio.sleep)
     params = parse_params({"demarche": str(procedure.number), "token": TOKEN, "endpoint": URL, "holder": "virtuel/onglet"})
-    loop = time.loop()
     asked: list[float] = []
     answer = server.answer
 
@@ -117,10 +116,9 @@ def copy(procedure, latency: float, row_s: float, action_s: float, prepare_s: fl
     try:
         server.start()  # its files' links need an address; the copy asks it through `FakeDSTransport`
         began = time.t
-        result = loop.run_until_complete(synchronise(params, ds, sink))
+        result = time.run(synchronise(params, ds, sink))
         elapsed = time.t - began
     finally:
-        loop.close()
         server.stop()
         Copy._prepare = prepare
         streams.clip = clip
