@@ -229,11 +229,12 @@ def slow_tables(lab, seconds: float) -> list[float]:
     return written
 
 
-def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower():
-    """DS answers the structure at once but takes its time for each page (not far: busy). The
+def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower(monkeypatch):
+    """DS answers the structure quickly but takes its time for each page (not far: busy). The
     first page comes while the copy makes its tables: it did not wait for it, but DS took
     longer to answer than the copy to write it, as it will for the next: two pages, not three,
     before the windows."""
+    monkeypatch.setattr(sync, "FAR_S", 5.0)  # the structure quick, whatever the machine's load
     with Lab(dossiers=900) as lab:
         received = slow_pages(lab, 0.6)
         slow_tables(lab, 1.0)
