@@ -102,6 +102,7 @@ def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch)
         return prepare(self, dossiers, schema)
 
     monkeypatch.setattr(Writer, "prepare", noted)
+    monkeypatch.setattr(sync, "PARALLEL_FROM", 10_000)  # one sequential stream, whatever the machine's load
     with Lab(dossiers=300) as lab:
         apply = lab.sink.apply
 
@@ -122,10 +123,11 @@ def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch)
         assert events[:at].count("rows") == page + 2, events
 
 
-def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_meanwhile():
+def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_meanwhile(monkeypatch):
     """Page k+1's rows are built while page k is written: when page k widens a column (an
     integer beyond 2**53: a Text), page k+1 is planned against the widened type, not the one
     it was built with — one `ModifyColumn` to Text, the copy exact."""
+    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
     with Lab(dossiers=201) as lab:
         count = lab.descriptor("IntegerNumberChampDescriptor", "Nombre de bénéficiaires")
         for number in lab.ds_numbers()[:2]:  # modified last: the last of page 2, the one of page 3
@@ -145,7 +147,8 @@ def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_mea
         assert lab.column("champs", lab.col_id("champs", count["id"]))["type"] == "Text"
 
 
-def test_a_copy_slower_than_ds_is_paged_by_one_stream():
+def test_a_copy_slower_than_ds_is_paged_by_one_stream(monkeypatch):
+    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
     with Lab(dossiers=320) as lab:
         # Grist takes longer to write a page than DS to answer one (0.3–0.4 s on a busy machine)
         lab.sink.before_apply = lambda actions: time.sleep(1.0) if any(a[0] == "BulkAddRecord" for a in actions) else None
@@ -512,7 +515,7 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
     assert all(sent[i + 400] - sent[i] >= 60 - 1e-6 for i in range(len(sent) - 400))
 
 
-def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_itself_before_them():
+def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_itself_before_them(monkeypatch):
     """A far DS's round trips are not paid one after the other: the first page goes out with
     the structure, the second as soon as the first came (while the tables are prepared). The
     copy is dated by DS's clock before either left (`Relire_depuis`: the next copy reads again
@@ -520,15 +523,19 @@ def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_
     from py_core.ds.dates import iso_second
     from py_core.grist.values import datetime_cell
     from py_core.jobs.copy_kind import SETTLE_S
+    monkeypatch.setattr(sync, "PARALLEL_FROM", 10_000)  # one sequential stream, whatever the machine's load
     with Lab(dossiers=300) as lab:
         far(lab, 0.3)
         written: list[float] = []
+        apply = lab.sink.apply
 
-        def before_apply(actions):
+        async def noted(actions):  # when the first page was written
+            result = await apply(actions)
             if not written and any(a[0] == "BulkAddRecord" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
                 written.append(time.monotonic())
+            return result
 
-        lab.sink.before_apply = before_apply
+        lab.sink.apply = noted
         lab.sync()
         lab.assert_copy_exact()
         structure = next(r for r in lab.server.requests if r.operation_name == "otpStructure")
@@ -540,9 +547,10 @@ def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_
         assert reread <= ds_clock_then - SETTLE_S, (iso_second(reread), iso_second(ds_clock_then))
 
 
-def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure():
+def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure(monkeypatch):
     """The lease carries an interrupted copy's checkpoint: no first page is asked for beside
     the structure; the copy goes on after the pages it wrote before."""
+    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
     with Lab(dossiers=300) as lab:
         calls = {"n": 0}
 
