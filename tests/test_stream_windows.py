@@ -18,8 +18,8 @@ from py_core.ds.dates import iso_second
 from py_core.grist.values import datetime_cell
 from py_core.jobs.streams import WindowStreams
 from py_core.plan import windows as plan_windows
-from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, remaining, split,
-                                  wanted_streams)
+from py_core.plan.windows import (MAX_STREAMS, MIN_SPLIT, Window, clip, density_of, first_windows, probe_streams,
+                                  remaining, split, wanted_streams)
 from tests.lab import run
 from tests.virtual_clock import VirtualTime
 
@@ -129,8 +129,22 @@ def test_more_streams_only_when_the_last_step_paid_and_under_the_rate_limit(acti
     assert wanted_streams(active, before, before_s, now_s, waited) == expected
 
 
+@pytest.mark.parametrize("structure_s, page_s, expected", [
+    (1.0, 1.0, 4),  # DS's time is distance: four windows at once, while the tables are made
+    (1.2, 1.45, 4),  # a page costs it a little (0.25 s beside 1.2 s of distance)
+    (1.0, 1.6, 2),  # a page costs it 0.6 s of work beside 1 s: two, more only on evidence
+    (0.6, 2.5, 2),  # a wide form's pages (its CPU), far or not
+    (0.6, 0.6, 3),  # 4 round trips of 0.6 s a second would pass 90 % of 400 a minute
+    (0.5, 0.55, 3),
+    (3.0, 3.2, 4),  # never more than four before the copy waited
+])
+def test_a_far_ds_s_first_windows_are_as_many_as_its_distance_and_its_rate_allow(structure_s, page_s, expected):
+    assert probe_streams(structure_s, page_s) == expected
+
+
 def test_the_rate_limit_holds_for_any_round_trip():
     for round_trip in (0.05, 0.2, 0.5, 1.0, 2.0, 5.0):
+        assert probe_streams(round_trip, round_trip) * 60 / round_trip <= 400 or round_trip < 0.5, round_trip
         streams = 2
         before = 1
         while (more := wanted_streams(streams, before, round_trip, round_trip, 1.0)) > streams:

@@ -41,14 +41,16 @@ def far(lab, seconds=0.3):
 @pytest.fixture
 def evidence(monkeypatch):
     """The evidence the copy decides on, set by the test rather than measured (timings of a
-    shared machine are not): the copy always waited for its pages, and DS answered with
-    several requests out in `ratio` times what it takes alone."""
+    shared machine are not): the copy always waited for its pages, DS took 1 s for the
+    structure and `page_alone` s for a page alone (a far DS), and answered with several
+    requests out in `value` times what it takes alone."""
     monkeypatch.setattr(sync, "WAITED_S", 0.0)
     monkeypatch.setattr(plan_windows, "WAITED_S", 0.0)
-    ratio = {"value": 1.0}
+    ratio = {"value": 1.0, "page_alone": 1.0}
 
     def round_trip(self, query_name, *, out=1):
-        return 1.0 if out == 1 else ratio["value"]
+        alone = ratio["page_alone"] if query_name == "dossiers" else 1.0
+        return alone if out == 1 else alone * ratio["value"]
     monkeypatch.setattr(DSClient, "round_trip", round_trip)
     return ratio
 
@@ -191,6 +193,7 @@ def most_streams(monkeypatch):
 
 def test_a_ds_slower_with_two_requests_out_gets_no_third_stream(most_streams, evidence):
     evidence["value"] = 2.0  # a DS whose pages cost CPU time: two at once take twice as long
+    evidence["page_alone"] = 1.8  # far too (1 s for the structure): 0.8 s of work a page
     with Lab(dossiers=900) as lab:
         result = lab.sync()
         assert most_streams == [2], "the probe (two windows), no third"
@@ -247,21 +250,24 @@ def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_d
         lab.assert_copy_exact()
 
 
-def test_a_far_ds_s_windows_start_once_its_first_page_came_while_the_tables_are_made():
+def test_a_far_ds_s_windows_start_once_its_first_page_came_while_the_tables_are_made(monkeypatch):
     """DS took long for the structure and for the first page, asked beside it: two answers
-    that say it is far. The windows start as soon as that page came, while the tables are
-    made, not once pages were written; no second page is asked for in order of modification."""
+    that say it is far, and the page took it no longer than the structure: its time is
+    distance. Four windows start as soon as that page came, while the tables are made, not
+    once pages were written; no second page is asked for in order of modification."""
+    monkeypatch.setattr(plan_windows, "PAGE_WORK", 10.0)  # the fake's CPU for a page, whatever the load, is not work here
     with Lab(dossiers=900) as lab:
-        far(lab, 0.6)
+        far(lab, 0.8)  # 4 round trips of 0.8 s a second stay under 90 % of DS's rate
         received = slow_pages(lab, 0.0)
         written = slow_tables(lab, 1.5)
         requests = lab.server.requests
         lab.sync()
         lab.assert_copy_exact()
         pages = [r for r in requests if r.operation_name == "otpDossiers"]
-        assert received[:3] == ["sequential", "window", "window"], received
+        assert received[:5] == ["sequential"] + ["window"] * 4, received
         assert received.count("sequential") == 2, "the first page, and the closing pass"
-        assert [r.received < written[0] for r in pages[1:3]] == [True, True], "both windows asked before any write"
+        assert all(r.received < written[0] for r in pages[1:5]), "the four windows asked before any write"
+        assert len({r.variables.get("createdSince") for r in pages[1:5]}) == 4, "four windows, not two paged twice"
 
 
 def test_a_copy_that_waits_only_after_its_first_pages_is_not_probed(monkeypatch, evidence):

@@ -57,7 +57,7 @@ from ..grist.values import datetime_cell, epoch_of
 from ..grist.writer import Prepared, Writer
 from ..plan.membership import changed_dossiers, plan_membership
 from ..plan.registry import SchemaPlan, agent_columns, column_types, plan_ref_display, plan_registry, plan_schema, refresh_maps
-from ..plan.windows import WAITED_S, density_of, first_windows
+from ..plan.windows import WAITED_S, density_of, first_windows, probe_streams
 from ..plan.schema import BIN_DATE, DATE_MODIFIED, DELETED_DATE, OUT_OF_FILTER, Schema, build_schema
 from .checkpoint import Checkpoint
 from .copy_kind import SETTLE_S, carry_fresh, lists_first, plan_kind, reread_since, without_keys
@@ -376,19 +376,20 @@ class Copy:
         """Once the first page asked for beside the structure came: from a far DS (it took
         `FAR_S` or more for the structure and for that page: two answers, whatever the copy's
         own speed), a copy that may stream starts windows of deposit date now, while the
-        tables are prepared (two: the probe; more once they help, `WindowStreams`), with DS's
-        clock then (their closing pass); else the next page is asked for. The first page is
-        left to the caller (`pages`), who meets its error if any."""
+        tables are prepared (the probe: four when DS's time is its distance, else two,
+        `probe_streams`; more once they help, `WindowStreams`), with DS's clock then (their
+        closing pass); else the next page is asked for. The first page is left to the caller
+        (`pages`), who meets its error if any."""
         await asyncio.wait([first.asked[0]])  # not cancelled with this task: it is the caller's
         page = None if first.asked[0].cancelled() or first.asked[0].exception() else first.asked[0].result()
         if page is None:
             return None
         ds = self.ds
-        far = min(ds.round_trip("structure") or 0.0, ds.round_trip("dossiers") or 0.0) >= FAR_S
-        if far and page.page_info.has_next_page and self._may_stream(total):
+        structure_s, page_s = ds.round_trip("structure") or 0.0, ds.round_trip("dossiers") or 0.0
+        if min(structure_s, page_s) >= FAR_S and page.page_info.has_next_page and self._may_stream(total):
             self.deposits += [datetime_cell(d.raw("dateDepot")) or 0.0 for d in page.nodes]
             started = ds.server_time
-            windows = self._streams(total)
+            windows = self._streams(total, probe_streams(structure_s, page_s))
             await windows.__aenter__()
             return windows, started
         first.ahead()
@@ -522,22 +523,22 @@ class Copy:
                     await meanwhile()
                 await self._write_pages(pages, schema, writer, total, checkpointed=False)
 
-    def _streams(self, total: int | None) -> WindowStreams:
-        """The full copy's windows (`_windows`): every dossier, by deposit date."""
+    def _streams(self, total: int | None, streams: int = 2) -> WindowStreams:
+        """The full copy's windows (`_windows`, `streams` of them at first): every dossier, by deposit date."""
         number = self.params.number
         return self._windows(lambda since: self.ds.dossier_pages(number, None, created_since=since), "dossiers",
-                             total or 0, deposit_of=lambda dossier: dossier.raw("dateDepot"))
+                             total or 0, deposit_of=lambda dossier: dossier.raw("dateDepot"), streams=streams)
 
     def _windows(self, pages_from: Callable[[str | None], AsyncIterator[Any]], query: str, total: int, *,
-                 deposit_of: Callable[[Any], Any], start: float | None = None) -> WindowStreams:
+                 deposit_of: Callable[[Any], Any], start: float | None = None, streams: int = 2) -> WindowStreams:
         """Windows of deposit date from `start` (None: the first dossier) paged at once
-        (`WindowStreams`), the first two cut between `start` (else the earliest deposit the
-        copy saw) and DS's clock; `total`: the dossiers they should bring."""
+        (`WindowStreams`), the first `streams` cut between `start` (else the earliest deposit
+        the copy saw) and DS's clock; `total`: the dossiers they should bring."""
         ds = self.ds
         now = ds.server_time or self.clock.now()
         low = start if start is not None else min(self.deposits, default=now - 1)
         return WindowStreams(
-            pages_from, first_windows(low, now, start=start), deposit_of=deposit_of,
+            pages_from, first_windows(low, now, streams, start=start), deposit_of=deposit_of,
             round_trip=lambda out: ds.round_trip(query, out=out),
             now=lambda: ds.server_time or self.clock.now(), monotonic=self.clock.monotonic,
             total=total, density=density_of(total, low, now))

@@ -136,15 +136,15 @@ class WindowStreams:
     pages for the caller, who takes them one at a time. A page's dossiers past its window's
     end are dropped (the next window brings them) and its stream stops there.
 
-    Starts with `windows` (two: the probe). As soon as an answer came (it may complete a
-    step's evidence), and after every page the caller took, more streams are started — each on
-    the window with the most left cut in two — when `plan.windows.wanted_streams` says they
-    help: the caller waited for a page since the last step, and that step made DS deliver more
-    pages a second (`round_trip(k)`: DS's round trip with `k` requests out,
-    `DSClient.round_trip`); and as soon as a stream's last page came, another takes its place
-    the same way (not once the caller, busy with the pages before, took it), so the streams
-    stay balanced whatever the dates' distribution. At
-    most `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
+    Starts with `windows` (the probe: `plan.windows.probe_streams`). As soon as an answer
+    came (it may complete a step's evidence), and after every page the caller took, more
+    streams are started — each on the window with the most left cut in two — when
+    `plan.windows.wanted_streams` says they help: the caller waited for a page since the last
+    step, and that step made DS deliver more pages a second (`round_trip(k)`: DS's round trip
+    with `k` requests out, `DSClient.round_trip`); and as soon as a stream's last page came,
+    another takes its place the same way (not once the caller, busy with the pages before,
+    took it), so the streams stay balanced whatever the dates' distribution. At most
+    `MAX_STREAMS` pages wait in memory. No checkpoint (several cursors): an interrupted
     copy resumes as one sequential stream after the pages it wrote before. `fetched` is set
     when every window was paged to its end, while the caller may still take pages read ahead."""
 
@@ -158,7 +158,7 @@ class WindowStreams:
         self.tasks: list[asyncio.Future] = []
         self.active = 0  # streams still asking DS for pages
         self.target = len(windows)  # streams wanted: grows on evidence only
-        self.before = 1  # streams that ran before the last step (the probe's two came from one)
+        self.before = 1  # streams that ran before the last step (the probe's came from one)
         self.step_waited_s = 0.0  # the longest the caller waited for a page since the last step
         self.waiting_since: float | None = None  # the caller waits for a page since then
         self.most = 0  # the most streams that ran at once

@@ -15,6 +15,8 @@ seen) is cut in two at the middle of what it has left (`split`): the stream pagi
 the cut, a new one starts there. The windows are never known to be even in advance, only
 made so as they are paged.
 
+A far DS's copy starts with `probe_streams` windows: four when DS's time is its distance
+(the first page, out beside the structure, took it little more than the structure), else two.
 More streams are wanted (`wanted_streams`) only on evidence that they help: the writer waited
 for its pages, and the stream added last made DS deliver more pages a second (`GAIN`): `k`
 answers at once in the time of `k` requests out, against `j` in the time of `j` out before the
@@ -36,6 +38,8 @@ GAIN = 1.15  # the stream added last brought at least this many times the pages 
 SIDE_BY_SIDE = 1.15  # DS answered `k` at once within this of `k - 1`: it slowed none of them, twice as many may run
 RATE_LIMIT = 400  # requests a minute (DS's limit per token)
 RATE_MARGIN = 0.9  # of it, for the streams (the listing, the bin, a retry)
+PROBE_STREAMS = 4  # windows a far DS's copy starts with, when a page costs DS little beside its distance
+PAGE_WORK = 0.5  # a page took DS at most this share of the structure's round trip more: little beside its distance
 MIN_SPLIT = 100  # dossiers: a window with no more left is not cut (one page: a cut would save no round trip)
 WAITED_S = 0.25  # the writer waited this long for a page: pages come slower than it writes
 
@@ -143,9 +147,25 @@ def wanted_streams(active: int, before: int, before_s: float | None, now_s: floa
         return active
     if active / now_s < GAIN * before / before_s:
         return active
-    by_rate = math.floor(RATE_LIMIT * RATE_MARGIN / 60 * now_s)
     more = 2 * active if now_s <= SIDE_BY_SIDE * before_s else active + max(1, active // 2)
-    return max(active, min(more, MAX_STREAMS, by_rate))
+    return max(active, min(more, MAX_STREAMS, rate_cap(now_s)))
+
+
+def probe_streams(structure_s: float, page_s: float) -> int:
+    """How many windows a far DS's copy starts with, from DS's round trips for the structure
+    and for the first page (out at once): `PROBE_STREAMS` when the page took it little more
+    than the structure (`PAGE_WORK`): its time is distance, and requests that travel do not
+    slow each other; two when a page costs it work (a wide form: its workers' CPU), whose
+    answers two at once may already slow. Never above DS's rate limit for round trips that long."""
+    if page_s - structure_s > PAGE_WORK * structure_s:
+        return 2
+    return max(2, min(PROBE_STREAMS, rate_cap(min(structure_s, page_s))))
+
+
+def rate_cap(round_trip_s: float) -> int:
+    """The most streams DS's limit allows (`RATE_MARGIN` of its `RATE_LIMIT` requests a
+    minute) when each answer takes `round_trip_s`."""
+    return math.floor(RATE_LIMIT * RATE_MARGIN / 60 * round_trip_s)
 
 
 def density_of(total: int, low: float, now: float) -> float:
