@@ -22,11 +22,13 @@ Every scenario runs in a fresh browser (one on-disk profile for the whole run) o
 document. Before the first, OTP copies the sample procedure once, untimed: Chromium's
 caches (the compiled WebAssembly of Pyodide and of grist-static's engine) are then as warm
 for the first scenario as for the others, OTP's as its floors', as for an agent who used the
-widget before (on a 2-core machine, the copy with latency took 25–27 s first in a cold
-profile, 19–20 s after the sample's; a copy of 500 dossiers first was not enough: 21.8 s).
+widget before (on a 2-core machine at 21:40–21:50 on 2026-12-07, the copy with latency took
+25–27 s first in a cold profile, 19–20 s after the sample's scenario, which opens the widget
+twice: Chromium keeps a script's compiled code from its second load on).
 The fake DS answers from threads at nice 10 (`FakeDSServer(nice=)`): a real DS's CPU is not
-on the agent's machine; this one would otherwise take the browser's cores (6 pages at once). Grist calls are counted in the host
-page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
+on the agent's machine; this one would otherwise take the browser's cores (6 pages at once).
+
+Grist calls are counted in the host page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
 bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
 answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
 the widget, its Pyodide worker and grist-static's own engine worker live there).
@@ -328,13 +330,16 @@ class Bench:
         self.table()
 
     def warm_up(self, pw) -> None:
-        """A full copy of the sample, untimed, in the run's profile (see the module)."""
-        t, ctx = time.perf_counter(), self.context(pw)
-        try:
-            host, _, _ = self.open(ctx, None, SAMPLE)
-            assert host.sync(timeout=600)["state"] == "done"
-        finally:
-            ctx.close()
+        """A full copy of the sample, untimed, in the run's profile, and the page opened again
+        (Chromium keeps a script's compiled code from its second load on) (see the module)."""
+        t = time.perf_counter()
+        for sync in (True, False):
+            ctx = self.context(pw)
+            try:
+                host, _, _ = self.open(ctx, None, SAMPLE)
+                assert not sync or host.sync(timeout=600)["state"] == "done"
+            finally:
+                ctx.close()
         print(f"warm-up: the sample copied once in the run's profile, untimed ({time.perf_counter() - t:.1f} s) [{load()}]",
               flush=True)
 
