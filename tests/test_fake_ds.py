@@ -413,23 +413,3 @@ def test_an_answer_leaves_while_another_query_runs():
             waited = time.monotonic() - started
             done.set()
         assert waited < 1.0, f"the answer waited {waited:.1f} s for the other query"
-
-
-def test_a_benchmark_s_fake_ds_answers_from_threads_that_yield_the_cores(store):
-    """`nice`: the threads that answer run at that niceness (DS's CPU is not the agent's); the
-    process's other threads keep theirs."""
-    import os
-    import threading
-
-    seen = []
-
-    def noted(record):
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        return True
-
-    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    with FakeDSServer(store, tokens={TOKEN: "all"}, nice=mine + 7) as fake:
-        fake.delay_next(0.0, match=noted)
-        status, _, _ = post(fake.url, "query { demarche(number: %d) { number } }" % PROC)
-    assert status == 200 and seen == [mine + 7]
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

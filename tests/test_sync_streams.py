@@ -39,6 +39,18 @@ def far(lab, seconds=0.3):
 
 
 @pytest.fixture
+def near(monkeypatch):
+    """DS's answers never say it is far (`FAR_S` out of reach), whatever the machine's load."""
+    monkeypatch.setattr(sync, "FAR_S", 5.0)
+
+
+@pytest.fixture
+def one_stream(monkeypatch):
+    """One sequential stream whatever the machine's load (`PARALLEL_FROM` out of reach)."""
+    monkeypatch.setattr(sync, "PARALLEL_FROM", 10_000)
+
+
+@pytest.fixture
 def evidence(monkeypatch):
     """The evidence the copy decides on, set by the test rather than measured (timings of a
     shared machine are not): the copy always waited for its pages, DS took 1 s for the
@@ -92,7 +104,7 @@ def windowed(lab):
     return [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") is None]
 
 
-def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch):
+def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch, one_stream):
     """Grist's work and OTP's run at once: the rows of page k+1 are built while the bundle of
     page k is applied (in Grist's own thread in the widget), not once it is written."""
     from py_core.grist.writer import Writer
@@ -104,7 +116,6 @@ def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch)
         return prepare(self, dossiers, schema)
 
     monkeypatch.setattr(Writer, "prepare", noted)
-    monkeypatch.setattr(sync, "PARALLEL_FROM", 10_000)  # one sequential stream, whatever the machine's load
     with Lab(dossiers=300) as lab:
         apply = lab.sink.apply
 
@@ -125,11 +136,10 @@ def test_a_page_s_rows_are_built_while_grist_writes_the_page_before(monkeypatch)
         assert events[:at].count("rows") == page + 2, events
 
 
-def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_meanwhile(monkeypatch):
+def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_meanwhile(near):
     """Page k+1's rows are built while page k is written: when page k widens a column (an
     integer beyond 2**53: a Text), page k+1 is planned against the widened type, not the one
     it was built with — one `ModifyColumn` to Text, the copy exact."""
-    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
     with Lab(dossiers=201) as lab:
         count = lab.descriptor("IntegerNumberChampDescriptor", "Nombre de bénéficiaires")
         for number in lab.ds_numbers()[:2]:  # modified last: the last of page 2, the one of page 3
@@ -149,8 +159,7 @@ def test_a_column_widened_by_one_page_is_not_widened_again_by_the_next_built_mea
         assert lab.column("champs", lab.col_id("champs", count["id"]))["type"] == "Text"
 
 
-def test_a_copy_slower_than_ds_is_paged_by_one_stream(monkeypatch):
-    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
+def test_a_copy_slower_than_ds_is_paged_by_one_stream(near):
     with Lab(dossiers=320) as lab:
         # Grist takes longer to write a page than DS to answer one (0.3–0.4 s on a busy machine)
         lab.sink.before_apply = lambda actions: time.sleep(1.0) if any(a[0] == "BulkAddRecord" for a in actions) else None
@@ -235,12 +244,11 @@ def slow_tables(lab, seconds: float) -> list[float]:
     return written
 
 
-def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower(monkeypatch):
+def test_a_first_page_read_while_the_tables_are_made_counts_as_waited_for_when_ds_was_slower(near):
     """DS answers the structure quickly but takes its time for each page (not far: busy). The
     first page comes while the copy makes its tables: it did not wait for it, but DS took
     longer to answer than the copy to write it, as it will for the next: two pages, not three,
     before the windows."""
-    monkeypatch.setattr(sync, "FAR_S", 5.0)  # the structure quick, whatever the machine's load
     with Lab(dossiers=900) as lab:
         received = slow_pages(lab, 0.6)
         slow_tables(lab, 1.0)
@@ -521,7 +529,7 @@ def test_the_client_never_sends_more_than_400_requests_a_minute():
     assert all(sent[i + 400] - sent[i] >= 60 - 1e-6 for i in range(len(sent) - 400))
 
 
-def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_itself_before_them(monkeypatch):
+def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_itself_before_them(one_stream):
     """A far DS's round trips are not paid one after the other: the first page goes out with
     the structure, the second as soon as the first came (while the tables are prepared). The
     copy is dated by DS's clock before either left (`Relire_depuis`: the next copy reads again
@@ -529,7 +537,6 @@ def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_
     from py_core.ds.dates import iso_second
     from py_core.grist.values import datetime_cell
     from py_core.jobs.copy_kind import SETTLE_S
-    monkeypatch.setattr(sync, "PARALLEL_FROM", 10_000)  # one sequential stream, whatever the machine's load
     with Lab(dossiers=300) as lab:
         far(lab, 0.3)
         written: list[float] = []
@@ -553,10 +560,9 @@ def test_a_full_copy_asks_for_its_first_pages_alongside_the_structure_and_dates_
         assert reread <= ds_clock_then - SETTLE_S, (iso_second(reread), iso_second(ds_clock_then))
 
 
-def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure(monkeypatch):
+def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure(near):
     """The lease carries an interrupted copy's checkpoint: no first page is asked for beside
     the structure; the copy goes on after the pages it wrote before."""
-    monkeypatch.setattr(sync, "FAR_S", 5.0)  # DS near (the structure quick), whatever the machine's load
     with Lab(dossiers=300) as lab:
         calls = {"n": 0}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import mimetypes
-import os
 import sys
 import threading
 import time
@@ -92,16 +91,13 @@ class FakeDSServer:
     (an iterable of ints) or ``"all"``. ``expired_tokens`` answer HTTP 401;
     ``read_only_tokens`` read, and are refused every mutation in its payload.
     ``latency``: seconds every GraphQL request waits before its answer (a DS far away; the
-    wait holds no lock, so concurrent requests overlap as on the real API). ``nice``: the
-    niceness of the threads that answer them (a benchmark: a real DS's CPU is not on the
-    agent's machine; this one yields the cores to the browser when both want them).
+    wait holds no lock, so concurrent requests overlap as on the real API).
     """
 
     def __init__(self, store: FakeDSStore, tokens: Mapping[str, Iterable[int] | str] | None = None,
                  expired_tokens: Iterable[str] = (), read_only_tokens: Iterable[str] = (), cors: bool = True, port: int = 0,
-                 host: str = "127.0.0.1", latency: float = 0.0, nice: int = 0):
+                 host: str = "127.0.0.1", latency: float = 0.0):
         self.store = store
-        self.nice = nice
         self.latency = latency  # seconds every GraphQL answer waits (a distant DS); settable
         self.tokens = {t: (v if v == "all" else frozenset(v)) for t, v in (tokens or {}).items()}
         self.expired_tokens = set(expired_tokens)
@@ -403,8 +399,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if self._public():
             return
-        if self.fake.nice:  # this request's thread only (Linux: a thread has its own niceness)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.fake.nice)
         delay, respond = self.fake.answer(self.path, self.headers.get("Authorization"), self._read_body())
         if delay:
             time.sleep(delay)

@@ -25,10 +25,11 @@ for the first scenario as for the others, OTP's as its floors', as for an agent 
 widget before (on a 2-core machine at 21:40–21:50 on 2026-12-07, the copy with latency took
 25–27 s first in a cold profile, 19–20 s after the sample's scenario, which opens the widget
 twice: Chromium keeps a script's compiled code from its second load on).
-With latency, the fake DS answers from threads at nice 10 (`FakeDSServer(nice=)`): a far
-DS's CPU is not on the agent's machine; this one would otherwise take the browser's cores (6
-pages at once). Without latency its CPU is DS's whole time, and it runs as the browser does
-(niced, the honest floor waited 7.1 s for its pages in one run, 3.8 s in an earlier one).
+The fake DS builds its pages on the same 2 cores as the browser (a far DS's CPU is not on
+the agent's machine): tried at nice 10 with latency and dropped. A niced fake builds a
+sequential reader's next page after the reader's write, as a real DS would not (the honest
+floor took 62–64 s, against 56–59 s in earlier runs on a faster machine: not conclusive,
+but that rig can flatter OTP's ratio).
 
 Grist calls are counted in the host page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
 bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
@@ -66,7 +67,6 @@ from tests.e2e.harness import CHROMIUM, CHROMIUM_FLAGS, Host, ensure_built, find
 
 TOKEN = "jeton-benchmark"
 SAMPLE, WIDE, SKEWED = 4242, 5300, 4343
-NICE = 10  # the fake DS's answering threads, in the scenarios with latency (see the module)
 FLOOR_PATH = "/bench/floor/"
 HERE = Path(__file__).resolve().parent
 
@@ -356,12 +356,12 @@ class Bench:
                 ("skewed", SKEWED, f"{label}, 80 % in one state", True, args.latency)):
             if name not in only:
                 continue
-            ds.latency, ds.nice = latency, NICE if latency else 0
+            ds.latency = latency
             suffix = ll if latency else ""
             self.otp_scenario(pw, number, work, resyncs=resyncs, latency_label=suffix)
             self.floor_scenario(pw, number, work, latency_label=suffix,
                                 floors=[f for f in self.floors if not latency or f != "waiting" or args.waiting_latency])
-            ds.latency, ds.nice = 0, 0
+            ds.latency = 0
 
     def table(self) -> None:
         print()
