@@ -26,10 +26,9 @@ widget before (on a 2-core machine at 21:40–21:50 on 2026-12-07, the copy with
 25–27 s first in a cold profile, 19–20 s after the sample's scenario, which opens the widget
 twice: Chromium keeps a script's compiled code from its second load on).
 The fake DS builds its pages on the same 2 cores as the browser (a far DS's CPU is not on
-the agent's machine): tried at nice 10 with latency and dropped. A niced fake builds a
-sequential reader's next page after the reader's write, as a real DS would not (the honest
-floor took 62–64 s, against 56–59 s in earlier runs on a faster machine: not conclusive,
-but that rig can flatter OTP's ratio).
+the agent's machine): tried at nice 10 with latency (2026-12-07 night) and dropped, since it
+changed nothing this machine's noise lets one see: the honest floor took 62–64 s niced or
+not, OTP 18.8–28.1 s niced, 24.0–24.8 s not.
 
 Grist calls are counted in the host page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
 bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
