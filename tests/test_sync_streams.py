@@ -577,3 +577,35 @@ def test_a_copy_that_resumes_asks_for_no_first_page_beside_the_structure(near):
         lab.assert_copy_exact()
         resumed = [r for r in dossier_requests(lab) if (r.variables or {}).get("updatedSince") == "1970-01-01T00:00:00Z"]
         assert resumed and all(r.variables.get("after") for r in resumed), "after the pages written before"
+
+
+def test_a_copy_that_fails_while_its_probe_s_windows_are_out_stops_them_and_is_copied_next_time(monkeypatch):
+    """Grist refuses the tables while the four windows of a far DS are out: the copy stops
+    with its French message, its windows are stopped by the copy itself (in the widget the
+    loop goes on: nothing else would stop them), and the next copy is exact."""
+    started = []
+    enter = streams.WindowStreams.__aenter__
+
+    async def noted(self):
+        started.append(self)
+        return await enter(self)
+    monkeypatch.setattr(streams.WindowStreams, "__aenter__", noted)
+    with Lab(dossiers=900) as lab:
+        far(lab, 0.8)
+        apply = lab.sink.apply
+
+        async def refusing(actions):
+            if any(a[0] == "AddTable" and a[1] == f"D{lab.number}_Dossiers" for a in actions):
+                await asyncio.sleep(1.2)  # the windows went out meanwhile
+                raise errors.grist_write_failed("Grist refuse", [f"D{lab.number}_Dossiers"])  # as the widget's bridge does
+            return await apply(actions)
+
+        lab.sink.apply = refusing
+        with pytest.raises(errors.OTPError) as caught:
+            lab.sync()
+        assert "Grist" in caught.value.message_fr
+        assert len(windowed(lab)) >= 4, "the probe's windows were out"
+        assert started and all(w.closed for w in started), "every window stream stopped by the copy"
+        lab.sink.apply = apply
+        lab.sync()
+        lab.assert_copy_exact()

@@ -30,9 +30,9 @@ the agent's machine): tried at nice 10 with latency (2026-12-07 night) and dropp
 changed nothing this machine's noise lets one see: the honest floor took 62–64 s niced or
 not, OTP 18.8–28.1 s niced, 24.0–24.8 s not.
 
-Grist calls are counted in the host page, on the document's `docComm` (what `grist.docApi` calls end in): `applyUserActions`
-bundles, how many touch data tables (« writes »), `fetchTable`s, and the time Grist took to
-answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
+Grist calls are counted in the host page, on the document's `docComm` (what `grist.docApi`
+calls end in): `applyUserActions` bundles, how many touch data tables (« writes »),
+`fetchTable`s, and the time Grist took to answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
 the widget, its Pyodide worker and grist-static's own engine worker live there).
 
 `--timeline` prints when each of OTP's pages of dossiers was asked and answered (seconds from
