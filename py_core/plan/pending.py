@@ -79,6 +79,11 @@ def hold_pending(table_map: TableMap, index: TableIndex, rows: list[Row]) -> lis
 def held_row(row: Row, held: dict[str, Any] | None, cols: dict[str, str], base_col: str, written: set[str]) -> Row:
     """One row (see `hold_pending`): `held` is the row the document has ({col id: cell}), if any;
     a column whose col id is None has no pending edit (made at this sync)."""
+    if held is not None:  # the common case first: DS's values are the cells and their base, nothing pending
+        cell = base_cell({key: row.get(key) for key in cols})
+        if held.get(base_col) == cell and all(col is None or same_cell(held.get(col), row.get(key))
+                                              for key, col in cols.items()):
+            return {**row, BASE: cell}
     stored = Base.read(held.get(base_col)) if held else Base()
     base, ds, out = {}, {}, dict(row)
     for key, col in cols.items():
@@ -95,5 +100,24 @@ def held_row(row: Row, held: dict[str, Any] | None, cols: dict[str, str], base_c
             base[key] = old
             if not same_cell(value, old):
                 ds[key] = value  # both changed it: a conflict
-    out[BASE] = Base(base, ds).cell()
+    out[BASE] = base_cell(base) if not ds else Base(base, ds).cell()
     return out
+
+
+_CELLS: dict[tuple, str] = {}  # the `BASE` cells of the values seen last: a page's rows share few (labels)
+_CELLS_KEPT = 1024
+
+
+def base_cell(base: dict[str, Any]) -> str:
+    """`Base(base).cell()`, kept for the values seen last (rows without a pending edit and
+    with the same values, as most dossiers' labels, share their base's text)."""
+    try:
+        key = tuple((k, type(v), tuple(v) if isinstance(v, list) else v) for k, v in base.items())
+        cell = _CELLS.get(key)
+    except TypeError:  # a value that cannot be a key (a list of lists): written out
+        return Base(base).cell()
+    if cell is None:
+        if len(_CELLS) >= _CELLS_KEPT:
+            _CELLS.clear()
+        cell = _CELLS[key] = Base(base).cell()
+    return cell
