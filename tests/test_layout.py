@@ -7,14 +7,15 @@ the tests hold as they are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from py_core.grist.document import load_state
-from py_core.grist.meta import meta_table_actions
+from py_core.grist.meta import JOURNALS, META_TABLES, meta_table_actions
 from py_core import errors
-from py_core.grist.layout import CHARTS_PENDING, DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
+from py_core.grist.layout import CHARTS_PENDING, DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out, load_layout
 from py_core.plan.registry import plan_schema, refresh_maps
 from py_core.plan.schema import build_schema
 from tests.grist_engine import engine_missing
@@ -324,3 +325,33 @@ def test_a_copy_stopped_between_the_charts_and_their_arrangement_never_makes_the
         lab.sync()
         assert len(chart_sections(lab.sink)) == 4, "made once: untitled, never twice"
         lab.assert_copy_exact()
+
+
+class CountingReads:
+    """The lab's document, its reads counted while they are out (each lets the others run, as a
+    read through the widget's bridge does)."""
+
+    def __init__(self, sink):
+        self.sink, self.out, self.most, self.reads = sink, 0, 0, 0
+
+    async def fetch_table(self, table_id: str):
+        self.out += 1
+        self.reads += 1
+        self.most = max(self.most, self.out)
+        try:
+            await asyncio.sleep(0)
+            return await self.sink.fetch_table(table_id)
+        finally:
+            self.out -= 1
+
+
+def test_the_document_s_state_and_pages_are_read_in_one_round_trip_each():
+    """In the widget a read crosses the worker's bridge and back: a copy reads the document's
+    state and pages several times, each time every table at once (Grist's own, then OTP's)."""
+    own = [name for name in META_TABLES if name not in JOURNALS]  # OTP's tables a job reads
+    with Lab(dossiers=3) as lab:
+        lab.sync()
+        for load, reads_, at_once in ((load_state, 3 + len(own), max(3, len(own))), (load_layout, 5, 5)):
+            reads = CountingReads(lab.sink)
+            run(load(reads))
+            assert (reads.reads, reads.most) == (reads_, at_once), load.__name__

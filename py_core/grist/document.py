@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from .meta import JOURNALS, META_TABLES, DocState, GristColumn, meta_race_repairs, meta_table_actions, parse_options
 from .sink import GristSink, records
 
 
 async def load_state(sink: GristSink) -> DocState:
-    tables = records(await sink.fetch_table("_grist_Tables"))
-    columns = records(await sink.fetch_table("_grist_Tables_column"))
-    info = records(await sink.fetch_table("_grist_DocInfo"))
+    """Grist's tables and columns, the document's timezone and OTP's own tables (all asked at
+    once: in the widget each read is a round trip through the worker's bridge)."""
+    tables, columns, info = (records(t) for t in await asyncio.gather(
+        sink.fetch_table("_grist_Tables"), sink.fetch_table("_grist_Tables_column"), sink.fetch_table("_grist_DocInfo")))
     timezone = (info[0].get("timezone") if info else None) or "Europe/Paris"
     state = DocState(
         tables={t["id"]: t["tableId"] for t in tables if t.get("tableId")},
@@ -28,9 +31,9 @@ async def load_state(sink: GristSink) -> DocState:
         },
         timezone=timezone,
     )
-    for name in META_TABLES:
-        if name not in JOURNALS and state.table_ref(name) is not None:
-            state.meta[name] = records(await sink.fetch_table(name))
+    names = [name for name in META_TABLES if name not in JOURNALS and state.table_ref(name) is not None]
+    for name, table in zip(names, await asyncio.gather(*(sink.fetch_table(name) for name in names))):
+        state.meta[name] = records(table)
     return state
 
 

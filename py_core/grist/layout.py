@@ -26,6 +26,7 @@ with the flag cleared, then their titles and arrangement), never twice for the s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -93,8 +94,11 @@ async def load_layout(sink: GristSink) -> Layout:
     async def by_id(table_id: str) -> dict[int, dict[str, Any]]:
         return {r["id"]: r for r in records(await sink.fetch_table(table_id))}
 
-    return Layout(await by_id("_grist_Tables"), await by_id("_grist_Views"), await by_id("_grist_Views_section"),
-                  await by_id("_grist_Views_section_field"), records(await sink.fetch_table("_grist_Pages")))
+    # all asked at once (in the widget each read is a round trip through the worker's bridge)
+    tables, views, sections, fields, pages = await asyncio.gather(
+        by_id("_grist_Tables"), by_id("_grist_Views"), by_id("_grist_Views_section"),
+        by_id("_grist_Views_section_field"), sink.fetch_table("_grist_Pages"))
+    return Layout(tables, views, sections, fields, records(pages))
 
 
 def wants_layout(state: DocState, number: int) -> bool:
