@@ -5,7 +5,7 @@ import json
 from py_core.grist.meta import DocState, GristColumn
 from py_core.ds.models import Structure
 from py_core.plan.diff import TableIndex, plan_rows, record_written
-from py_core.plan.registry import plan_schema
+from py_core.plan.registry import bulk_updates, plan_schema
 from py_core.plan.schema import build_schema
 
 
@@ -238,3 +238,16 @@ def test_a_files_champ_is_named_by_the_form_not_by_the_dossier():
     rows = dossier_rows(dossier, schema)["fichiers"]
     assert [(r["champ_cle"], r["numero_fichier"], r["champ"]) for r in rows] == [
         ("pj", 1, "Justificatif"), ("pj", 2, "Justificatif"), ("devis|r1", 1, "Travaux › Devis")]
+
+
+def test_row_updates_go_as_one_bulk_action_per_table_and_columns():
+    """A column's registration after its table was made updates 150 rows: one action for Grist."""
+    updates = [("OTP_Colonnes", 3, {"Col_ref": 30, "Col_id": "A"}), ("OTP_Tables", 1, {"Table_ref": 7}),
+               ("OTP_Colonnes", 5, {"Col_ref": 50, "Col_id": "B"}), ("OTP_Colonnes", 9, {"Dans_le_formulaire": False}),
+               ("OTP_Colonnes", 4, {"Col_ref": 40, "Col_id": "C"})]
+    assert bulk_updates(updates) == [
+        ["BulkUpdateRecord", "OTP_Colonnes", [3, 5, 4], {"Col_ref": [30, 50, 40], "Col_id": ["A", "B", "C"]}],
+        ["BulkUpdateRecord", "OTP_Tables", [1], {"Table_ref": [7]}],
+        ["BulkUpdateRecord", "OTP_Colonnes", [9], {"Dans_le_formulaire": [False]}],
+    ]
+    assert bulk_updates([]) == []

@@ -366,8 +366,7 @@ async def lay_out(sink: GristSink, state: DocState, number: int, maps: dict[str,
     second, roles = plan_sections(state, maps, pages)
     results = await sink.apply(second)
     created = {role: r["sectionRef"] for role, r in zip(roles, results)}
-    state = await load_state(sink)
-    layout = await load_layout(sink)
+    state, layout = await asyncio.gather(load_state(sink), load_layout(sink))
     await sink.apply(plan_arrangement(state, maps, layout, pages, created))
     return state
 
@@ -388,5 +387,5 @@ async def make_charts(sink: GristSink, state: DocState, number: int, maps: dict[
     results = await sink.apply([*charts, cleared])
     if charts:
         created = {role: r["sectionRef"] for role, r in zip(roles, results)}
-        state = await load_state(sink)
-        await sink.apply(plan_chart_arrangement(state, maps, await load_layout(sink), view, created))
+        state, layout = await asyncio.gather(load_state(sink), load_layout(sink))
+        await sink.apply(plan_chart_arrangement(state, maps, layout, view, created))

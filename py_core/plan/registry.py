@@ -274,6 +274,7 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap],
     (`typed`); a type an agent chose, even one that happens to be OTP's wish, stays theirs."""
     number = schema.number
     actions: list[Action] = []
+    updates: list[tuple[str, int, dict[str, Any]]] = []
     table_rows = {r["Cle"]: r for r in state.meta.get("OTP_Tables", []) if r.get("Demarche") == number}
     table_ids = {k: m.table_id for k, m in maps.items()}
     for key, table_map in maps.items():
@@ -282,7 +283,7 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap],
         if row is None:
             actions.append(["AddRecord", "OTP_Tables", None, {"Demarche": number, "Cle": key, **record}])
         elif any(row.get(k) != v for k, v in record.items()):
-            actions.append(["UpdateRecord", "OTP_Tables", row["id"], record])
+            updates.append(("OTP_Tables", row["id"], record))
     raw = {r["id"]: r for r in state.meta.get("OTP_Colonnes", [])}
     registered = {(r["Table_ref"], r["Cle"]): r for r in state.registered_columns(number)}
     adds: list[dict[str, Any]] = []
@@ -303,15 +304,27 @@ def plan_registry(state: DocState, schema: Schema, maps: dict[str, TableMap],
             if row is None:
                 adds.append({"Demarche": number, "Cle": column.key, **record})
             elif any(raw[row["id"]].get(k) != v for k, v in record.items()):
-                actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], record])
+                updates.append(("OTP_Colonnes", row["id"], record))
     planned = {ref for ref, _ in wanted_keys}  # the copy and the prefill table each mark only their own tables
     for (table_ref, col_key), row in registered.items():
         if table_ref in planned and (table_ref, col_key) not in wanted_keys and row.get("Dans_le_formulaire"):
-            actions.append(["UpdateRecord", "OTP_Colonnes", row["id"], {"Dans_le_formulaire": False}])
+            updates.append(("OTP_Colonnes", row["id"], {"Dans_le_formulaire": False}))
+    actions += bulk_updates(updates)
     if adds:
         names = list(adds[0])
         actions.append(["BulkAddRecord", "OTP_Colonnes", [None] * len(adds), {n: [a[n] for a in adds] for n in names}])
     return actions
+
+
+def bulk_updates(updates: list[tuple[str, int, dict[str, Any]]]) -> list[Action]:
+    """Row updates `(table id, row id, record)` as one `BulkUpdateRecord` per table and set of
+    columns, in the order first met (Grist handles a bundle's actions one by one: a column's
+    registration after a table's creation is 150 updates otherwise)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
+    for table_id, row_id, record in updates:
+        groups.setdefault((table_id, tuple(record)), []).append((row_id, record))
+    return [["BulkUpdateRecord", table_id, [row_id for row_id, _ in rows], {c: [r[c] for _, r in rows] for c in cols}]
+            for (table_id, cols), rows in groups.items()]
 
 
 def column_types(state: DocState, maps: dict[str, TableMap]) -> dict[str, dict[str, str]]:
