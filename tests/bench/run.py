@@ -35,6 +35,8 @@ calls end in): `applyUserActions` bundles, how many touch data tables (« writes
 `fetchTable`s, and the time Grist took to answer them. Peak memory is the peak RSS (VmHWM) of the page's renderer process (the page,
 the widget, its Pyodide worker and grist-static's own engine worker live there).
 
+`--calls` prints, for OTP's full syncs, every Grist call but the pages' bundles (the tables, the
+layout, the charts) with its time, the reads grouped as they went out.
 `--timeline` prints when each of OTP's pages of dossiers was asked and answered (seconds from
 the click, the deposit date its window starts at); every OTP line gives how long the copy
 waited for its pages (`SyncResult.waited_s`).
@@ -76,21 +78,26 @@ COUNT_CALLS = """() => {
   const dataAction = (a) => Array.isArray(a) && typeof a[1] === 'string' && !a[1].startsWith('_grist')
                             && !a[1].startsWith('OTP_') && /Record|Table|Column/.test(a[0]);
   const apply = comm.applyUserActions.bind(comm), fetch = comm.fetchTable.bind(comm);
+  stats.log = [];  // every call: [kind, start ms, duration ms, actions, first action]
   comm.applyUserActions = async (actions, ...rest) => {
     const t = performance.now();
+    const entry = ['apply', t, 0, actions.length, String(actions[0] && actions[0][0]) + ' ' + String(actions[0] && actions[0][1])];
+    stats.log.push(entry);
     stats.applies++; stats.actions += actions.length;
     if (actions.some(dataAction)) stats.writes++;
-    try { return await apply(actions, ...rest); } finally { stats.gristMs += performance.now() - t; }
+    try { return await apply(actions, ...rest); } finally { entry[2] = performance.now() - t; stats.gristMs += entry[2]; }
   };
   comm.fetchTable = async (...args) => {
     const t = performance.now();
     stats.fetches++;
-    try { return await fetch(...args); } finally { stats.fetchMs += performance.now() - t; }
+    const entry = ['fetch', t, 0, 0, String(args[0])];
+    stats.log.push(entry);
+    try { return await fetch(...args); } finally { entry[2] = performance.now() - t; stats.fetchMs += entry[2]; }
   };
   comm.__otpBench = stats;
 }"""
 READ_CALLS = "() => { const s = otpHost.gristDoc().docComm.__otpBench; const out = {...s}; " \
-             "for (const k in s) s[k] = 0; return out; }"
+             "for (const k in s) s[k] = 0; s.log = []; return out; }"
 
 
 @dataclass
@@ -201,7 +208,26 @@ class Bench:
         return host, frame, opened
 
     def calls(self, host) -> dict:
+        """Grist's calls since the last reading (their `log`: `--calls`)."""
         return host.page.evaluate(READ_CALLS)
+
+    def call_lines(self, work: str, log: list) -> None:
+        """`--calls`: Grist's calls of a full sync other than the pages' (ms from the first):
+        a bundle's time and first action, the reads grouped as they went out."""
+        if not log:
+            return
+        t0, out, reads = log[0][1], [], []
+        for kind, start, ms, count, first in log + [["end", 0, 0, 0, ""]]:
+            if kind != "fetch" and reads:
+                out.append(f"{len(reads)} read{'s' * (len(reads) > 1)} {max(reads):.0f} ms")
+                reads = []
+            if kind == "fetch":
+                reads.append(ms)
+            elif kind == "apply" and not first.startswith("BulkAddRecord"):
+                out.append(f"@{start - t0:.0f} {first} ({count} actions) {ms:.0f} ms")
+        pages = [ms for kind, _, ms, _, first in log if kind == "apply" and first.startswith("BulkAddRecord")]
+        self.extra.append(f"{work}: Grist's calls but the pages' ({len(pages)} bundles, {sum(pages) / 1000:.1f} s): "
+                          + "; ".join(out))
 
     def record(self, work, who, seconds, requests, calls, note="", heap_mb=None):
         figure = Figure(work, who, seconds, requests, calls, note, heap_mb, self.run_index, load())
@@ -243,7 +269,11 @@ class Bench:
         marks = [(t, m) for t, m in phases] + [(round(elapsed * 1000), "fin")]
         steps = "; ".join(f"{m.rstrip('…')[:40]} {(marks[i + 1][0] - t) / 1000:.1f} s" for i, (t, m) in enumerate(marks[:-1]))
         self.extra.append(f"{work}: where the time goes (from the click): {marks[0][0] / 1000:.1f} s to the first phase; {steps}")
-        self.record(work, "OTP", elapsed, len(self.ds.requests) - before, self.calls(host),
+        calls = self.calls(host)
+        log = calls.pop("log", [])
+        if self.args.calls and work.startswith("full sync"):
+            self.call_lines(work, log)
+        self.record(work, "OTP", elapsed, len(self.ds.requests) - before, calls,
                     f"— {summary['added']} ajoutés, {summary['updated']} mis à jour, {summary['fetched']} reçus; "
                     f"DS: {dict(kinds)}, the fake DS busy {ds_busy:.1f} s; the copy waited for its pages "
                     f"{summary.get('waited_s', 0):.1f} s; windows of deposit date: {len(windows)}; {out}",
@@ -302,8 +332,9 @@ class Bench:
                     "endpoint": self.ds.url, "token": TOKEN, "number": number, "prefetch": who == "honest",
                     "query": document("dossiers"), "operationName": "otpDossiers"})
                 elapsed = time.perf_counter() - t
+                calls = {k: v for k, v in self.calls(host).items() if k != "log"}
                 self.record(f"full sync, {label}{latency_label}", who, elapsed, len(self.ds.requests) - before,
-                            self.calls(host), f"— {out['rows']} rows; waiting for DS {out['dsMs'] / 1000:.1f} s, "
+                            calls, f"— {out['rows']} rows; waiting for DS {out['dsMs'] / 1000:.1f} s, "
                             f"building rows {out['buildMs'] / 1000:.1f} s, for Grist {out['writeMs'] / 1000:.1f} s")
                 self.extra.append(f"{who} floor {label}{latency_label} (run {self.run_index + 1}): "
                                   f"renderer peak RSS {renderer_peak_mb(self.profile):.0f} MB")
@@ -420,6 +451,8 @@ def main() -> None:
                         help="run the waiting floor with latency too (it adds a DS round trip to every page: ~100 s)")
     parser.add_argument("--runs", type=int, default=1, help="run every scenario this many times")
     parser.add_argument("--timeline", action="store_true", help="print when OTP's pages were asked and answered")
+    parser.add_argument("--calls", action="store_true",
+                        help="print Grist's calls of OTP's full syncs other than the pages' (the tables, the layout, the charts)")
     parser.add_argument("--threads", action="store_true",
                         help="trace OTP's full syncs: CPU busy by thread (`tests/bench/threads.py`; the trace costs ~10 %%)")
     Bench(parser.parse_args()).run()
