@@ -4,65 +4,21 @@ The template (demo/template/OTP-modele.grist) opens with its widget (pointed at 
 by the host page); the widget syncs the fake DS; the pages « Dossiers », « Tableau de bord »,
 « Historique des synchronisations » are in Grist's page list and show their widgets.
 Screenshots of each page go to $OTP_SCREENSHOTS_LAYOUT (default /tmp/otp-screenshots-layout).
-
-Until the sync lays out the pages itself (py_core.layout.lay_out, hooked in the sync), the
-test lays them out through the page's Grist as the hook would; once hooked that is a no-op.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from harness import TOKEN
-from py_core.grist.document import load_state
-from py_core.ds.client import DSClient
-from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE, lay_out
-from py_core.plan.registry import plan_schema, refresh_maps
-from py_core.plan.schema import build_schema
-from py_core.ds.transport import UrllibTransport
+from py_core.grist.layout import DASHBOARD_PAGE, DOSSIERS_PAGE, HISTORY_PAGE
 
 NUMBER = 24680
 TEMPLATE = "/template/OTP-modele.grist"
 SHOTS = Path(os.environ.get("OTP_SCREENSHOTS_LAYOUT", "/tmp/otp-screenshots-layout"))
-
-
-class PageSink:
-    """The page's Grist as a GristSink (synchronous underneath: see `drive`)."""
-
-    def __init__(self, host):
-        self.host = host
-
-    async def fetch_table(self, table_id):
-        return self.host.fetch_table(table_id)
-
-    async def apply(self, actions):
-        return self.host.apply_user_actions(actions) if actions else []
-
-
-def drive(coroutine):
-    """Run a coroutine that never really waits (Playwright's sync API owns this thread's loop)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    raise RuntimeError("the coroutine waited on something")
-
-
-def lay_out_in_page(host, endpoint):
-    with ThreadPoolExecutor(1) as pool:  # DS read in a thread with its own event loop
-        client = DSClient(endpoint, TOKEN, UrllibTransport(timeout=10))
-        structure = pool.submit(asyncio.run, client.structure(NUMBER)).result()
-    sink = PageSink(host)
-    state = drive(load_state(sink))
-    schema = build_schema(structure, timezone=state.timezone, ds_base=endpoint)
-    plan = plan_schema(state, schema)
-    assert not plan.actions, "the sync made every table and column"
-    drive(lay_out(sink, state, NUMBER, refresh_maps(state, schema, plan.maps), title=structure.title))
 
 
 def page_names(page) -> list[str]:
@@ -89,7 +45,6 @@ def test_template_first_sync_pages(open_host, ds):
 
     done = host.sync()
     assert done["state"] == "done", done
-    lay_out_in_page(host, ds.url)  # no-op once the sync lays out itself
     page.wait_for_timeout(1000)
     names = page_names(page)
     assert names == ["One Trick Pony", DOSSIERS_PAGE, DASHBOARD_PAGE, HISTORY_PAGE], names
